@@ -1,0 +1,119 @@
+# ropekit: make | make test | make asan | make bench | make install PREFIX=... | make clean
+# GNU make. Objects go to $(BUILD) (out of tree). Missing Debian packages are installed first
+# (scripts/ensure-deps.sh: apt-get as root or via sudo, else it stops with the exact apt line).
+
+BUILD   ?= build
+OPT     ?= -O2 -g
+SAN     ?=
+PREFIX  ?= /usr/local
+# A test binary may add arguments (cmocka group filter etc.) through this.
+TEST_ENV ?=
+
+# ---- dependencies: checked (and installed if missing) before anything else is read ----------
+NODEPS_GOALS := clean help
+ifneq ($(filter-out $(NODEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
+ifndef RK_DEPS_DONE
+DEPS_STATUS := $(shell sh scripts/ensure-deps.sh 1>&2 && echo ok)
+ifneq ($(DEPS_STATUS),ok)
+$(error missing dependencies (see the message above))
+endif
+export RK_DEPS_DONE := 1
+endif
+endif
+
+LIB_PKGS  := fftw3 fftw3f gsl openblas
+TEST_PKGS := cmocka
+
+WARN     := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wvla -Wformat=2 -Wno-format-nonliteral
+# -std=c11 (not gnu11) keeps GCC from contracting a*b+c into FMA: the same bits on every build.
+CPPFLAGS += -Ilib -D_POSIX_C_SOURCE=200809L -MMD -MP
+PKG_CFLAGS := $(shell pkg-config --cflags $(LIB_PKGS) 2>/dev/null)
+# GSL's pkg-config adds its own -lgslcblas: drop it so OpenBLAS is the one CBLAS linked.
+PKG_LIBS   := $(filter-out -lgslcblas,$(shell pkg-config --libs $(LIB_PKGS) 2>/dev/null))
+TEST_LIBS  := $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+CFLAGS   += -std=c11 $(OPT) $(WARN) $(SAN) -fopenmp -fPIC $(PKG_CFLAGS)
+LDFLAGS  += $(SAN) -fopenmp
+LDLIBS   += $(PKG_LIBS) -lm
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+LIB_A    := $(BUILD)/libropekit.a
+LIB_SO   := $(BUILD)/libropekit.so
+CLI      := $(BUILD)/ropekit
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard experiments/*.c))
+BENCH    := $(BUILD)/ropekit-bench
+BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
+TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
+TEST_AUX := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
+
+.PHONY: all test asan bench install clean help
+.SECONDARY:
+.DELETE_ON_ERROR:
+
+all: $(LIB_A) $(LIB_SO) $(CLI)
+
+help:
+	@echo "make           build $(LIB_A), $(LIB_SO), $(CLI)"
+	@echo "make test      build and run the cmocka suite"
+	@echo "make asan      the suite under AddressSanitizer + UndefinedBehaviorSanitizer"
+	@echo "make bench     benchmarks (figures, not pass/fail)"
+	@echo "make install PREFIX=/usr/local"
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+$(LIB_SO): $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(CLI): $(CLI_OBJ) $(LIB_A)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BENCH): $(BENCH_OBJ) $(LIB_A)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
+	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
+# Tests that drive the command line find it here.
+$(BUILD)/tests/test_cli.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
+$(BUILD)/tests/test_cli: $(CLI)
+
+# Runs every test binary (each a cmocka group), then one closing line with the totals.
+test: $(TEST_BIN) $(CLI)
+	@mkdir -p $(BUILD)/log; fail=0; \
+	for t in $(TEST_BIN); do \
+	  echo "== $$t"; \
+	  $(TEST_ENV) $$t > $(BUILD)/log/$$(basename $$t).log 2>&1; rc=$$?; \
+	  cat $(BUILD)/log/$$(basename $$t).log; \
+	  [ $$rc -eq 0 ] || { echo "!! $$t exited $$rc"; fail=1; }; \
+	done; \
+	cat $(BUILD)/log/*.log | awk '/^\[  PASSED  \]/ {p += $$4} /^\[  FAILED  \] [0-9]+ test/ {f += $$4} \
+	  END {printf "tests: %d passed, %d failed\n", p, f}'; \
+	exit $$fail
+
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1" test
+
+bench: $(BENCH)
+	$(BENCH)
+
+$(BUILD)/ropekit.pc: lib/ropekit.h Makefile
+	@mkdir -p $(@D)
+	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ropekit\nDescription: RoPE and attention kernels (softmax, FAVOR+, linear)\nVersion: %s\nRequires.private: $(LIB_PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lropekit\nLibs.private: -fopenmp -lm\n' \
+	  '$(PREFIX)' "$$(sed -n 's/^#define RK_VERSION "\(.*\)"/\1/p' lib/ropekit.h)" > $@
+
+install: all $(BUILD)/ropekit.pc
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 lib/ropekit.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/ropekit.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TEST_AUX:.o=.d) $(TEST_BIN:=.d)

@@ -1,0 +1,46 @@
+/* Internals shared by the lib/ sources. Not installed; every symbol is rk__ or static inline. */
+#ifndef RK_INTERNAL_H
+#define RK_INTERNAL_H
+
+#include "ropekit.h"
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RK_PI 3.14159265358979323846
+
+/* Record a failure (code + printf-style detail, kept per thread for rk_last_error) and
+ * return the code: `return rk__fail(RK_EDIM, "q has %zu columns, plan has d = %zu", ...)`.
+ * One function to break on in a debugger (GSL's gsl_error idea). */
+int rk__fail(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+#define RK_FAIL(code, ...) return rk__fail((code), __VA_ARGS__)
+void rk__clear_error(void);
+
+/* Overflow-checked size arithmetic: 0 on success, nonzero if a*b (a+b) overflows size_t. */
+static inline int rk__mul(size_t a, size_t b, size_t *out)
+{ return __builtin_mul_overflow(a, b, out); }
+static inline int rk__add(size_t a, size_t b, size_t *out)
+{ return __builtin_add_overflow(a, b, out); }
+/* Byte count of n elements of size elt, checked; also refuses counts > PTRDIFF_MAX. */
+static inline int rk__bytes(size_t n, size_t elt, size_t *out)
+{ return rk__mul(n, elt, out) || *out > (size_t)PTRDIFF_MAX; }
+/* Sizes handed to CBLAS / FFTW must fit an int. */
+static inline int rk__fits_int(size_t n) { return n <= (size_t)INT_MAX; }
+
+/* 64-byte aligned, zero-filled allocation of `bytes` (rounded up to 64 as C11 requires).
+ * NULL on failure or bytes == 0 overflow. Free with rk__free. Test builds can make it fail
+ * on the k-th call (rk__alloc_fail_after) to prove every error path frees what it took. */
+void *rk__alloc(size_t bytes);
+void  rk__free(void *p);
+void  rk__alloc_fail_after(long n);   /* -1: never fail (default); n: the (n+1)-th call fails */
+
+/* Validate a view: data non-NULL when non-empty, ld >= cols, rows*ld fits. `name` is used in
+ * the message ("q", "k", ...). Returns RK_OK or RK_EDIM/RK_EINVAL with the message set. */
+int rk__check_view(const char *name, const void *data, size_t rows, size_t cols, size_t ld,
+                   size_t want_rows, size_t want_cols);
+
+#endif
