@@ -6,6 +6,10 @@
 #include <string.h>
 #include <gsl/gsl_randist.h>
 
+/* cmocka 1.1.5 has no fail-with-message-at-line: print, then fail at the caller's line. */
+#define _fail_msg_line(file, line, ...) do { print_error("ERROR: " __VA_ARGS__); \
+        print_error("\n"); _fail((file), (line)); } while (0)
+
 void rk_check_allclose(const double *got, const double *want, size_t n, double rtol,
                        double atol, const char *what, const char *file, int line)
 {
