@@ -188,6 +188,21 @@ RK_NODISCARD int rk_attn_execute(rk_attn *p, const rk_mat *q, const rk_mat *k,
 RK_NODISCARD int rk_attn_execute_d(rk_attn *p, const rk_matd *q, const rk_matd *k,
                                    const rk_matd *v, rk_matd *out, size_t kv_len);
 
+/* Performer / linear attention extras (issue 3). The projection a FAVOR+ plan uses
+ * (m x d row-major, after row scaling), or NULL for kinds without one. */
+const float *rk_attn_proj(const rk_attn *p, size_t *m, size_t *d);
+
+/* Recurrent (causal) decoding: one (q, k, v) row at a time, O(m d) per token; the outputs
+ * equal the causal batch result. Positions start at the plan's pos_offset. */
+typedef struct rk_attn_state rk_attn_state;
+RK_NODISCARD int rk_attn_state_create(rk_attn_state **out, const rk_attn *p);
+void rk_attn_state_destroy(rk_attn_state *s);                /* NULL-safe */
+void rk_attn_state_reset(rk_attn_state *s);
+RK_NODISCARD int rk_attn_state_step(rk_attn_state *s, const float *q, const float *k,
+                                    const float *v, float *out);
+RK_NODISCARD int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k,
+                                      const double *v, double *out);
+
 /* ------------------------------------------------------------------------------------ */
 /* NumPy .npy interchange                                                               */
 /* ------------------------------------------------------------------------------------ */
