@@ -42,6 +42,8 @@ LIB_A    := $(BUILD)/libropekit.a
 LIB_SO   := $(BUILD)/libropekit.so
 CLI      := $(BUILD)/ropekit
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard experiments/*.c))
+# Everything of the command line but its main(): tests link it to test drivers' internals.
+EXP_OBJ  := $(filter-out $(BUILD)/experiments/ropekit.o,$(CLI_OBJ))
 BENCH    := $(BUILD)/ropekit-bench
 BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
@@ -73,7 +75,7 @@ $(CLI): $(CLI_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BENCH): $(BENCH_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(EXP_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
 # Tests that drive the command line find it here.
 $(BUILD)/tests/test_cli.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
