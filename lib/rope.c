@@ -1,0 +1,503 @@
+/* RoPE: rotary position embedding (RoFormer eq. 13-15, 34) with partial rotary, two pairing
+ * layouts and the linear / NTK / YaRN frequency scalings (PAPER.md section 7).
+ *
+ * A plan holds the resolved config, the r/2 frequencies (double) and cos/sin tables for
+ * positions [0, table_len), in double and in float (each row: r/2 cos, then r/2 sin, already
+ * multiplied by the attention factor). Positions outside the table are computed directly by
+ * the same function that filled the table, so the two paths give the same bits.
+ *
+ * Apply is a streaming kernel: one pass over the data, the row's cos/sin loaded once and reused
+ * by every head of the row, no allocation, OpenMP over rows for large inputs. The float path
+ * has AVX2 kernels chosen at run time; they use the same operations in the same order as the
+ * portable loops (no FMA), so both give the same bits and results never depend on the thread
+ * count or on the machine's SIMD width.
+ */
+#include "rk_internal.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#  define RK_ROPE_X86 1
+#  include <immintrin.h>
+#else
+#  define RK_ROPE_X86 0
+#endif
+
+/* Below this many elements (rows * cols) an OpenMP region costs more than it saves. */
+#define RK_ROPE_PAR_MIN 32768
+/* Pairs per stack chunk on the direct (out-of-table) path. */
+#define RK_ROPE_CHUNK 64
+
+struct rk_rope {
+    rk_rope_config cfg;      /* defaults resolved                                            */
+    size_t  half;            /* r/2 pairs per head                                            */
+    double  mscale;          /* cos/sin multiplier (attention factor)                         */
+    double *theta;           /* (half) final frequencies                                      */
+    /* (table_len, 2*half) rows [cos | sin]; [0] forward (times mscale), [1] inverse (divided
+     * by mscale; the sign of sin is flipped by the kernels). [1] aliases [0] when mscale == 1. */
+    double *tab_d[2];
+    float  *tab_f[2];
+    int     avx2;            /* use the AVX2 float kernels                                    */
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Creation                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Validate cfg and fill in defaults. Codes: RK_EINVAL for bad values, RK_EDIM for pair sizes. */
+static int rope_resolve(rk_rope_config *c)
+{
+    if (c->dim == 0) RK_FAIL(RK_EINVAL, "rope: dim = 0, must be > 0");
+    if (c->rotary_dim == 0) c->rotary_dim = c->dim;
+    if (c->rotary_dim > c->dim)
+        RK_FAIL(RK_EDIM, "rope: rotary_dim = %zu exceeds dim = %zu", c->rotary_dim, c->dim);
+    if (c->rotary_dim % 2)
+        RK_FAIL(RK_EDIM, "rope: rotary_dim = %zu is odd, pairs are needed", c->rotary_dim);
+    if (c->style != RK_ROPE_INTERLEAVED && c->style != RK_ROPE_HALF)
+        RK_FAIL(RK_EINVAL, "rope: unknown style %d", (int)c->style);
+    if (c->base == 0.0) c->base = 10000.0;
+    if (!isfinite(c->base) || !(c->base > 0.0) || c->base == 1.0)
+        RK_FAIL(RK_EINVAL, "rope: base = %g must be finite, > 0 and != 1", c->base);
+    if (c->scaling != RK_SCALE_NONE && c->scaling != RK_SCALE_LINEAR &&
+        c->scaling != RK_SCALE_NTK && c->scaling != RK_SCALE_YARN)
+        RK_FAIL(RK_EINVAL, "rope: unknown scaling %d", (int)c->scaling);
+    if (c->scaling == RK_SCALE_NONE) {
+        c->factor = 1.0;                 /* ignored without a scaling */
+    } else if (!isfinite(c->factor) || !(c->factor > 0.0)) {
+        RK_FAIL(RK_EINVAL, "rope: factor = %g must be finite and > 0 with a scaling", c->factor);
+    }
+    if (c->scaling == RK_SCALE_NTK && c->rotary_dim == 2)
+        RK_FAIL(RK_EINVAL, "rope: NTK scaling needs rotary_dim > 2 (base * s^(r/(r-2))), got 2");
+    if (c->orig_ctx == 0.0) c->orig_ctx = 4096.0;
+    if (c->beta_fast == 0.0) c->beta_fast = 32.0;
+    if (c->beta_slow == 0.0) c->beta_slow = 1.0;
+    if (c->scaling == RK_SCALE_YARN) {
+        if (!isfinite(c->orig_ctx) || !(c->orig_ctx > 0.0))
+            RK_FAIL(RK_EINVAL, "rope: yarn orig_ctx = %g must be finite and > 0", c->orig_ctx);
+        if (!isfinite(c->beta_fast) || !isfinite(c->beta_slow) || !(c->beta_slow > 0.0) ||
+            !(c->beta_fast > c->beta_slow))
+            RK_FAIL(RK_EINVAL, "rope: yarn needs beta_fast > beta_slow > 0, got %g and %g",
+                    c->beta_fast, c->beta_slow);
+    }
+    if (c->attn_factor == 0.0) {
+        /* YaRN sqrt(1/t) = 0.1 ln s + 1; like HF's get_mscale, 1 for s <= 1 (no extension). */
+        c->attn_factor = (c->scaling == RK_SCALE_YARN && c->factor > 1.0)
+                         ? 0.1 * log(c->factor) + 1.0 : 1.0;
+    }
+    if (!isfinite(c->attn_factor) || !(c->attn_factor > 0.0))
+        RK_FAIL(RK_EINVAL, "rope: attn_factor = %g must be finite and > 0", c->attn_factor);
+    if (c->table_len == 0) c->table_len = 4096;
+    return RK_OK;
+}
+
+/* theta_i = base^(-2i/r), then the scaling. pow per i, never a running product, so every
+ * theta carries one rounding. */
+static int rope_freqs(const rk_rope_config *c, double *theta)
+{
+    size_t r = c->rotary_dim, h = r / 2;
+    double s = c->factor, base = c->base;
+    if (c->scaling == RK_SCALE_NTK) {
+        /* b' = b s^(r/(r-2)): theta_0 stays 1, theta_{h-1} becomes exactly theta_{h-1}/s. */
+        base = c->base * pow(s, (double)r / (double)(r - 2));
+        if (!isfinite(base) || !(base > 0.0) || base == 1.0)
+            RK_FAIL(RK_EINVAL, "rope: NTK base %g * %g^(%zu/%zu) = %g is not usable", c->base, s,
+                    r, r - 2, base);
+    }
+    for (size_t i = 0; i < h; i++) {
+        double t = pow(base, -2.0 * (double)i / (double)r);
+        switch (c->scaling) {
+        case RK_SCALE_LINEAR:
+            t = t / s;
+            break;
+        case RK_SCALE_YARN: {
+            /* NTK-by-parts, the continuous ramp of the YaRN paper: r_i = L theta_i / (2 pi) is
+             * the number of rotations within the trained length L. Fast dims (r_i > beta_fast)
+             * keep theta_i, slow ones (r_i < beta_slow) are interpolated to theta_i / s.
+             * HF transformers instead rounds the correction range to integer dims
+             * (floor/ceil of find_correction_dim) and ramps linearly in the dim index, so its
+             * thetas differ slightly from these in the transition (boundary) dims. */
+            double rot = c->orig_ctx * t / (2.0 * RK_PI);
+            double g = (rot - c->beta_slow) / (c->beta_fast - c->beta_slow);
+            g = g < 0.0 ? 0.0 : g > 1.0 ? 1.0 : g;
+            t = (1.0 - g) * (t / s) + g * t;
+            break;
+        }
+        default:
+            break;
+        }
+        theta[i] = t;
+    }
+    return RK_OK;
+}
+
+/* cos/sin of pair i at position p for direction inv: the one formula behind both the tables
+ * and the direct path. The angle is formed in double, pos * theta_i, before cos/sin. */
+#if defined(__GNUC__)
+__attribute__((noinline))   /* one compiled copy for both paths: same bits by construction */
+#endif
+static void rope_cs(const rk_rope *r, double p, int inv, size_t i, double *c, double *s)
+{
+    double a = p * r->theta[i];
+    double cv = cos(a), sv = sin(a);
+    if (inv) { cv = cv / r->mscale; sv = sv / r->mscale; }
+    else     { cv = cv * r->mscale; sv = sv * r->mscale; }
+    *c = cv;
+    *s = sv;
+}
+
+static void rope_fill_tables(rk_rope *r, int inv)
+{
+    size_t T = r->cfg.table_len, h = r->half;
+    double *td = r->tab_d[inv];
+    float *tf = r->tab_f[inv];
+    #pragma omp parallel for schedule(static) if (T * h > RK_ROPE_PAR_MIN)
+    for (size_t p = 0; p < T; p++) {
+        double *d_p = td + p * 2 * h;
+        float *f_p = tf + p * 2 * h;
+        for (size_t i = 0; i < h; i++) {
+            rope_cs(r, (double)p, inv, i, &d_p[i], &d_p[h + i]);
+            f_p[i] = (float)d_p[i];
+            f_p[h + i] = (float)d_p[h + i];
+        }
+    }
+}
+
+void rk_rope_destroy(rk_rope *r)
+{
+    if (!r) return;
+    if (r->tab_d[1] != r->tab_d[0]) rk__free(r->tab_d[1]);
+    if (r->tab_f[1] != r->tab_f[0]) rk__free(r->tab_f[1]);
+    rk__free(r->tab_d[0]);
+    rk__free(r->tab_f[0]);
+    rk__free(r->theta);
+    rk__free(r);
+}
+
+int rk_rope_create(rk_rope **out, const rk_rope_config *cfg)
+{
+    rk__clear_error();
+    if (!out || !cfg) RK_FAIL(RK_EINVAL, "rope: NULL %s", out ? "cfg" : "out");
+    *out = NULL;
+    rk_rope_config c = *cfg;
+    int rc = rope_resolve(&c);
+    if (rc) return rc;
+
+    size_t h = c.rotary_dim / 2, n, bd, bf, bt;
+    if (rk__mul(c.table_len, 2 * h, &n) || rk__bytes(n, sizeof(double), &bd) ||
+        rk__bytes(n, sizeof(float), &bf) || rk__bytes(h, sizeof(double), &bt))
+        RK_FAIL(RK_EOVERFLOW, "rope: table of %zu positions x %zu pairs overflows", c.table_len, h);
+
+    rk_rope *r = rk__alloc(sizeof *r);
+    if (!r) RK_FAIL(RK_ENOMEM, "rope: cannot allocate the plan");
+    r->cfg = c;
+    r->half = h;
+    r->mscale = c.attn_factor;
+    r->theta = rk__alloc(bt);
+    if (!r->theta) { rk_rope_destroy(r); RK_FAIL(RK_ENOMEM, "rope: cannot allocate %zu bytes", bt); }
+    rc = rope_freqs(&c, r->theta);
+    if (rc) { rk_rope_destroy(r); return rc; }
+
+    int ndir = r->mscale != 1.0 ? 2 : 1;
+    for (int inv = 0; inv < ndir; inv++) {
+        r->tab_d[inv] = rk__alloc(bd);
+        r->tab_f[inv] = rk__alloc(bf);
+        if (!r->tab_d[inv] || !r->tab_f[inv]) {
+            rk_rope_destroy(r);
+            RK_FAIL(RK_ENOMEM, "rope: cannot allocate cos/sin tables (%zu + %zu bytes)", bd, bf);
+        }
+    }
+    if (ndir == 1) { r->tab_d[1] = r->tab_d[0]; r->tab_f[1] = r->tab_f[0]; }
+    for (int inv = 0; inv < ndir; inv++) rope_fill_tables(r, inv);
+#if RK_ROPE_X86
+    r->avx2 = __builtin_cpu_supports("avx2") != 0;
+#endif
+    *out = r;
+    return RK_OK;
+}
+
+const rk_rope_config *rk_rope_get_config(const rk_rope *r) { return r ? &r->cfg : NULL; }
+const double *rk_rope_freqs(const rk_rope *r) { return r ? r->theta : NULL; }
+double rk_rope_mscale(const rk_rope *r) { return r ? r->mscale : NAN; }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Kernels: one head, pairs 0..n-1 of a segment, c/s the matching cos/sin                   */
+/* ---------------------------------------------------------------------------------------- */
+/* (a, b) -> (a c - b s, b c + a s) with s negated for the inverse. o may equal x exactly:
+ * each pair is read before it is written and pairs are independent. */
+
+/* interleaved: x = (a0 b0 a1 b1 ...), 2n values */
+static void rot_inter_f(const float *x, float *o, const float *c, const float *s, size_t n,
+                        int inv)
+{
+    const float sg = inv ? -1.0f : 1.0f;
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float a = x[2 * i], b = x[2 * i + 1], ci = c[i], si = sg * s[i];
+        o[2 * i]     = a * ci - b * si;
+        o[2 * i + 1] = b * ci + a * si;
+    }
+}
+
+/* half-split: xa = (a0 .. a_{n-1}), xb = (b0 .. b_{n-1}) */
+static void rot_half_f(const float *xa, const float *xb, float *oa, float *ob, const float *c,
+                       const float *s, size_t n, int inv)
+{
+    const float sg = inv ? -1.0f : 1.0f;
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        float a = xa[i], b = xb[i], ci = c[i], si = sg * s[i];
+        oa[i] = a * ci - b * si;
+        ob[i] = b * ci + a * si;
+    }
+}
+
+static void rot_inter_d(const double *x, double *o, const double *c, const double *s, size_t n,
+                        int inv)
+{
+    const double sg = inv ? -1.0 : 1.0;
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        double a = x[2 * i], b = x[2 * i + 1], ci = c[i], si = sg * s[i];
+        o[2 * i]     = a * ci - b * si;
+        o[2 * i + 1] = b * ci + a * si;
+    }
+}
+
+static void rot_half_d(const double *xa, const double *xb, double *oa, double *ob,
+                       const double *c, const double *s, size_t n, int inv)
+{
+    const double sg = inv ? -1.0 : 1.0;
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        double a = xa[i], b = xb[i], ci = c[i], si = sg * s[i];
+        oa[i] = a * ci - b * si;
+        ob[i] = b * ci + a * si;
+    }
+}
+
+#if RK_ROPE_X86
+/* AVX2 versions of the float kernels. mul, mul, add/sub in the scalar order (no FMA):
+ * a*c + b*(-s) == a*c - b*s and b*c + a*s are exact identities, so the bits match the loops
+ * above. The tails repeat the scalar loop here instead of calling it: a (tail) call into
+ * SSE code with dirty upper ymm halves skips GCC's vzeroupper and made every later SSE
+ * instruction pay the AVX-SSE transition (measured: 3x slower). */
+__attribute__((target("avx2")))
+static void rot_inter_f_avx2(const float *x, float *o, const float *c, const float *s,
+                             size_t n, int inv)
+{
+    /* x = (a0 b0 a1 b1 a2 b2 a3 b3): out = x * (c0 c0 c1 c1 ..) + swap(x) * (-s0 s0 -s1 s1 ..) */
+    const __m256 sgn = inv ? _mm256_setr_ps(0.f, -0.f, 0.f, -0.f, 0.f, -0.f, 0.f, -0.f)
+                           : _mm256_setr_ps(-0.f, 0.f, -0.f, 0.f, -0.f, 0.f, -0.f, 0.f);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m128 c4 = _mm_loadu_ps(c + i), s4 = _mm_loadu_ps(s + i);
+        __m256 cc = _mm256_set_m128(_mm_unpackhi_ps(c4, c4), _mm_unpacklo_ps(c4, c4));
+        __m256 ss = _mm256_set_m128(_mm_unpackhi_ps(s4, s4), _mm_unpacklo_ps(s4, s4));
+        ss = _mm256_xor_ps(ss, sgn);
+        __m256 v = _mm256_loadu_ps(x + 2 * i);
+        __m256 w = _mm256_permute_ps(v, 0xB1);       /* (b0 a0 b1 a1 ...) */
+        _mm256_storeu_ps(o + 2 * i, _mm256_add_ps(_mm256_mul_ps(v, cc), _mm256_mul_ps(w, ss)));
+    }
+    const float sg = inv ? -1.0f : 1.0f;
+    for (; i < n; i++) {
+        float a = x[2 * i], b = x[2 * i + 1], ci = c[i], si = sg * s[i];
+        o[2 * i]     = a * ci - b * si;
+        o[2 * i + 1] = b * ci + a * si;
+    }
+}
+
+__attribute__((target("avx2")))
+static void rot_half_f_avx2(const float *xa, const float *xb, float *oa, float *ob,
+                            const float *c, const float *s, size_t n, int inv)
+{
+    const __m256 sgn = _mm256_set1_ps(inv ? -0.f : 0.f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(xa + i), b = _mm256_loadu_ps(xb + i);
+        __m256 ci = _mm256_loadu_ps(c + i);
+        __m256 si = _mm256_xor_ps(_mm256_loadu_ps(s + i), sgn);
+        __m256 ra = _mm256_sub_ps(_mm256_mul_ps(a, ci), _mm256_mul_ps(b, si));
+        __m256 rb = _mm256_add_ps(_mm256_mul_ps(b, ci), _mm256_mul_ps(a, si));
+        _mm256_storeu_ps(oa + i, ra);
+        _mm256_storeu_ps(ob + i, rb);
+    }
+    const float sg = inv ? -1.0f : 1.0f;
+    for (; i < n; i++) {
+        float a = xa[i], b = xb[i], ci = c[i], si = sg * s[i];
+        oa[i] = a * ci - b * si;
+        ob[i] = b * ci + a * si;
+    }
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Rows                                                                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Pairs [i0, i0 + n) of every head of one row; c, s hold the cos/sin of those n pairs. */
+static void row_pairs_f(const rk_rope *r, const float *x_t, float *o_t, size_t heads,
+                        const float *c, const float *s, size_t i0, size_t n, int inv)
+{
+    size_t dim = r->cfg.dim, h = r->half;
+    for (size_t hd = 0; hd < heads; hd++) {
+        const float *x = x_t + hd * dim;
+        float *o = o_t + hd * dim;
+        if (r->cfg.style == RK_ROPE_INTERLEAVED) {
+#if RK_ROPE_X86
+            if (r->avx2) { rot_inter_f_avx2(x + 2 * i0, o + 2 * i0, c, s, n, inv); continue; }
+#endif
+            rot_inter_f(x + 2 * i0, o + 2 * i0, c, s, n, inv);
+        } else {
+#if RK_ROPE_X86
+            if (r->avx2) {
+                rot_half_f_avx2(x + i0, x + h + i0, o + i0, o + h + i0, c, s, n, inv);
+                continue;
+            }
+#endif
+            rot_half_f(x + i0, x + h + i0, o + i0, o + h + i0, c, s, n, inv);
+        }
+    }
+}
+
+static void row_pairs_d(const rk_rope *r, const double *x_t, double *o_t, size_t heads,
+                        const double *c, const double *s, size_t i0, size_t n, int inv)
+{
+    size_t dim = r->cfg.dim, h = r->half;
+    for (size_t hd = 0; hd < heads; hd++) {
+        const double *x = x_t + hd * dim;
+        double *o = o_t + hd * dim;
+        if (r->cfg.style == RK_ROPE_INTERLEAVED)
+            rot_inter_d(x + 2 * i0, o + 2 * i0, c, s, n, inv);
+        else
+            rot_half_d(x + i0, x + h + i0, o + i0, o + h + i0, c, s, n, inv);
+    }
+}
+
+/* One row at position p: from the table when p is in [0, table_len), else cos/sin computed
+ * directly into a small stack chunk (same function as the table, same bits). Channels
+ * r .. dim-1 of each head are copied through. */
+static void row_f(const rk_rope *r, const float *x_t, float *o_t, size_t heads, int64_t p,
+                  int inv)
+{
+    size_t h = r->half;
+    if (p >= 0 && (uint64_t)p < (uint64_t)r->cfg.table_len) {
+        const float *cs = r->tab_f[inv] + (size_t)p * 2 * h;
+        row_pairs_f(r, x_t, o_t, heads, cs, cs + h, 0, h, inv);
+    } else {
+        float c[RK_ROPE_CHUNK], s[RK_ROPE_CHUNK];
+        for (size_t i0 = 0; i0 < h; i0 += RK_ROPE_CHUNK) {
+            size_t n = h - i0 < RK_ROPE_CHUNK ? h - i0 : RK_ROPE_CHUNK;
+            for (size_t i = 0; i < n; i++) {
+                double cd, sd;
+                rope_cs(r, (double)p, inv, i0 + i, &cd, &sd);
+                c[i] = (float)cd;
+                s[i] = (float)sd;
+            }
+            row_pairs_f(r, x_t, o_t, heads, c, s, i0, n, inv);
+        }
+    }
+    size_t dim = r->cfg.dim, rd = r->cfg.rotary_dim;
+    if (o_t != x_t && rd < dim)
+        for (size_t hd = 0; hd < heads; hd++)
+            memcpy(o_t + hd * dim + rd, x_t + hd * dim + rd, (dim - rd) * sizeof *o_t);
+}
+
+static void row_d(const rk_rope *r, const double *x_t, double *o_t, size_t heads, int64_t p,
+                  int inv)
+{
+    size_t h = r->half;
+    if (p >= 0 && (uint64_t)p < (uint64_t)r->cfg.table_len) {
+        const double *cs = r->tab_d[inv] + (size_t)p * 2 * h;
+        row_pairs_d(r, x_t, o_t, heads, cs, cs + h, 0, h, inv);
+    } else {
+        double c[RK_ROPE_CHUNK], s[RK_ROPE_CHUNK];
+        for (size_t i0 = 0; i0 < h; i0 += RK_ROPE_CHUNK) {
+            size_t n = h - i0 < RK_ROPE_CHUNK ? h - i0 : RK_ROPE_CHUNK;
+            for (size_t i = 0; i < n; i++) rope_cs(r, (double)p, inv, i0 + i, &c[i], &s[i]);
+            row_pairs_d(r, x_t, o_t, heads, c, s, i0, n, inv);
+        }
+    }
+    size_t dim = r->cfg.dim, rd = r->cfg.rotary_dim;
+    if (o_t != x_t && rd < dim)
+        for (size_t hd = 0; hd < heads; hd++)
+            memcpy(o_t + hd * dim + rd, x_t + hd * dim + rd, (dim - rd) * sizeof *o_t);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Apply                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Checks shared by both precisions: views, heads, aliasing, positions. */
+static int apply_check(const rk_rope *r, const void *in, size_t rows, size_t cols, size_t ld,
+                       const void *out, size_t orows, size_t ocols, size_t old, size_t elt,
+                       int64_t pos0, const int64_t *pos)
+{
+    if (!r) RK_FAIL(RK_EINVAL, "rope: NULL plan");
+    int rc = rk__check_view("rope in", in, rows, cols, ld, rows, cols);
+    if (rc) return rc;
+    rc = rk__check_view("rope out", out, orows, ocols, old, rows, cols);
+    if (rc) return rc;
+    if (cols % r->cfg.dim)
+        RK_FAIL(RK_EDIM, "rope: %zu columns is not a multiple of dim = %zu", cols, r->cfg.dim);
+    if (rows == 0 || cols == 0) return RK_OK;
+    /* Only exact aliasing (in place) is allowed; any other overlap of the spans would make a
+     * row read values another row already rotated. Spans are compared conservatively. */
+    size_t span = ((rows - 1) * ld + cols) * elt, ospan = ((rows - 1) * old + cols) * elt;
+    uintptr_t a = (uintptr_t)in, b = (uintptr_t)out;
+    int same = a == b && (ld == old || rows == 1);
+    if (!same && a < b + ospan && b < a + span)
+        RK_FAIL(RK_EINVAL, "rope: out overlaps in without being the same view (in place needs "
+                "the same data and ld)");
+    if (!pos) {
+        int64_t last;
+        if (rows - 1 > (size_t)INT64_MAX || __builtin_add_overflow(pos0, (int64_t)(rows - 1), &last))
+            RK_FAIL(RK_EOVERFLOW, "rope: positions pos0 = %lld + %zu rows overflow int64",
+                    (long long)pos0, rows);
+    }
+    return RK_OK;
+}
+
+int rk_rope_apply(const rk_rope *r, const rk_mat *in, rk_mat *out, int64_t pos0,
+                  const int64_t *pos, int inverse)
+{
+    rk__clear_error();
+    if (!in || !out) RK_FAIL(RK_EINVAL, "rope: NULL view");
+    int rc = apply_check(r, in->data, in->rows, in->cols, in->ld, out->data, out->rows,
+                         out->cols, out->ld, sizeof(float), pos0, pos);
+    if (rc || in->rows == 0 || in->cols == 0) return rc;
+
+    /* in, out: (n, heads * dim), ld_in, ld_out; row t at pos[t] or pos0 + t */
+    size_t n = in->rows, heads = in->cols / r->cfg.dim, ldi = in->ld, ldo = out->ld;
+    const float *x = in->data;
+    float *o = out->data;
+    int inv = inverse != 0;
+    #pragma omp parallel for schedule(static) if (n * in->cols > RK_ROPE_PAR_MIN)
+    for (size_t t = 0; t < n; t++) {
+        int64_t p = pos ? pos[t] : pos0 + (int64_t)t;
+        row_f(r, x + t * ldi, o + t * ldo, heads, p, inv);
+    }
+    return RK_OK;
+}
+
+int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *out, int64_t pos0,
+                    const int64_t *pos, int inverse)
+{
+    rk__clear_error();
+    if (!in || !out) RK_FAIL(RK_EINVAL, "rope: NULL view");
+    int rc = apply_check(r, in->data, in->rows, in->cols, in->ld, out->data, out->rows,
+                         out->cols, out->ld, sizeof(double), pos0, pos);
+    if (rc || in->rows == 0 || in->cols == 0) return rc;
+
+    size_t n = in->rows, heads = in->cols / r->cfg.dim, ldi = in->ld, ldo = out->ld;
+    const double *x = in->data;
+    double *o = out->data;
+    int inv = inverse != 0;
+    #pragma omp parallel for schedule(static) if (n * in->cols > RK_ROPE_PAR_MIN)
+    for (size_t t = 0; t < n; t++) {
+        int64_t p = pos ? pos[t] : pos0 + (int64_t)t;
+        row_d(r, x + t * ldi, o + t * ldo, heads, p, inv);
+    }
+    return RK_OK;
+}

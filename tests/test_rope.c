@@ -1,0 +1,749 @@
+/* RoPE module: rk_rope_* against the explicit-matrix reference (tests/ref_rope.c), the
+ * paper's properties (relative position, norms, inverse, layouts), PAPER.md section 9
+ * regression vectors, the scalings, bit-exactness (table vs direct, threads, SIMD vs scalar)
+ * and every error path. */
+#include "check.h"
+#include "ref_rope.h"
+#include "rk_internal.h"     /* rk__alloc_fail_after */
+
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <gsl/gsl_errno.h>
+
+#define U32 (FLT_EPSILON / 2)   /* float unit roundoff, 2^-24 */
+
+/* ---------------------------------------------------------------------------------------- */
+/* helpers                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+static rk_rope *mk(const rk_rope_config *c)
+{
+    rk_rope *r = NULL;
+    assert_rk_ok(rk_rope_create(&r, c));
+    assert_non_null(r);
+    return r;
+}
+
+/* Same values bit for bit over the cols of two views of one shape. */
+static int same_bits_f(const rk_mat *a, const rk_mat *b)
+{
+    for (size_t i = 0; i < a->rows; i++)
+        if (memcmp(a->data + i * a->ld, b->data + i * b->ld, a->cols * sizeof(float))) return 0;
+    return 1;
+}
+static int same_bits_d(const rk_matd *a, const rk_matd *b)
+{
+    for (size_t i = 0; i < a->rows; i++)
+        if (memcmp(a->data + i * a->ld, b->data + i * b->ld, a->cols * sizeof(double))) return 0;
+    return 1;
+}
+
+static rk_mat copy_f(const rk_mat *a)
+{
+    rk_mat m = rk_test_mat(a->rows, a->cols, a->ld);
+    for (size_t i = 0; i < a->rows; i++)
+        memcpy(m.data + i * a->ld, a->data + i * a->ld, a->cols * sizeof(float));
+    return m;
+}
+static rk_matd copy_d(const rk_matd *a)
+{
+    rk_matd m = rk_test_matd(a->rows, a->cols, a->ld);
+    for (size_t i = 0; i < a->rows; i++)
+        memcpy(m.data + i * a->ld, a->data + i * a->ld, a->cols * sizeof(double));
+    return m;
+}
+
+static double dot(const double *a, const double *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* against the reference on awkward sizes                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Both paths, forward and inverse, out of place and in place, vs ref_rope_apply. maxpos is the
+ * largest |position| used: the angle pos * theta carries ~maxpos * 2^-53 absolute error (the
+ * reference computes theta its own way, 1 ulp apart), hence the position term of atol. The
+ * float tolerance: each output is a*c - b*s with c, s rounded to float and 3 float roundings,
+ * so |err| <= ~4u (|a| + |b|) * mscale <= 4u * 10 * 1.25 for N(0,1) data: 4e-6 covers it. */
+static void check_case(const rk_rope_config *cfg, size_t heads, size_t rows, size_t pad,
+                       int64_t pos0, const int64_t *pos, double maxpos, gsl_rng *rng)
+{
+    rk_rope *r = mk(cfg);
+    size_t cols = heads * cfg->dim, ld = cols + pad;
+    double atol_d = 1e-13 + 4e-15 * maxpos, atol_f = 4e-6;
+
+    for (int inv = 0; inv < 2; inv++) {
+        /* double path */
+        rk_matd x = rk_test_randnd(rng, rows, cols, ld, 1.0);
+        rk_matd want = rk_test_matd(rows, cols, ld + 1);
+        ref_rope_apply(cfg, &x, &want, pos0, pos, inv);
+        rk_matd y = rk_test_matd(rows, cols, ld + 2);
+        assert_rk_ok(rk_rope_apply_d(r, &x, &y, pos0, pos, inv));
+        assert_matd_close(&y, &want, 1e-12, atol_d);
+        /* output padding is never written */
+        for (size_t i = 0; i < rows; i++)
+            for (size_t j = cols; j < ld + 2; j++) assert_true(isnan(y.data[i * y.ld + j]));
+        rk_matd z = copy_d(&x);
+        assert_rk_ok(rk_rope_apply_d(r, &z, &z, pos0, pos, inv));
+        assert_true(same_bits_d(&z, &y));              /* in place == out of place */
+
+        /* float path: the reference sees exactly the float inputs */
+        rk_mat xf = rk_test_mat(rows, cols, ld);
+        rk_test_d2f(&x, &xf);
+        rk_test_f2d(&xf, &x);
+        rk_mat keep = copy_f(&xf);
+        ref_rope_apply(cfg, &x, &want, pos0, pos, inv);
+        rk_mat yf = rk_test_mat(rows, cols, ld + 3);
+        assert_rk_ok(rk_rope_apply(r, &xf, &yf, pos0, pos, inv));
+        assert_mat_close(&yf, &want, 1e-6, atol_f);
+        assert_true(same_bits_f(&xf, &keep));          /* input untouched */
+        rk_mat zf = copy_f(&xf);
+        assert_rk_ok(rk_rope_apply(r, &zf, &zf, pos0, pos, inv));
+        assert_true(same_bits_f(&zf, &yf));
+
+        rk_test_freed(&x); rk_test_freed(&want); rk_test_freed(&y); rk_test_freed(&z);
+        rk_test_free(&xf); rk_test_free(&keep); rk_test_free(&yf); rk_test_free(&zf);
+    }
+    rk_rope_destroy(r);
+}
+
+static void test_vs_reference(void **state)
+{
+    (void)state;
+    gsl_rng *rng = rk_test_rng(2385);
+    /* dim, rotary_dim, heads, rows, ld padding, table_len */
+    static const struct { size_t dim, rd, heads, rows, pad, tlen; } sz[] = {
+        { 16, 0, 3, 7, 3, 0 },      /* several heads, padded ld                           */
+        { 10, 6, 2, 5, 1, 0 },      /* partial rotary, odd pair count 3                    */
+        { 2, 0, 1, 3, 0, 0 },       /* one pair                                            */
+        { 70, 70, 2, 9, 2, 5 },     /* 35 pairs: SIMD body + tail; tiny table              */
+        { 128, 96, 2, 4, 0, 0 },    /* GPT-NeoX-like partial rotary                        */
+        { 200, 160, 1, 3, 1, 2 },   /* 80 pairs: more than one direct-path chunk           */
+    };
+    static const rk_rope_scaling scal[] = { RK_SCALE_NONE, RK_SCALE_LINEAR, RK_SCALE_NTK,
+                                            RK_SCALE_YARN };
+    static const double fac[] = { 0.0, 2.5, 4.0, 8.0 };
+    for (size_t c = 0; c < sizeof sz / sizeof sz[0]; c++)
+        for (int st = 0; st < 2; st++)
+            for (size_t sc = 0; sc < 4; sc++) {
+                size_t r = sz[c].rd ? sz[c].rd : sz[c].dim;
+                if (scal[sc] == RK_SCALE_NTK && r == 2) continue;   /* invalid, see errors */
+                rk_rope_config cfg = { .dim = sz[c].dim, .rotary_dim = sz[c].rd,
+                                       .style = (rk_rope_style)st, .scaling = scal[sc],
+                                       .factor = fac[sc], .table_len = sz[c].tlen };
+                if (sc == 0 && c == 1) cfg.base = 500.0;              /* another base */
+                if (sc == 1 && c == 0) cfg.attn_factor = 0.75;        /* explicit factor */
+                size_t n = sz[c].rows;
+                /* explicit positions: negative, in the table, beyond it, near 1e6 */
+                int64_t pos[16];
+                for (size_t t = 0; t < n; t++)
+                    pos[t] = (int64_t)((t * 37) % 11) - 5 + (t % 3 == 2 ? 1000003 : 0) +
+                             (t % 4 == 1 ? 4093 : 0);
+                check_case(&cfg, sz[c].heads, n, sz[c].pad, 0, NULL, (double)n, rng);
+                check_case(&cfg, sz[c].heads, n, sz[c].pad, -3, NULL, 3.0 + (double)n, rng);
+                check_case(&cfg, sz[c].heads, n, sz[c].pad, 4092, NULL, 4092.0 + (double)n, rng);
+                check_case(&cfg, sz[c].heads, n, sz[c].pad, 0, pos, 1.0e6 + 4200.0, rng);
+            }
+    gsl_rng_free(rng);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* PAPER.md section 9 and a hand-worked d = 2 case                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+static void test_regression_vectors(void **state)
+{
+    (void)state;
+    static const double inter[8] = { -1.2722325127, -1.8388649851, 1.6839286407, 4.7079065765,
+                                     4.8177771675, 6.1472777035, 6.9759685360, 8.0209639685 };
+    static const double half[8] = { -1.6955925369, 0.1375517383, 2.7886815998, 3.9759820360,
+                                    -4.8088424749, 6.3230593481, 7.0868367369, 8.0119639820 };
+    for (int st = 0; st < 2; st++) {
+        rk_rope_config cfg = { .dim = 8, .style = (rk_rope_style)st };
+        rk_rope *r = mk(&cfg);
+        double x[8], y[8];
+        float xf[8], yf[8];
+        for (int j = 0; j < 8; j++) { x[j] = j + 1; xf[j] = (float)(j + 1); }
+        rk_matd X = rk_matd_view(x, 1, 8, 8), Y = rk_matd_view(y, 1, 8, 8);
+        assert_rk_ok(rk_rope_apply_d(r, &X, &Y, 3, NULL, 0));
+        assert_allclose(y, st ? half : inter, 8, 0.0, 1e-9);
+        double w[8];
+        rk_matd W = rk_matd_view(w, 1, 8, 8);
+        ref_rope_apply(&cfg, &X, &W, 3, NULL, 0);
+        assert_allclose(w, st ? half : inter, 8, 0.0, 1e-9);
+        rk_mat XF = rk_mat_view(xf, 1, 8, 8), YF = rk_mat_view(yf, 1, 8, 8);
+        assert_rk_ok(rk_rope_apply(r, &XF, &YF, 3, NULL, 0));
+        double yd[8];
+        for (int j = 0; j < 8; j++) yd[j] = yf[j];
+        assert_allclose(yd, st ? half : inter, 8, 1e-6, 1e-6);
+        rk_rope_destroy(r);
+    }
+}
+
+static void test_d2_by_hand(void **state)
+{
+    (void)state;
+    /* d = 2: theta_0 = base^0 = 1 for any base; pos m rotates (a, b) by m radians.
+     * cos 1 = 0.5403023058681398, sin 1 = 0.8414709848078965;
+     * cos 2 = -0.4161468365471424, sin 2 = 0.9092974268256817. */
+    rk_rope_config cfg = { .dim = 2, .base = 123.0 };
+    rk_rope *r = mk(&cfg);
+    assert_true(rk_rope_freqs(r)[0] == 1.0);
+    double x[6] = { 2.385, -1.25, 2.385, -1.25, 2.385, -1.25 }, y[6];
+    int64_t pos[3] = { 1, 2, -1 };
+    rk_matd X = rk_matd_view(x, 3, 2, 2), Y = rk_matd_view(y, 3, 2, 2);
+    assert_rk_ok(rk_rope_apply_d(r, &X, &Y, 0, pos, 0));
+    const double c1 = 0.5403023058681398, s1 = 0.8414709848078965;
+    const double c2 = -0.4161468365471424, s2 = 0.9092974268256817;
+    const double want[6] = {
+        2.385 * c1 + 1.25 * s1,  2.385 * s1 - 1.25 * c1,     /* (a c - b s, a s + b c) */
+        2.385 * c2 + 1.25 * s2,  2.385 * s2 - 1.25 * c2,
+        2.385 * c1 - 1.25 * s1, -2.385 * s1 - 1.25 * c1,     /* m = -1: sin flips */
+    };
+    assert_allclose(y, want, 6, 0.0, 4e-15);   /* a few ulps of |y| ~ 3 */
+    rk_rope_destroy(r);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* properties                                                                               */
+/* ---------------------------------------------------------------------------------------- */
+
+static void test_relative_property(void **state)
+{
+    (void)state;
+    /* PAPER.md 9: q = 1..8, k = 8..1, (R_5 q).(R_2 k) = 70.27903255028568 = (105, 102) case */
+    rk_rope_config cfg = { .dim = 8 };
+    rk_rope *r = mk(&cfg);
+    double q[8], k[8], rq[8], rk[8];
+    for (int j = 0; j < 8; j++) { q[j] = j + 1; k[j] = 8 - j; }
+    rk_matd Q = rk_matd_view(q, 1, 8, 8), K = rk_matd_view(k, 1, 8, 8);
+    rk_matd RQ = rk_matd_view(rq, 1, 8, 8), RK = rk_matd_view(rk, 1, 8, 8);
+    assert_true(dot(q, k, 8) == 120.0);
+    const int64_t mn[][2] = { { 5, 2 }, { 105, 102 }, { -95, -98 } };
+    for (int c = 0; c < 3; c++) {
+        assert_rk_ok(rk_rope_apply_d(r, &Q, &RQ, mn[c][0], NULL, 0));
+        assert_rk_ok(rk_rope_apply_d(r, &K, &RK, mn[c][1], NULL, 0));
+        double got = dot(rq, rk, 8), want = 70.27903255028568;
+        assert_allclose(&got, &want, 1, 1e-12, 0.0);
+    }
+    rk_rope_destroy(r);
+
+    /* random q, k, d = 128 (one rotation, both layouts and a yarn plan): the score depends
+     * only on m - n. In double the shift by D moves the angle by D theta with ~D 2^-53
+     * absolute error, so at D = 1e6 the tolerance is 1e-9 |q||k|.
+     * In float near 1e6 (angles in double, cos/sin rounded to float): per pair the output
+     * error is <= ~4u |(a, b)| (table rounding + 2 products + 1 add), so ||R~q - Rq|| <=
+     * 4 sqrt(2) u ||q|| and the score error <= 2 * 5.7u ||q|| ||k|| ~ 11.4u; 16u (~1e-6) is
+     * the bound checked, far below the ~1e-1 an angle formed in float at 1e6 would give. */
+    gsl_rng *rng = rk_test_rng(77);
+    for (int st = 0; st < 2; st++)
+        for (int yarn = 0; yarn < 2; yarn++) {
+            rk_rope_config c2 = { .dim = 128, .style = (rk_rope_style)st };
+            if (yarn) { c2.scaling = RK_SCALE_YARN; c2.factor = 4.0; }
+            rk_rope *r2 = mk(&c2);
+            double ms = rk_rope_mscale(r2);
+            rk_matd qd = rk_test_randnd(rng, 1, 128, 128, 1.0);
+            rk_matd kd = rk_test_randnd(rng, 1, 128, 128, 1.0);
+            rk_mat qf = rk_test_mat(1, 128, 128), kf = rk_test_mat(1, 128, 128);
+            rk_test_d2f(&qd, &qf); rk_test_f2d(&qf, &qd);
+            rk_test_d2f(&kd, &kf); rk_test_f2d(&kf, &kd);
+            double nq = sqrt(dot(qd.data, qd.data, 128)), nk = sqrt(dot(kd.data, kd.data, 128));
+            double scale = ms * ms * nq * nk;
+            rk_matd a = rk_test_matd(1, 128, 128), b = rk_test_matd(1, 128, 128);
+            ref_rope_apply(&c2, &qd, &a, 5, NULL, 0);
+            ref_rope_apply(&c2, &kd, &b, 2, NULL, 0);
+            double want = dot(a.data, b.data, 128);
+            const int64_t shifts[] = { 0, 37, -1000, 1000000, 999999 };
+            for (int s = 0; s < 5; s++) {
+                int64_t D = shifts[s];
+                assert_rk_ok(rk_rope_apply_d(r2, &qd, &a, 5 + D, NULL, 0));
+                assert_rk_ok(rk_rope_apply_d(r2, &kd, &b, 2 + D, NULL, 0));
+                double got = dot(a.data, b.data, 128);
+                assert_allclose(&got, &want, 1, 0.0, 1e-9 * scale);
+                rk_mat af = rk_test_mat(1, 128, 128), bf = rk_test_mat(1, 128, 128);
+                assert_rk_ok(rk_rope_apply(r2, &qf, &af, 5 + D, NULL, 0));
+                assert_rk_ok(rk_rope_apply(r2, &kf, &bf, 2 + D, NULL, 0));
+                double gf = 0.0;
+                for (int j = 0; j < 128; j++) gf += (double)af.data[j] * (double)bf.data[j];
+                assert_allclose(&gf, &want, 1, 0.0, 16.0 * U32 * scale);
+                rk_test_free(&af); rk_test_free(&bf);
+            }
+            rk_test_freed(&qd); rk_test_freed(&kd); rk_test_freed(&a); rk_test_freed(&b);
+            rk_test_free(&qf); rk_test_free(&kf);
+            rk_rope_destroy(r2);
+        }
+    gsl_rng_free(rng);
+}
+
+/* R is orthogonal on the rotated channels (times mscale), identity on the rest. */
+static void test_norm_preserved(void **state)
+{
+    (void)state;
+    gsl_rng *rng = rk_test_rng(31);
+    for (int yarn = 0; yarn < 2; yarn++) {
+        rk_rope_config cfg = { .dim = 24, .rotary_dim = 18, .style = RK_ROPE_HALF };
+        if (yarn) { cfg.scaling = RK_SCALE_YARN; cfg.factor = 16.0; cfg.orig_ctx = 256.0; }
+        rk_rope *r = mk(&cfg);
+        double ms = rk_rope_mscale(r);
+        size_t n = 33, heads = 2;
+        rk_matd x = rk_test_randnd(rng, n, heads * 24, heads * 24 + 1, 1.0);
+        rk_matd y = rk_test_matd(n, heads * 24, heads * 24);
+        int64_t pos[33];
+        for (size_t t = 0; t < n; t++) pos[t] = (int64_t)t * 7919 * (t % 2 ? -1 : 1);
+        assert_rk_ok(rk_rope_apply_d(r, &x, &y, 0, pos, 0));
+        for (size_t t = 0; t < n; t++)
+            for (size_t hd = 0; hd < heads; hd++) {
+                const double *xi = x.data + t * x.ld + hd * 24, *yi = y.data + t * y.ld + hd * 24;
+                double nx = sqrt(dot(xi, xi, 18)) * ms, ny = sqrt(dot(yi, yi, 18));
+                assert_allclose(&ny, &nx, 1, 1e-14, 0.0);
+                assert_true(memcmp(xi + 18, yi + 18, 6 * sizeof(double)) == 0);
+            }
+        rk_test_freed(&x); rk_test_freed(&y);
+        rk_rope_destroy(r);
+    }
+    gsl_rng_free(rng);
+}
+
+/* apply then inverse gives x back: R^T R = I, and (R/a)(aR) for a yarn attention factor. */
+static void test_inverse(void **state)
+{
+    (void)state;
+    gsl_rng *rng = rk_test_rng(4242);
+    static const rk_rope_scaling scal[] = { RK_SCALE_NONE, RK_SCALE_LINEAR, RK_SCALE_NTK,
+                                            RK_SCALE_YARN };
+    for (int st = 0; st < 2; st++)
+        for (int sc = 0; sc < 4; sc++) {
+            rk_rope_config cfg = { .dim = 36, .rotary_dim = 34, .style = (rk_rope_style)st,
+                                   .scaling = scal[sc], .factor = 3.0, .table_len = 50 };
+            if (sc == 1) cfg.attn_factor = 1.7;
+            rk_rope *r = mk(&cfg);
+            if (sc == 3) assert_true(rk_rope_mscale(r) > 1.1);
+            size_t n = 40, cols = 72;
+            rk_matd x = rk_test_randnd(rng, n, cols, cols + 2, 1.0);
+            rk_matd y = copy_d(&x);
+            assert_rk_ok(rk_rope_apply_d(r, &y, &y, 20, NULL, 0));      /* crosses 50 */
+            assert_true(rk_max_abs_diffd(&y, &x) > 0.1);
+            assert_rk_ok(rk_rope_apply_d(r, &y, &y, 20, NULL, 1));
+            assert_matd_close(&y, &x, 1e-13, 1e-13);
+            rk_mat xf = rk_test_mat(n, cols, cols + 2);
+            rk_test_d2f(&x, &xf);
+            rk_test_f2d(&xf, &x);
+            rk_mat yf = copy_f(&xf);
+            assert_rk_ok(rk_rope_apply(r, &yf, &yf, 20, NULL, 0));
+            assert_rk_ok(rk_rope_apply(r, &yf, &yf, 20, NULL, 1));
+            assert_mat_close(&yf, &x, 1e-6, 2e-6);
+            rk_test_freed(&x); rk_test_freed(&y); rk_test_free(&xf); rk_test_free(&yf);
+            rk_rope_destroy(r);
+        }
+    gsl_rng_free(rng);
+}
+
+/* half-split(x[perm]) == interleaved(x)[perm], perm = (0,2,4,...,1,3,5,...) on the rotated
+ * channels: the same operations on the same values, so the same bits, and the same scores. */
+static void test_layout_permutation(void **state)
+{
+    (void)state;
+    gsl_rng *rng = rk_test_rng(99);
+    static const size_t dims[][2] = { { 16, 16 }, { 14, 12 }, { 40, 38 } };
+    for (int c = 0; c < 3; c++) {
+        size_t d = dims[c][0], rd = dims[c][1], n = 9;
+        rk_rope_config ci = { .dim = d, .rotary_dim = rd, .style = RK_ROPE_INTERLEAVED,
+                              .scaling = RK_SCALE_YARN, .factor = 4.0, .orig_ctx = 512.0 };
+        rk_rope_config ch = ci;
+        ch.style = RK_ROPE_HALF;
+        rk_rope *ri = mk(&ci), *rh = mk(&ch);
+        size_t perm[40];
+        for (size_t j = 0; j < d; j++) perm[j] = j < rd / 2 ? 2 * j : j < rd ? 2 * (j - rd / 2) + 1 : j;
+        rk_matd x = rk_test_randnd(rng, n, d, d, 1.0), xp = rk_test_matd(n, d, d);
+        for (size_t t = 0; t < n; t++)
+            for (size_t j = 0; j < d; j++) xp.data[t * d + j] = x.data[t * d + perm[j]];
+        rk_matd y = rk_test_matd(n, d, d), yp = rk_test_matd(n, d, d);
+        assert_rk_ok(rk_rope_apply_d(ri, &x, &y, 1000, NULL, 0));
+        assert_rk_ok(rk_rope_apply_d(rh, &xp, &yp, 1000, NULL, 0));
+        for (size_t t = 0; t < n; t++)
+            for (size_t j = 0; j < d; j++)
+                assert_true(memcmp(&yp.data[t * d + j], &y.data[t * d + perm[j]], sizeof(double)) == 0);
+        /* scores between rows 0 and 5 agree */
+        double s1 = dot(y.data, y.data + 5 * d, d), s2 = dot(yp.data, yp.data + 5 * d, d);
+        assert_allclose(&s2, &s1, 1, 1e-14, 1e-14);
+        /* float */
+        rk_mat xf = rk_test_mat(n, d, d), xpf = rk_test_mat(n, d, d);
+        rk_test_d2f(&x, &xf); rk_test_d2f(&xp, &xpf);
+        rk_mat yf = rk_test_mat(n, d, d), ypf = rk_test_mat(n, d, d);
+        assert_rk_ok(rk_rope_apply(ri, &xf, &yf, 1000, NULL, 0));
+        assert_rk_ok(rk_rope_apply(rh, &xpf, &ypf, 1000, NULL, 0));
+        for (size_t t = 0; t < n; t++)
+            for (size_t j = 0; j < d; j++)
+                assert_true(memcmp(&ypf.data[t * d + j], &yf.data[t * d + perm[j]], sizeof(float)) == 0);
+        rk_test_freed(&x); rk_test_freed(&xp); rk_test_freed(&y); rk_test_freed(&yp);
+        rk_test_free(&xf); rk_test_free(&xpf); rk_test_free(&yf); rk_test_free(&ypf);
+        rk_rope_destroy(ri); rk_rope_destroy(rh);
+    }
+    gsl_rng_free(rng);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* bit-exactness                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+/* A 3-row table and the default 4096-row one give the same bits for positions on both sides
+ * of 3, negative ones and large ones, forward and inverse, with an attention factor. */
+static void test_table_vs_direct(void **state)
+{
+    (void)state;
+    gsl_rng *rng = rk_test_rng(5);
+    for (int st = 0; st < 2; st++) {
+        rk_rope_config big = { .dim = 20, .rotary_dim = 20, .style = (rk_rope_style)st,
+                               .scaling = RK_SCALE_YARN, .factor = 6.0, .orig_ctx = 100.0 };
+        rk_rope_config small = big;
+        small.table_len = 3;
+        rk_rope *rb = mk(&big), *rs = mk(&small);
+        size_t n = 45, cols = 60;
+        int64_t pos[45];
+        for (size_t t = 0; t < n; t++) pos[t] = (int64_t)(t % 7) * 613 - 9;
+        rk_matd x = rk_test_randnd(rng, n, cols, cols, 1.0);
+        rk_mat xf = rk_test_mat(n, cols, cols);
+        rk_test_d2f(&x, &xf);
+        for (int inv = 0; inv < 2; inv++)
+            for (int usepos = 0; usepos < 2; usepos++) {
+                const int64_t *p = usepos ? pos : NULL;
+                rk_matd a = rk_test_matd(n, cols, cols), b = rk_test_matd(n, cols, cols);
+                assert_rk_ok(rk_rope_apply_d(rb, &x, &a, -4, p, inv));
+                assert_rk_ok(rk_rope_apply_d(rs, &x, &b, -4, p, inv));
+                assert_true(same_bits_d(&a, &b));
+                rk_mat af = rk_test_mat(n, cols, cols), bf = rk_test_mat(n, cols, cols);
+                assert_rk_ok(rk_rope_apply(rb, &xf, &af, -4, p, inv));
+                assert_rk_ok(rk_rope_apply(rs, &xf, &bf, -4, p, inv));
+                assert_true(same_bits_f(&af, &bf));
+                rk_test_freed(&a); rk_test_freed(&b); rk_test_free(&af); rk_test_free(&bf);
+            }
+        /* pos0 + t and the explicit array 0..n-1 are the same thing */
+        for (size_t t = 0; t < n; t++) pos[t] = (int64_t)t + 1;
+        rk_mat af = rk_test_mat(n, cols, cols), bf = rk_test_mat(n, cols, cols);
+        assert_rk_ok(rk_rope_apply(rs, &xf, &af, 1, NULL, 0));
+        assert_rk_ok(rk_rope_apply(rs, &xf, &bf, 0, pos, 0));
+        assert_true(same_bits_f(&af, &bf));
+        rk_test_free(&af); rk_test_free(&bf);
+        rk_test_freed(&x); rk_test_free(&xf);
+        rk_rope_destroy(rb); rk_rope_destroy(rs);
+    }
+    gsl_rng_free(rng);
+}
+
+/* The float path equals a plain scalar float model bit for bit: cos/sin formed in double
+ * ((double)pos * theta_i, times mscale or divided by it for the inverse), rounded to float,
+ * then o = a*c - b*s, b*c + a*s in float. On an AVX2 machine this proves the SIMD kernels
+ * and the portable loops agree; 37 pairs exercise both the vector body and the tail. */
+static void test_float_bits_model(void **state)
+{
+    (void)state;
+    gsl_rng *rng = rk_test_rng(11);
+    for (int st = 0; st < 2; st++)
+        for (int inv = 0; inv < 2; inv++) {
+            rk_rope_config cfg = { .dim = 76, .rotary_dim = 74, .style = (rk_rope_style)st,
+                                   .scaling = RK_SCALE_YARN, .factor = 2.0, .table_len = 10 };
+            rk_rope *r = mk(&cfg);
+            const double *th = rk_rope_freqs(r);
+            double ms = rk_rope_mscale(r);
+            size_t n = 20, h = 37, cols = 152;
+            rk_mat x = rk_test_randn(rng, n, cols, cols, 1.0), y = rk_test_mat(n, cols, cols);
+            assert_rk_ok(rk_rope_apply(r, &x, &y, -5, NULL, inv));
+            for (size_t t = 0; t < n; t++) {
+                double p = (double)((int64_t)t - 5);
+                for (size_t hd = 0; hd < 2; hd++) {
+                    const float *xi = x.data + t * cols + hd * 76;
+                    const float *yi = y.data + t * cols + hd * 76;
+                    for (size_t i = 0; i < h; i++) {
+                        double cd = cos(p * th[i]), sd = sin(p * th[i]);
+                        cd = inv ? cd / ms : cd * ms;
+                        sd = inv ? sd / ms : sd * ms;
+                        float c = (float)cd, s = inv ? -(float)sd : (float)sd;
+                        size_t ia = st ? i : 2 * i, ib = st ? i + h : 2 * i + 1;
+                        float a = xi[ia], b = xi[ib];
+                        float oa = a * c - b * s, ob = b * c + a * s;
+                        assert_true(memcmp(&oa, &yi[ia], sizeof oa) == 0);
+                        assert_true(memcmp(&ob, &yi[ib], sizeof ob) == 0);
+                    }
+                    assert_true(memcmp(xi + 74, yi + 74, 2 * sizeof(float)) == 0);
+                }
+            }
+            rk_test_free(&x); rk_test_free(&y);
+            rk_rope_destroy(r);
+        }
+    gsl_rng_free(rng);
+}
+
+/* Large enough to go parallel (rows * cols > 32768): 1 and 2 threads give the same bits. */
+static void test_threads_same_bits(void **state)
+{
+    (void)state;
+    int maxt = omp_get_max_threads();
+    gsl_rng *rng = rk_test_rng(8);
+    for (int st = 0; st < 2; st++) {
+        rk_rope_config cfg = { .dim = 64, .rotary_dim = 48, .style = (rk_rope_style)st };
+        rk_rope *r = mk(&cfg);
+        size_t n = 301, cols = 512;
+        rk_matd x = rk_test_randnd(rng, n, cols, cols + 1, 1.0);
+        rk_mat xf = rk_test_mat(n, cols, cols + 1);
+        rk_test_d2f(&x, &xf);
+        rk_matd y1 = rk_test_matd(n, cols, cols), y2 = rk_test_matd(n, cols, cols);
+        rk_mat f1 = rk_test_mat(n, cols, cols), f2 = rk_test_mat(n, cols, cols);
+        omp_set_num_threads(1);
+        assert_rk_ok(rk_rope_apply_d(r, &x, &y1, 3950, NULL, 0));   /* crosses the table end */
+        assert_rk_ok(rk_rope_apply(r, &xf, &f1, 3950, NULL, 0));
+        omp_set_num_threads(2);
+        assert_rk_ok(rk_rope_apply_d(r, &x, &y2, 3950, NULL, 0));
+        assert_rk_ok(rk_rope_apply(r, &xf, &f2, 3950, NULL, 0));
+        omp_set_num_threads(maxt);
+        assert_true(same_bits_d(&y1, &y2));
+        assert_true(same_bits_f(&f1, &f2));
+        rk_test_freed(&x); rk_test_freed(&y1); rk_test_freed(&y2);
+        rk_test_free(&xf); rk_test_free(&f1); rk_test_free(&f2);
+        rk_rope_destroy(r);
+    }
+    gsl_rng_free(rng);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* frequencies, scalings, resolved config                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+static void test_freqs_and_scalings(void **state)
+{
+    (void)state;
+    const size_t d = 128, h = 64;
+    rk_rope_config c0 = { .dim = d };
+    rk_rope *r0 = mk(&c0);
+    const double *t0 = rk_rope_freqs(r0);
+    const rk_rope_config *g = rk_rope_get_config(r0);
+    assert_int_equal(g->rotary_dim, d);
+    assert_true(g->base == 10000.0 && g->table_len == 4096 && g->attn_factor == 1.0);
+    assert_true(rk_rope_mscale(r0) == 1.0);
+    double ref[64], ms;
+    assert_int_equal(ref_rope_freqs(&c0, ref, &ms), d);
+    assert_allclose(t0, ref, h, 1e-15, 0.0);
+    assert_true(t0[0] == 1.0);
+    double last = pow(10000.0, -(double)(d - 2) / (double)d);
+    assert_allclose(&t0[h - 1], &last, 1, 1e-15, 0.0);
+
+    /* linear: theta / s */
+    rk_rope_config cl = { .dim = d, .scaling = RK_SCALE_LINEAR, .factor = 4.0 };
+    rk_rope *rl = mk(&cl);
+    for (size_t i = 0; i < h; i++) {
+        double want = t0[i] / 4.0;
+        assert_allclose(&rk_rope_freqs(rl)[i], &want, 1, 1e-15, 0.0);
+    }
+    assert_true(rk_rope_mscale(rl) == 1.0);
+
+    /* NTK: theta_0 kept, the lowest exactly theta / s, theta_i s^(-2i/(r-2)) between */
+    rk_rope_config cn = { .dim = d, .scaling = RK_SCALE_NTK, .factor = 8.0 };
+    rk_rope *rn = mk(&cn);
+    const double *tn = rk_rope_freqs(rn);
+    double one = 1.0, lo = t0[h - 1] / 8.0;
+    assert_allclose(&tn[0], &one, 1, 1e-12, 0.0);
+    assert_allclose(&tn[h - 1], &lo, 1, 1e-12, 0.0);
+    for (size_t i = 0; i < h; i++) {
+        double want = t0[i] * pow(8.0, -2.0 * (double)i / (double)(d - 2));
+        assert_allclose(&tn[i], &want, 1, 1e-12, 0.0);
+    }
+
+    /* YaRN: fast dims (r_i > beta_fast) unchanged, slow ones (r_i < beta_slow) theta / s,
+     * the transition strictly between; mscale = 0.1 ln s + 1. */
+    rk_rope_config cy = { .dim = d, .scaling = RK_SCALE_YARN, .factor = 16.0 };
+    rk_rope *ry = mk(&cy);
+    const double *ty = rk_rope_freqs(ry);
+    int nfast = 0, nslow = 0, nmid = 0;
+    for (size_t i = 0; i < h; i++) {
+        double rot = 4096.0 * t0[i] / (2.0 * 3.14159265358979323846);
+        if (rot > 32.0) { assert_true(ty[i] == t0[i]); nfast++; }
+        else if (rot < 1.0) {
+            double want = t0[i] / 16.0;
+            assert_allclose(&ty[i], &want, 1, 1e-15, 0.0);
+            nslow++;
+        } else {
+            assert_true(ty[i] < t0[i] && ty[i] > t0[i] / 16.0);
+            nmid++;
+        }
+    }
+    assert_true(nfast > 0 && nslow > 0 && nmid > 0);
+    double msy = 0.1 * log(16.0) + 1.0;
+    assert_true(fabs(rk_rope_mscale(ry) - msy) <= 1e-15);
+    assert_true(fabs(rk_rope_get_config(ry)->attn_factor - msy) <= 1e-15);
+    assert_true(rk_rope_get_config(ry)->orig_ctx == 4096.0);
+    assert_true(rk_rope_get_config(ry)->beta_fast == 32.0 && rk_rope_get_config(ry)->beta_slow == 1.0);
+    assert_int_equal(ref_rope_freqs(&cy, ref, &ms), d);
+    assert_allclose(ty, ref, h, 1e-14, 0.0);
+    assert_true(fabs(ms - msy) <= 1e-15);
+
+    /* attention factor given; s <= 1 keeps mscale 1 (as HF) */
+    rk_rope_config ca = cy;
+    ca.attn_factor = 1.5;
+    rk_rope *ra = mk(&ca);
+    assert_true(rk_rope_mscale(ra) == 1.5);
+    rk_rope_config cs = cy;
+    cs.factor = 0.5;
+    rk_rope *rs = mk(&cs);
+    assert_true(rk_rope_mscale(rs) == 1.0);
+    rk_rope_config cnone = { .dim = 6, .attn_factor = 2.0 };
+    rk_rope *rnone = mk(&cnone);
+    assert_true(rk_rope_mscale(rnone) == 2.0);
+
+    rk_rope_destroy(r0); rk_rope_destroy(rl); rk_rope_destroy(rn); rk_rope_destroy(ry);
+    rk_rope_destroy(ra); rk_rope_destroy(rs); rk_rope_destroy(rnone);
+    rk_rope_destroy(NULL);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* errors                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+static void expect_create_error(rk_rope_config c, int code)
+{
+    rk_rope *r = (rk_rope *)&c;        /* any non-NULL value: must come back NULL */
+    assert_rk_error(rk_rope_create(&r, &c), code);
+    assert_null(r);
+}
+
+static void test_create_errors(void **state)
+{
+    (void)state;
+    const rk_rope_config ok = { .dim = 8 };
+    rk_rope_config c;
+    c = ok; c.dim = 0;                                          expect_create_error(c, RK_EINVAL);
+    c = ok; c.rotary_dim = 5;                                   expect_create_error(c, RK_EDIM);
+    c = ok; c.dim = 7;                                          expect_create_error(c, RK_EDIM);
+    c = ok; c.rotary_dim = 10;                                  expect_create_error(c, RK_EDIM);
+    c = ok; c.base = -2.0;                                      expect_create_error(c, RK_EINVAL);
+    c = ok; c.base = NAN;                                       expect_create_error(c, RK_EINVAL);
+    c = ok; c.base = INFINITY;                                  expect_create_error(c, RK_EINVAL);
+    c = ok; c.base = 1.0;                                       expect_create_error(c, RK_EINVAL);
+    c = ok; c.style = (rk_rope_style)7;                         expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = (rk_rope_scaling)9;                     expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_LINEAR;                        expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_NTK; c.factor = -2.0;          expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN; c.factor = NAN;          expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_NTK; c.factor = 2.0; c.rotary_dim = 2;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_NTK; c.factor = 1e300; c.rotary_dim = 4;   /* base' = inf */
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN; c.factor = 2.0; c.orig_ctx = -1.0;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN; c.factor = 2.0; c.beta_fast = 1.0; c.beta_slow = 2.0;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN; c.factor = 2.0; c.beta_slow = -1.0;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.attn_factor = -1.0;                               expect_create_error(c, RK_EINVAL);
+    c = ok; c.attn_factor = NAN;                                expect_create_error(c, RK_EINVAL);
+    c = ok; c.dim = 128; c.table_len = SIZE_MAX / 4;            expect_create_error(c, RK_EOVERFLOW);
+    c = ok; c.dim = 128; c.table_len = SIZE_MAX / 512;          expect_create_error(c, RK_EOVERFLOW);
+    /* a good config clears the message */
+    rk_rope *r = NULL;
+    assert_rk_ok(rk_rope_create(&r, &ok));
+    assert_string_equal(rk_last_error(), "");
+    rk_rope_destroy(r);
+}
+
+static void test_apply_errors(void **state)
+{
+    (void)state;
+    rk_rope_config cfg = { .dim = 8 };
+    rk_rope *r = mk(&cfg);
+    float buf[8 * 40] = { 0 };
+    double bufd[8 * 40] = { 0 };
+    rk_mat x = rk_mat_view(buf, 4, 16, 16), y;
+    rk_matd xd = rk_matd_view(bufd, 4, 16, 16), yd;
+
+    y = rk_mat_view(buf, 4, 12, 12);                       /* 12 not a multiple of 8 */
+    assert_rk_error(rk_rope_apply(r, &y, &y, 0, NULL, 0), RK_EDIM);
+    y = rk_mat_view(buf + 160, 3, 16, 16);                 /* rows differ */
+    assert_rk_error(rk_rope_apply(r, &x, &y, 0, NULL, 0), RK_EDIM);
+    y = rk_mat_view(buf + 160, 4, 8, 8);                   /* cols differ */
+    assert_rk_error(rk_rope_apply(r, &x, &y, 0, NULL, 0), RK_EDIM);
+    y = rk_mat_view(buf + 160, 4, 16, 15);                 /* ld < cols */
+    assert_rk_error(rk_rope_apply(r, &x, &y, 0, NULL, 0), RK_EDIM);
+    y = rk_mat_view(NULL, 4, 16, 16);                      /* NULL data */
+    assert_rk_error(rk_rope_apply(r, &x, &y, 0, NULL, 0), RK_EINVAL);
+    y = rk_mat_view(buf + 1, 4, 16, 16);                   /* partial overlap */
+    assert_rk_error(rk_rope_apply(r, &x, &y, 0, NULL, 0), RK_EINVAL);
+    y = rk_mat_view(buf, 4, 16, 24);                       /* same data, other ld */
+    assert_rk_error(rk_rope_apply(r, &x, &y, 0, NULL, 0), RK_EINVAL);
+    rk_mat big = rk_mat_view(buf, SIZE_MAX / 2, 16, 16);   /* rows * ld overflows */
+    assert_rk_error(rk_rope_apply(r, &big, &big, 0, NULL, 0), RK_EOVERFLOW);
+    assert_rk_error(rk_rope_apply(r, &x, &x, INT64_MAX - 2, NULL, 0), RK_EOVERFLOW);
+    assert_rk_error(rk_rope_apply(NULL, &x, &x, 0, NULL, 0), RK_EINVAL);
+
+    yd = rk_matd_view(bufd, 4, 12, 12);
+    assert_rk_error(rk_rope_apply_d(r, &yd, &yd, 0, NULL, 0), RK_EDIM);
+    yd = rk_matd_view(bufd + 150, 4, 16, 16);              /* overlaps the tail of xd */
+    rk_matd xd2 = rk_matd_view(bufd + 100, 4, 16, 16);
+    assert_rk_error(rk_rope_apply_d(r, &xd2, &yd, 0, NULL, 0), RK_EINVAL);
+    assert_rk_error(rk_rope_apply_d(r, &xd, &xd, INT64_MAX, NULL, 0), RK_EOVERFLOW);
+
+    /* fine: exact alias, last position INT64_MAX, empty views, explicit huge positions */
+    assert_rk_ok(rk_rope_apply(r, &x, &x, INT64_MAX - 3, NULL, 0));
+    assert_string_equal(rk_last_error(), "");
+    assert_rk_ok(rk_rope_apply_d(r, &xd, &xd, INT64_MIN, NULL, 1));
+    int64_t p[4] = { INT64_MIN, INT64_MAX, -1, 0 };
+    assert_rk_ok(rk_rope_apply(r, &x, &x, 0, p, 0));
+    for (int i = 0; i < 64; i++) assert_true(buf[i] == 0.0f);
+    rk_mat e = rk_mat_view(NULL, 0, 16, 16);
+    assert_rk_ok(rk_rope_apply(r, &e, &e, 0, NULL, 0));
+    rk_matd ed = rk_matd_view(NULL, 5, 0, 0);
+    assert_rk_ok(rk_rope_apply_d(r, &ed, &ed, 0, NULL, 0));
+    rk_rope_destroy(r);
+}
+
+/* Every allocation of create failing in turn: RK_ENOMEM, *out NULL, nothing leaked (LSan). */
+static void test_alloc_failure(void **state)
+{
+    (void)state;
+    const rk_rope_config cfgs[2] = {
+        { .dim = 32, .table_len = 64 },
+        { .dim = 32, .rotary_dim = 16, .scaling = RK_SCALE_YARN, .factor = 4.0, .table_len = 64 },
+    };
+    for (int c = 0; c < 2; c++) {
+        long k = 0;
+        for (;; k++) {
+            rk_rope *r = (rk_rope *)&k;
+            rk__alloc_fail_after(k);
+            int rc = rk_rope_create(&r, &cfgs[c]);
+            rk__alloc_fail_after(-1);
+            if (rc == RK_OK) { assert_non_null(r); rk_rope_destroy(r); break; }
+            assert_int_equal(rc, RK_ENOMEM);
+            assert_true(rk_last_error()[0] != '\0');
+            assert_null(r);
+            assert_true(k < 20);
+        }
+        assert_true(k >= (c ? 4 : 3));    /* plan, freqs, tables (and inverse tables) */
+    }
+}
+
+int main(void)
+{
+    gsl_set_error_handler_off();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_regression_vectors),
+        cmocka_unit_test(test_d2_by_hand),
+        cmocka_unit_test(test_vs_reference),
+        cmocka_unit_test(test_relative_property),
+        cmocka_unit_test(test_norm_preserved),
+        cmocka_unit_test(test_inverse),
+        cmocka_unit_test(test_layout_permutation),
+        cmocka_unit_test(test_table_vs_direct),
+        cmocka_unit_test(test_float_bits_model),
+        cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_freqs_and_scalings),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_apply_errors),
+        cmocka_unit_test(test_alloc_failure),
+    };
+    return cmocka_run_group_tests_name("rope", tests, NULL, NULL);
+}
