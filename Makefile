@@ -79,7 +79,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
 # Tests that drive the command line find it here.
 $(BUILD)/tests/test_cli.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
-$(BUILD)/tests/test_cli: $(CLI)
+$(BUILD)/tests/test_cli: | $(CLI)
 
 # Runs every test binary (each a cmocka group), then one closing line with the totals.
 test: $(TEST_BIN) $(CLI)

@@ -1,0 +1,837 @@
+/* The `ropekit` command line, driven as a real process (RK_CLI_PATH) through fork + execv.
+ * Inputs are written with rk_npy_save into a mkdtemp directory; outputs are compared bit for
+ * bit with the library called directly on the same data (the CLI is a thin driver, so the bits
+ * must agree). Every error class must exit 2 with one line on stderr naming the problem, and
+ * must leave no file behind (nor touch an existing output). */
+#include "check.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_randist.h>
+
+#ifndef RK_CLI_PATH
+#error "RK_CLI_PATH must name the ropekit binary (the Makefile defines it)"
+#endif
+
+/* ---- temporary directory: <base>/io holds captured stdout/stderr, <base>/d the arrays ---- */
+static char base_dir[512], data_dir[600], out_file[640], err_file[640];
+
+/* Path of `name` in the data directory; a ring of buffers so several can be live at once. */
+static const char *P(const char *name)
+{
+    static char ring[32][768];
+    static unsigned next;
+    char *b = ring[next++ % 32];
+    snprintf(b, sizeof ring[0], "%s/%s", data_dir, name);
+    return b;
+}
+
+static void remove_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1024];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+}
+
+static int dir_count(void)
+{
+    DIR *d = opendir(data_dir);
+    if (!d) fail_msg("opendir %s: %s", data_dir, strerror(errno));
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    gsl_set_error_handler_off();
+    const char *t = getenv("TMPDIR");
+    snprintf(base_dir, sizeof base_dir, "%s/ropekit-cli-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(base_dir)) return -1;
+    snprintf(data_dir, sizeof data_dir, "%s/d", base_dir);
+    snprintf(out_file, sizeof out_file, "%s/stdout", base_dir);
+    snprintf(err_file, sizeof err_file, "%s/stderr", base_dir);
+    return mkdir(data_dir, 0700);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    remove_files(data_dir);
+    rmdir(data_dir);
+    remove_files(base_dir);
+    rmdir(base_dir);
+    return 0;
+}
+
+/* Each test starts with an empty data directory. */
+static int clean(void **state)
+{
+    (void)state;
+    remove_files(data_dir);
+    return 0;
+}
+
+/* ---- running the binary ------------------------------------------------------------------ */
+static struct { int code; char out[16384]; char err[16384]; } R;
+
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = '\0';
+    if (f) fclose(f);
+}
+
+/* Run the binary with the NULL-terminated args (after argv[0]): exit status in R.code (128 +
+ * signal if killed), stdout and stderr in R.out / R.err. */
+static int run_v(const char *const *args)
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)RK_CLI_PATH;
+    for (int i = 0; args[i]; i++) {
+        if (argc == 63) fail_msg("run: too many arguments");
+        argv[argc++] = (char *)args[i];
+    }
+    argv[argc] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int o = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(err_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) fail_msg("waitpid: %s", strerror(errno));
+    R.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    slurp(out_file, R.out, sizeof R.out);
+    slurp(err_file, R.err, sizeof R.err);
+    return R.code;
+}
+
+/* run("rope", "--in", P("x.npy"), ..., NULL) */
+#if defined(__GNUC__)
+__attribute__((sentinel))
+#endif
+static int run(const char *first, ...)
+{
+    const char *args[64];
+    int n = 0;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *)) {
+        if (n == 63) fail_msg("run: too many arguments");
+        args[n++] = a;
+    }
+    va_end(ap);
+    args[n] = NULL;
+    return run_v(args);
+}
+
+static void expect_ok(void)
+{
+    if (R.code != 0 || R.err[0]) fail_msg("exit %d, stderr: %s", R.code, R.err);
+}
+
+/* Exit 2, stdout empty, exactly one stderr line starting "ropekit <cmd>:" or "ropekit:" and containing every key
+ * (NULL-terminated), and no new file in the data directory (files_before from dir_count). */
+#if defined(__GNUC__)
+__attribute__((sentinel))
+#endif
+static void expect_fail(int files_before, ...)
+{
+    if (R.code != 2) fail_msg("exit %d (want 2); stderr: %s", R.code, R.err);
+    if (R.out[0]) fail_msg("stdout not empty: %s", R.out);
+    size_t n = strlen(R.err);
+    const char *nl = strchr(R.err, '\n');
+    if (n == 0 || !nl || nl != R.err + n - 1) fail_msg("want one stderr line, got: '%s'", R.err);
+    if (strncmp(R.err, "ropekit", 7) || (R.err[7] != ' ' && R.err[7] != ':'))
+        fail_msg("message lacks the 'ropekit' prefix: %s", R.err);
+    va_list ap;
+    va_start(ap, files_before);
+    for (const char *k = va_arg(ap, const char *); k; k = va_arg(ap, const char *))
+        if (!strstr(R.err, k)) fail_msg("stderr lacks '%s': %s", k, R.err);
+    va_end(ap);
+    int now = dir_count();
+    if (now != files_before) fail_msg("%d files in the data directory, %d before", now,
+                                      files_before);
+}
+
+/* ---- arrays ------------------------------------------------------------------------------ */
+static size_t elt(rk_dtype t) { return t == RK_F32 ? sizeof(float) : sizeof(double); }
+
+static rk_array randarr(rk_dtype dt, int ndim, const size_t *shape, unsigned long seed)
+{
+    rk_array a = { 0 };
+    assert_rk_ok(rk_array_alloc(&a, dt, ndim, shape));
+    gsl_rng *r = rk_test_rng(seed);
+    for (size_t i = 0; i < a.count; i++) {
+        double x = gsl_ran_gaussian(r, 1.0);
+        if (dt == RK_F32) ((float *)a.data)[i] = (float)x;
+        else ((double *)a.data)[i] = x;
+    }
+    gsl_rng_free(r);
+    return a;
+}
+#define SHAPE(...) (const size_t[]){ __VA_ARGS__ }
+#define NDIM(...) ((int)(sizeof((size_t[]){ __VA_ARGS__ }) / sizeof(size_t)))
+#define RAND(dt, seed, ...) randarr((dt), NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), (seed))
+
+static void save(const char *name, const rk_array *a) { assert_rk_ok(rk_npy_save(P(name), a)); }
+
+static rk_array load(const char *name)
+{
+    rk_array a = { 0 };
+    assert_rk_ok(rk_npy_load(P(name), &a));
+    return a;
+}
+
+static rk_array convert(const rk_array *src, rk_dtype to)
+{
+    rk_array a = { 0 };
+    assert_rk_ok(rk_array_alloc(&a, to, src->ndim, src->shape));
+    for (size_t i = 0; i < a.count; i++) {
+        double x = src->dtype == RK_F32 ? ((float *)src->data)[i] : ((double *)src->data)[i];
+        if (to == RK_F32) ((float *)a.data)[i] = (float)x;
+        else ((double *)a.data)[i] = x;
+    }
+    return a;
+}
+
+static double at(const rk_array *a, size_t i)
+{
+    return a->dtype == RK_F32 ? ((float *)a->data)[i] : ((double *)a->data)[i];
+}
+
+/* Same dtype, shape and bits. */
+static void assert_same(const rk_array *got, const rk_array *want)
+{
+    assert_int_equal(got->dtype, want->dtype);
+    assert_int_equal(got->ndim, want->ndim);
+    for (int i = 0; i < got->ndim; i++) assert_int_equal(got->shape[i], want->shape[i]);
+    if (memcmp(got->data, want->data, got->count * elt(got->dtype)) == 0) return;
+    size_t i = 0;
+    while (memcmp((char *)got->data + i * elt(got->dtype), (char *)want->data + i * elt(got->dtype),
+                  elt(got->dtype)) == 0) i++;
+    fail_msg("element %zu differs: got %.17g want %.17g", i, at(got, i), at(want, i));
+}
+
+static void assert_close(const rk_array *got, const rk_array *want, double rtol, double atol)
+{
+    assert_int_equal(got->dtype, want->dtype);
+    assert_int_equal(got->count, want->count);
+    double *g = malloc(got->count * sizeof *g), *w = malloc(got->count * sizeof *w);
+    assert_non_null(g);
+    assert_non_null(w);
+    for (size_t i = 0; i < got->count; i++) { g[i] = at(got, i); w[i] = at(want, i); }
+    assert_allclose(g, w, got->count, rtol, atol);
+    free(g);
+    free(w);
+}
+
+/* ---- references: the library called directly, slice by slice, as the CLI promises --------- */
+static rk_array ref_rope(const rk_array *x, const rk_rope_config *cfg, int64_t offset, int inverse)
+{
+    rk_array y = convert(x, x->dtype);
+    size_t d = x->shape[x->ndim - 1], n = x->shape[x->ndim - 2];
+    rk_rope_config rc = *cfg;
+    rc.dim = d;
+    rk_rope *rope;
+    assert_rk_ok(rk_rope_create(&rope, &rc));
+    for (size_t s = 0; s < x->count / (n * d); s++) {
+        if (x->dtype == RK_F32) {
+            rk_mat m = rk_mat_view((float *)y.data + s * n * d, n, d, d);
+            assert_rk_ok(rk_rope_apply(rope, &m, &m, offset, NULL, inverse));
+        } else {
+            rk_matd m = rk_matd_view((double *)y.data + s * n * d, n, d, d);
+            assert_rk_ok(rk_rope_apply_d(rope, &m, &m, offset, NULL, inverse));
+        }
+    }
+    rk_rope_destroy(rope);
+    return y;
+}
+
+/* kv_len: NULL (all keys), or n_kv_len values (1: all batch entries; else one per b). */
+static rk_array ref_attend(rk_attn_config ac, rk_dtype work, const rk_array *q, const rk_array *k,
+                           const rk_array *v, const size_t *kv_len, size_t n_kv_len)
+{
+    int nd = q->ndim;
+    rk_array wq = convert(q, work), wk = convert(k, work), wv = convert(v, work);
+    ac.n_q = q->shape[nd - 2];
+    ac.d = q->shape[nd - 1];
+    ac.n_kv = k->shape[nd - 2];
+    ac.d_v = v->shape[nd - 1];
+    size_t shape[4];
+    memcpy(shape, q->shape, (size_t)nd * sizeof *shape);
+    shape[nd - 1] = ac.d_v;
+    rk_array o = { 0 };
+    assert_rk_ok(rk_array_alloc(&o, work, nd, shape));
+    rk_attn *p;
+    assert_rk_ok(rk_attn_create(&p, &ac));
+    size_t slices = q->count / (ac.n_q * ac.d), heads = nd == 4 ? q->shape[1] : slices;
+    size_t nq = ac.n_q, nkv = ac.n_kv, d = ac.d, dv = ac.d_v;
+    for (size_t s = 0; s < slices; s++) {
+        size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / heads];
+        if (work == RK_F32) {
+            rk_mat qs = rk_mat_view((float *)wq.data + s * nq * d, nq, d, d);
+            rk_mat ks = rk_mat_view((float *)wk.data + s * nkv * d, nkv, d, d);
+            rk_mat vs = rk_mat_view((float *)wv.data + s * nkv * dv, nkv, dv, dv);
+            rk_mat os = rk_mat_view((float *)o.data + s * nq * dv, nq, dv, dv);
+            assert_rk_ok(rk_attn_execute(p, &qs, &ks, &vs, &os, L));
+        } else {
+            rk_matd qs = rk_matd_view((double *)wq.data + s * nq * d, nq, d, d);
+            rk_matd ks = rk_matd_view((double *)wk.data + s * nkv * d, nkv, d, d);
+            rk_matd vs = rk_matd_view((double *)wv.data + s * nkv * dv, nkv, dv, dv);
+            rk_matd os = rk_matd_view((double *)o.data + s * nq * dv, nq, dv, dv);
+            assert_rk_ok(rk_attn_execute_d(p, &qs, &ks, &vs, &os, L));
+        }
+    }
+    rk_attn_destroy(p);
+    rk_array out = convert(&o, q->dtype);
+    rk_array_free(&o);
+    rk_array_free(&wq);
+    rk_array_free(&wk);
+    rk_array_free(&wv);
+    return out;
+}
+
+/* ---- rope ---------------------------------------------------------------------------------- */
+
+/* (n, d), (h, n, d), (b, h, n, d) x float32, float64 x interleaved, half: bits of the library. */
+static void test_rope_matches_library(void **state)
+{
+    (void)state;
+    static const char *const styles[] = { "interleaved", "half" };
+    for (int nd = 2; nd <= 4; nd++)
+        for (int t = 0; t < 2; t++)
+            for (int st = 0; st < 2; st++) {
+                rk_dtype dt = t ? RK_F64 : RK_F32;
+                size_t shape[4] = { 2, 3, 5, 8 };
+                unsigned long seed = 100u + (unsigned long)(nd * 4 + t * 2 + st);
+                rk_array x = randarr(dt, nd, shape + (4 - nd), seed);
+                save("x.npy", &x);
+                int64_t off = nd == 3 ? 1000003 : nd * 7 + st;   /* one beyond the table */
+                char offs[32];
+                snprintf(offs, sizeof offs, "%lld", (long long)off);
+                run("rope", "--in", P("x.npy"), "--out", P("y.npy"), "--style", styles[st],
+                    "--offset", offs, NULL);
+                expect_ok();
+                rk_rope_config rc = { .style = st ? RK_ROPE_HALF : RK_ROPE_INTERLEAVED };
+                rk_array want = ref_rope(&x, &rc, off, 0), got = load("y.npy");
+                assert_same(&got, &want);
+                rk_array_free(&x);
+                rk_array_free(&want);
+                rk_array_free(&got);
+            }
+}
+
+static void test_rope_scalings(void **state)
+{
+    (void)state;
+    struct { const char *spec; rk_rope_scaling kind; double f, L; rk_dtype dt; int nd; } cases[] = {
+        { "linear:2", RK_SCALE_LINEAR, 2, 0, RK_F32, 2 },
+        { "ntk:4", RK_SCALE_NTK, 4, 0, RK_F64, 3 },
+        { "yarn:8:16", RK_SCALE_YARN, 8, 16, RK_F32, 4 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t shape[4] = { 2, 2, 9, 10 };
+        rk_array x = randarr(cases[i].dt, cases[i].nd, shape + (4 - cases[i].nd), 200 + i);
+        save("x.npy", &x);
+        run("rope", "--in", P("x.npy"), "--out", P("y.npy"), "--scaling", cases[i].spec,
+            "--base", "500", "--rotary-dim", "6", "--offset=40", NULL);
+        expect_ok();
+        rk_rope_config rc = { .base = 500, .rotary_dim = 6, .scaling = cases[i].kind,
+                              .factor = cases[i].f, .orig_ctx = cases[i].L };
+        rk_array want = ref_rope(&x, &rc, 40, 0), got = load("y.npy");
+        assert_same(&got, &want);
+        /* The pass-through channels 6..9 are untouched. */
+        for (size_t j = 0; j < x.count; j++)
+            if (j % 10 >= 6) assert_true(at(&got, j) == at(&x, j));
+        rk_array_free(&x);
+        rk_array_free(&want);
+        rk_array_free(&got);
+    }
+}
+
+/* rope then rope --inverse gives the input back (yarn: the attention factor divides out). */
+static void test_rope_round_trip(void **state)
+{
+    (void)state;
+    for (int t = 0; t < 2; t++) {
+        rk_dtype dt = t ? RK_F64 : RK_F32;
+        rk_array x = RAND(dt, 300 + t, 3, 11, 8);
+        save("x.npy", &x);
+        const char *scal = t ? "yarn:4:8" : "none";
+        run("rope", "--in", P("x.npy"), "--out", P("y.npy"), "--style", "half", "--offset", "-5",
+            "--scaling", scal, NULL);
+        expect_ok();
+        run("rope", "--in", P("y.npy"), "--out", P("z.npy"), "--style", "half", "--offset", "-5",
+            "--scaling", scal, "--inverse", NULL);
+        expect_ok();
+        rk_array y = load("y.npy"), z = load("z.npy");
+        assert_int_equal(z.dtype, dt);
+        assert_close(&z, &x, t ? 1e-13 : 2e-6, t ? 1e-13 : 2e-6);
+        /* and the forward pass did change something */
+        int changed = 0;
+        for (size_t i = 0; i < x.count; i++) changed |= at(&y, i) != at(&x, i);
+        assert_true(changed);
+        rk_array_free(&x);
+        rk_array_free(&y);
+        rk_array_free(&z);
+    }
+}
+
+/* ---- attend -------------------------------------------------------------------------------- */
+
+static void attend_case(const char *what, rk_attn_config ac, rk_dtype in_dt, rk_dtype work,
+                        int nd, const size_t *qs, const size_t *ks, const size_t *vs,
+                        const size_t *kv_len, size_t n_kv_len, const char *const *extra)
+{
+    unsigned long seed = 1000u + (unsigned long)strlen(what) * 7u;
+    rk_array q = randarr(in_dt, nd, qs, seed), k = randarr(in_dt, nd, ks, seed + 1),
+             v = randarr(in_dt, nd, vs, seed + 2);
+    save("q.npy", &q);
+    save("k.npy", &k);
+    save("v.npy", &v);
+    const char *argv[48] = { "attend", "--variant", "softmax", "--q", P("q.npy"), "--k",
+                             P("k.npy"), "--v", P("v.npy"), "--out", P("o.npy") };
+    int n = 11;
+    for (int i = 0; extra && extra[i] && n < 47; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    run_v(argv);
+    if (R.code != 0 || R.err[0]) fail_msg("%s: exit %d, stderr: %s", what, R.code, R.err);
+    rk_array want = ref_attend(ac, work, &q, &k, &v, kv_len, n_kv_len), got = load("o.npy");
+    print_message("attend %s: %zu values\n", what, got.count);
+    assert_same(&got, &want);
+    rk_array_free(&q);
+    rk_array_free(&k);
+    rk_array_free(&v);
+    rk_array_free(&want);
+    rk_array_free(&got);
+}
+#define ARGS(...) (const char *const[]){ __VA_ARGS__, NULL }
+
+static void test_attend_matches_library(void **state)
+{
+    (void)state;
+    const rk_attn_config sm = { .kind = RK_SOFTMAX };
+    rk_attn_config c;
+
+    attend_case("2d bidirectional f32", sm, RK_F32, RK_F32, 2, SHAPE(6, 8), SHAPE(6, 8),
+                SHAPE(6, 8), NULL, 0, NULL);
+    c = sm; c.causal = 1;
+    attend_case("2d causal n_q<n_kv d_v!=d f64", c, RK_F64, RK_F64, 2, SHAPE(4, 8), SHAPE(7, 8),
+                SHAPE(7, 5), NULL, 0, ARGS("--causal"));
+    c = sm; c.causal = 1; c.rope = RK_ROPE_QK;
+    c.rope_cfg = (rk_rope_config){ .style = RK_ROPE_HALF, .base = 500 };
+    c.pos_offset = 3;
+    attend_case("3d rope qk causal f64", c, RK_F64, RK_F64, 3, SHAPE(3, 5, 8), SHAPE(3, 5, 8),
+                SHAPE(3, 5, 8), NULL, 0,
+                ARGS("--causal", "--rope", "qk", "--style", "half", "--base=500", "--offset", "3"));
+    c = sm; c.rope = RK_ROPE_QK; c.scale = 0.3; c.nthreads = 2;
+    c.rope_cfg = (rk_rope_config){ .rotary_dim = 4, .scaling = RK_SCALE_YARN, .factor = 4,
+                                   .orig_ctx = 16 };
+    attend_case("4d rope yarn n_q>n_kv f32", c, RK_F32, RK_F32, 4, SHAPE(2, 3, 6, 8),
+                SHAPE(2, 3, 4, 8), SHAPE(2, 3, 4, 6), NULL, 0,
+                ARGS("--rope", "qk", "--rotary-dim", "4", "--scaling", "yarn:4:16", "--scale",
+                     "0.3", "--threads", "2"));
+    c = sm; c.causal = 1;
+    attend_case("4d precision double on f32", c, RK_F32, RK_F64, 4, SHAPE(2, 2, 5, 8),
+                SHAPE(2, 2, 5, 8), SHAPE(2, 2, 5, 3), NULL, 0,
+                ARGS("--causal", "--precision", "double"));
+    attend_case("3d precision float on f64", sm, RK_F64, RK_F32, 3, SHAPE(2, 5, 4),
+                SHAPE(2, 7, 4), SHAPE(2, 7, 4), NULL, 0, ARGS("--precision", "float"));
+    attend_case("4d kv-len single", sm, RK_F32, RK_F32, 4, SHAPE(2, 2, 5, 8), SHAPE(2, 2, 6, 8),
+                SHAPE(2, 2, 6, 8), SHAPE(3), 1, ARGS("--kv-len", "3"));
+    c = sm; c.causal = 1;
+    attend_case("4d kv-len per batch causal", c, RK_F32, RK_F32, 4, SHAPE(3, 2, 5, 8),
+                SHAPE(3, 2, 6, 8), SHAPE(3, 2, 6, 8), SHAPE(6, 0, 2), 3,
+                ARGS("--causal", "--kv-len", "6,0,2"));
+}
+
+/* --precision double on float32 input: float32 output, closer to the float64 result than the
+ * float32 computation is allowed to be. */
+static void test_attend_precision_dtype(void **state)
+{
+    (void)state;
+    rk_array q = RAND(RK_F32, 41, 9, 16), k = RAND(RK_F32, 42, 9, 16), v = RAND(RK_F32, 43, 9, 16);
+    save("q.npy", &q);
+    save("k.npy", &k);
+    save("v.npy", &v);
+    run("attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("k.npy"), "--v", P("v.npy"),
+        "--out", P("o.npy"), "--precision", "double", NULL);
+    expect_ok();
+    rk_array o = load("o.npy");
+    assert_int_equal(o.dtype, RK_F32);
+    assert_int_equal(o.ndim, 2);
+    assert_int_equal(o.shape[0], 9);
+    assert_int_equal(o.shape[1], 16);
+    rk_array_free(&q);
+    rk_array_free(&k);
+    rk_array_free(&v);
+    rk_array_free(&o);
+}
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+static void write_bytes(const char *name, const void *p, size_t n)
+{
+    FILE *f = fopen(P(name), "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A valid .npy of dtype '<i4', shape (2, 2). */
+static void write_int32_npy(const char *name)
+{
+    const char *dict = "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }";
+    unsigned char buf[128 + 16];
+    size_t hl = 118;   /* 10 + 118 = 128 */
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (unsigned char)(hl & 0xff);
+    buf[9] = (unsigned char)(hl >> 8);
+    memset(buf + 10, ' ', hl);
+    memcpy(buf + 10, dict, strlen(dict));
+    buf[10 + hl - 1] = '\n';
+    memset(buf + 128, 0, 16);
+    write_bytes(name, buf, sizeof buf);
+}
+
+/* The attend inputs of the error tests: q, k, v (4, 8) float32. */
+static void attend_inputs(void)
+{
+    rk_array q = RAND(RK_F32, 51, 4, 8), k = RAND(RK_F32, 52, 4, 8), v = RAND(RK_F32, 53, 4, 8);
+    save("q.npy", &q);
+    save("k.npy", &k);
+    save("v.npy", &v);
+    rk_array_free(&q);
+    rk_array_free(&k);
+    rk_array_free(&v);
+}
+
+#define ATTEND(...) run("attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("k.npy"), \
+                        "--v", P("v.npy"), "--out", P("o.npy"), __VA_ARGS__, NULL)
+#define ROPE(...) run("rope", "--in", P("x.npy"), "--out", P("y.npy"), __VA_ARGS__, NULL)
+
+static void test_errors_files(void **state)
+{
+    (void)state;
+    rk_array x = RAND(RK_F32, 61, 4, 8);
+    save("x.npy", &x);
+    int n = dir_count();
+
+    run("rope", "--in", P("missing.npy"), "--out", P("y.npy"), NULL);
+    expect_fail(n, "ropekit rope: --in", "missing.npy", "No such file or directory", NULL);
+
+    write_bytes("bad.npy", "this is not numpy", 17);
+    n = dir_count();
+    run("rope", "--in", P("bad.npy"), "--out", P("y.npy"), NULL);
+    expect_fail(n, "--in", "bad.npy", "not a .npy file", NULL);
+
+    write_int32_npy("int.npy");
+    n = dir_count();
+    run("rope", "--in", P("int.npy"), "--out", P("y.npy"), NULL);
+    expect_fail(n, "--in", "int.npy", "<i4", NULL);
+
+    /* A directory that does not exist for the output: nothing written anywhere. */
+    run("rope", "--in", P("x.npy"), "--out", P("nodir/y.npy"), NULL);
+    expect_fail(n, "--out", "nodir/y.npy", NULL);
+    rk_array_free(&x);
+}
+
+static void test_errors_rope(void **state)
+{
+    (void)state;
+    rk_array x = RAND(RK_F32, 62, 4, 8), odd = RAND(RK_F32, 63, 4, 7), v = RAND(RK_F32, 64, 8);
+    save("x.npy", &x);
+    save("odd.npy", &odd);
+    save("vec.npy", &v);
+    int n = dir_count();
+
+    run("rope", "--in", P("odd.npy"), "--out", P("y.npy"), NULL);
+    expect_fail(n, "ropekit rope:", "odd d = 7", NULL);
+    ROPE("--rotary-dim", "7");
+    expect_fail(n, "ropekit rope: --rotary-dim 7 must be even", NULL);
+    ROPE("--rotary-dim", "10");
+    expect_fail(n, "--rotary-dim 10 exceeds d = 8", NULL);
+    run("rope", "--in", P("vec.npy"), "--out", P("y.npy"), NULL);
+    expect_fail(n, "vec.npy has shape (8,)", "expected (n, d)", NULL);
+    ROPE("--base", "abc");
+    expect_fail(n, "--base: 'abc' is not a number", NULL);
+    ROPE("--base", "10000x");
+    expect_fail(n, "--base: '10000x' is not a number", NULL);
+    ROPE("--base", "inf");
+    expect_fail(n, "--base", "not a finite number", NULL);
+    ROPE("--base", "-2");
+    expect_fail(n, "--base -2 must be > 0", NULL);
+    ROPE("--offset", "1.5");
+    expect_fail(n, "--offset: '1.5' is not an integer", NULL);
+    ROPE("--offset", "99999999999999999999");
+    expect_fail(n, "--offset", "out of range", NULL);
+    ROPE("--scaling", "cubic:2");
+    expect_fail(n, "--scaling 'cubic:2'", "unknown scaling", NULL);
+    ROPE("--scaling", "yarn:8");
+    expect_fail(n, "--scaling 'yarn:8'", "factor F and original context L", NULL);
+    ROPE("--scaling", "linear:0");
+    expect_fail(n, "factor 0 must be > 0", NULL);
+    ROPE("--style", "neox");
+    expect_fail(n, "unknown style 'neox' (expected: interleaved, half)", NULL);
+    ROPE("--inverse=yes");
+    expect_fail(n, "--inverse is a flag", NULL);
+    ROPE("--offset", "1", "--offset", "2");
+    expect_fail(n, "--offset given more than once", NULL);
+    ROPE("--bogus", "1");
+    expect_fail(n, "unknown option '--bogus'", NULL);
+    ROPE("stray");
+    expect_fail(n, "unexpected argument 'stray'", NULL);
+    ROPE("--base");
+    expect_fail(n, "--base needs a value", NULL);
+    run("rope", "--in", P("x.npy"), NULL);
+    expect_fail(n, "missing required option --out", NULL);
+    run("rope", "--out", P("y.npy"), NULL);
+    expect_fail(n, "missing required option --in", NULL);
+
+    float *xd = x.data;
+    xd[13] = NAN;
+    save("nan.npy", &x);
+    n = dir_count();
+    run("rope", "--in", P("nan.npy"), "--out", P("y.npy"), NULL);
+    expect_fail(n, "--in", "nan.npy", "(1, 5) is NaN", NULL);
+    run("rope", "--in", P("nan.npy"), "--out", P("y.npy"), "--allow-nonfinite", NULL);
+    expect_ok();
+    rk_array_free(&x);
+    rk_array_free(&odd);
+    rk_array_free(&v);
+}
+
+static void test_errors_attend(void **state)
+{
+    (void)state;
+    attend_inputs();
+    rk_array k7 = RAND(RK_F32, 71, 5, 7), kd = RAND(RK_F64, 72, 4, 8), v5 = RAND(RK_F32, 73, 5, 8),
+             q3 = RAND(RK_F32, 74, 2, 4, 8), odd = RAND(RK_F32, 75, 4, 7),
+             b4 = RAND(RK_F32, 76, 2, 1, 4, 8);
+    save("k7.npy", &k7);
+    save("kd.npy", &kd);
+    save("v5.npy", &v5);
+    save("q3.npy", &q3);
+    save("odd.npy", &odd);
+    save("b4.npy", &b4);
+    int n = dir_count();
+
+    run("attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("k7.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), NULL);
+    expect_fail(n, "ropekit attend: --k:", "k7.npy has shape (5, 7) but q has d = 8", NULL);
+    run("attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+        P("v5.npy"), "--out", P("o.npy"), NULL);
+    expect_fail(n, "--v:", "v5.npy has shape (5, 8) but k has n_kv = 4", NULL);
+    run("attend", "--variant", "softmax", "--q", P("q3.npy"), "--k", P("k.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), NULL);
+    expect_fail(n, "--k:", "leading axes", NULL);
+    run("attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("kd.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), NULL);
+    expect_fail(n, "--k:", "kd.npy is float64", "float32", "share a dtype", NULL);
+    run("attend", "--variant", "softmax", "--q", P("odd.npy"), "--k", P("odd.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), "--rope", "qk", NULL);
+    expect_fail(n, "odd d = 7", NULL);
+    run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), NULL);
+    expect_fail(n, "ropekit attend: unknown variant 'performer' (expected: softmax)", NULL);
+    run("attend", "--q", P("q.npy"), "--k", P("k.npy"), "--v", P("v.npy"), "--out", P("o.npy"),
+        NULL);
+    expect_fail(n, "missing required option --variant", NULL);
+    run("attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("k.npy"), "--v", P("v.npy"),
+        NULL);
+    expect_fail(n, "missing required option --out", NULL);
+    ATTEND("--threads", "-1");
+    expect_fail(n, "--threads -1 must be >= 1", NULL);
+    ATTEND("--threads", "abc");
+    expect_fail(n, "--threads: 'abc' is not an integer", NULL);
+    ATTEND("--scale", "0");
+    expect_fail(n, "--scale must be nonzero", NULL);
+    ATTEND("--scale", "nan");
+    expect_fail(n, "--scale", "not a finite number", NULL);
+    ATTEND("--kv-len", "5");
+    expect_fail(n, "--kv-len 5 exceeds n_kv = 4", NULL);
+    ATTEND("--kv-len", "2,x");
+    expect_fail(n, "--kv-len: 'x' is not an integer", NULL);
+    ATTEND("--kv-len", "-1");
+    expect_fail(n, "--kv-len -1 must be >= 0", NULL);
+    ATTEND("--kv-len", "1,2");
+    expect_fail(n, "--kv-len has 2 values but the batch has 1 entry", NULL);
+    run("attend", "--variant", "softmax", "--q", P("b4.npy"), "--k", P("b4.npy"), "--v",
+        P("b4.npy"), "--out", P("o.npy"), "--kv-len", "1,2,3", NULL);
+    expect_fail(n, "--kv-len has 3 values but the batch has 2 entries", NULL);
+    ATTEND("--base", "100");
+    expect_fail(n, "--base has no effect without --rope qk", NULL);
+    ATTEND("--rope", "features");
+    expect_fail(n, "unknown --rope mode 'features' (expected: none, qk)", NULL);
+    ATTEND("--precision", "half");
+    expect_fail(n, "unknown precision 'half' (expected: float, double)", NULL);
+    ATTEND("--causal=1");
+    expect_fail(n, "--causal is a flag", NULL);
+    ATTEND("--out", P("o2.npy"));
+    expect_fail(n, "--out given more than once", NULL);
+
+    /* NaN in V: named with the file and index. */
+    rk_array v = load("v.npy");
+    ((float *)v.data)[9] = -INFINITY;
+    save("v.npy", &v);
+    n = dir_count();
+    ATTEND("--causal");
+    expect_fail(n, "--v:", "v.npy", "(1, 1) is -Inf", NULL);
+    /* float64 beyond float32's range under --precision float */
+    ((double *)kd.data)[0] = 1e300;
+    save("kd.npy", &kd);
+    rk_array qd = RAND(RK_F64, 77, 4, 8);
+    save("qd.npy", &qd);
+    n = dir_count();
+    run("attend", "--variant", "softmax", "--q", P("qd.npy"), "--k", P("kd.npy"), "--v",
+        P("qd.npy"), "--out", P("o.npy"), "--precision", "float", NULL);
+    expect_fail(n, "--k:", "(0, 0) is +Inf", NULL);
+
+    rk_array_free(&v);
+    rk_array_free(&qd);
+    rk_array_free(&k7);
+    rk_array_free(&kd);
+    rk_array_free(&v5);
+    rk_array_free(&q3);
+    rk_array_free(&odd);
+    rk_array_free(&b4);
+}
+
+static void test_errors_top(void **state)
+{
+    (void)state;
+    int n = dir_count();
+    run("frobnicate", NULL);
+    expect_fail(n, "unknown command 'frobnicate'", NULL);
+    run("help", "frobnicate", NULL);
+    expect_fail(n, "unknown command 'frobnicate'", NULL);
+    run_v((const char *const[]){ NULL });
+    if (R.code != 2 || !strstr(R.err, "usage: ropekit")) fail_msg("no arguments: exit %d, %s",
+                                                                 R.code, R.err);
+}
+
+/* A failed run leaves an existing output byte for byte as it was, and no temporary file. */
+static void test_existing_output_untouched(void **state)
+{
+    (void)state;
+    attend_inputs();
+    rk_array old = RAND(RK_F64, 81, 3, 3), k7 = RAND(RK_F32, 82, 5, 7);
+    save("o.npy", &old);
+    save("y.npy", &old);
+    save("k7.npy", &k7);
+    FILE *f = fopen(P("o.npy"), "rb");
+    assert_non_null(f);
+    unsigned char before[4096], after[4096];
+    size_t nb = fread(before, 1, sizeof before, f);
+    fclose(f);
+    int n = dir_count();
+
+    /* fails after reading inputs (shape), after the NaN check, and in parsing */
+    run("attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("k7.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), NULL);
+    expect_fail(n, "--k:", NULL);
+    rk_array x = RAND(RK_F32, 83, 4, 8);
+    ((float *)x.data)[0] = NAN;
+    save("x.npy", &x);
+    n = dir_count();
+    run("rope", "--in", P("x.npy"), "--out", P("o.npy"), NULL);
+    expect_fail(n, "NaN", NULL);
+    ATTEND("--kv-len", "9");
+    expect_fail(n, "--kv-len", NULL);
+
+    f = fopen(P("o.npy"), "rb");
+    assert_non_null(f);
+    size_t na = fread(after, 1, sizeof after, f);
+    fclose(f);
+    assert_int_equal(na, nb);
+    assert_memory_equal(after, before, nb);
+
+    /* and a successful run does replace it */
+    ATTEND("--causal");
+    expect_ok();
+    rk_array o = load("o.npy");
+    assert_int_equal(o.dtype, RK_F32);
+    assert_int_equal(dir_count(), n);
+    rk_array_free(&o);
+    rk_array_free(&x);
+    rk_array_free(&old);
+    rk_array_free(&k7);
+}
+
+/* ---- help and version ---------------------------------------------------------------------- */
+
+static void expect_help(const char *key)
+{
+    if (R.code != 0 || R.err[0]) fail_msg("exit %d, stderr: %s", R.code, R.err);
+    if (!strstr(R.out, key)) fail_msg("stdout lacks '%s': %s", key, R.out);
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    run("rope", "--help", NULL);
+    expect_help("usage: ropekit rope --in X.npy --out Y.npy");
+    assert_non_null(strstr(R.out, "--rotary-dim R"));
+    run("attend", "--help", NULL);
+    expect_help("usage: ropekit attend --variant softmax");
+    assert_non_null(strstr(R.out, "--kv-len L[,L...]"));
+    run("attend", "-h", NULL);
+    expect_help("usage: ropekit attend");
+    run("help", "rope", NULL);
+    expect_help("usage: ropekit rope");
+    run("help", NULL);
+    expect_help("commands:");
+    assert_non_null(strstr(R.out, "rope"));
+    assert_non_null(strstr(R.out, "attend"));
+    run("--help", NULL);
+    expect_help("usage: ropekit <command>");
+    run("--version", NULL);
+    expect_help("ropekit " RK_VERSION "\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_help, clean),
+        cmocka_unit_test_setup(test_rope_matches_library, clean),
+        cmocka_unit_test_setup(test_rope_scalings, clean),
+        cmocka_unit_test_setup(test_rope_round_trip, clean),
+        cmocka_unit_test_setup(test_attend_matches_library, clean),
+        cmocka_unit_test_setup(test_attend_precision_dtype, clean),
+        cmocka_unit_test_setup(test_errors_files, clean),
+        cmocka_unit_test_setup(test_errors_rope, clean),
+        cmocka_unit_test_setup(test_errors_attend, clean),
+        cmocka_unit_test_setup(test_errors_top, clean),
+        cmocka_unit_test_setup(test_existing_output_untouched, clean),
+    };
+    return cmocka_run_group_tests_name("cli", tests, setup, teardown);
+}
