@@ -42,6 +42,9 @@ LIB_A    := $(BUILD)/libropekit.a
 LIB_SO   := $(BUILD)/libropekit.so
 CLI      := $(BUILD)/ropekit
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard experiments/*.c))
+# The drivers without their main(), for tests of their internals.
+EXP_OBJ  := $(filter-out $(BUILD)/experiments/ropekit.o,$(CLI_OBJ))
+EXP_A    := $(BUILD)/libropekit-drivers.a
 # Everything of the command line but its main(): tests link it to test drivers' internals.
 EXP_OBJ  := $(filter-out $(BUILD)/experiments/ropekit.o,$(CLI_OBJ))
 BENCH    := $(BUILD)/ropekit-bench
@@ -75,8 +78,14 @@ $(CLI): $(CLI_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BENCH): $(BENCH_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(EXP_A): $(EXP_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+# Tests of the drivers' internals (theory checks, statistics, resume) link the driver archive.
+DRIVER_TESTS := $(filter-out test_cli,$(patsubst tests/%.c,%,$(wildcard tests/test_drv_*.c)))
+$(addprefix $(BUILD)/tests/,$(DRIVER_TESTS)): $(EXP_A)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
-	$(CC) $(LDFLAGS) $^ $(TEST_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $(filter %.o,$^) $(filter $(EXP_A),$^) $(LIB_A) $(TEST_LIBS) $(LDLIBS) -o $@
 # Tests that drive the command line find it here.
 $(BUILD)/tests/test_cli.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
 $(BUILD)/tests/test_cli: | $(CLI)
