@@ -1,0 +1,409 @@
+/* Exact softmax attention (RoFormer eq. 2 with eq. 16 when RoPE is on):
+ *
+ *   out_i = sum_{j < vis(i)} exp(scale q_i.k_j) v_j / sum_{j < vis(i)} exp(scale q_i.k_j)
+ *
+ * vis(i) is rk__attn_visible: bottom-right causal alignment and key padding (kv_len).
+ *
+ * float32 path (the fast one): flash-attention style. Queries go in tiles of BR rows, keys in
+ * tiles of BC; per (query tile, key tile) S = Q K^T (BR x BC, never n_q x n_kv), an online
+ * softmax with a running max m and sum l per row, and O = diag(alpha) O + P V. Queries are
+ * pre-multiplied by scale * log2(e) so probabilities are exp2(s - m). Key tiles a query tile
+ * cannot see are skipped, and inside the diagonal tile a 6-row block only computes up to the
+ * last key one of its rows sees. Kernels (portable or AVX2) are in softmax_kern.c.
+ *
+ * float64 path: the straightforward three passes per query row (logits and max, exp and sum,
+ * weighted sum of values), all in double.
+ *
+ * Threads: OpenMP over query tiles (float) or rows (double). Tile sizes are constants, so every
+ * output row is computed by one thread with the same operations in the same order whatever
+ * the thread count: results are bitwise identical for any nthreads. Tiles are handed out
+ * heaviest first (dynamic, 1) because causal tiles differ in cost.
+ *
+ * RoPE (rope = RK_ROPE_QK): the float path rotates each query tile and each 16-key panel as it
+ * packs them (rk_rope_apply on row sub-views, positions rk__attn_qpos / rk__attn_kpos); the
+ * double path rotates q and k into plan-owned copies first.
+ *
+ * Memory: everything (packed operands, RoPE copies, one scratch slab per thread padded to
+ * 64 B) is allocated at create; execute allocates nothing. Packed operands are O((n_q + n_kv) d).
+ */
+#include "attn_impl.h"
+#include "softmax_kern.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#define BR 48                       /* query rows per tile (a multiple of RK_SM_MR)  */
+#define BC 64                       /* keys per tile (a multiple of RK_SM_NR)        */
+#define RK_LOG2E 1.44269504088896340736
+#define ROPE_TABLE_BYTES (8u << 20) /* RoPE table size that is still "modest"       */
+
+_Static_assert(BR % RK_SM_MR == 0, "BR must be a multiple of the micro-kernel rows");
+_Static_assert(BC % RK_SM_NR == 0, "BC must be a multiple of the key panel width");
+
+typedef struct {
+    const rk__sm_kernels *kern;
+    rk_rope *rope;                  /* RK_ROPE_QK only                                    */
+    size_t   dvp;                   /* d_v rounded up to RK_SM_NR                         */
+    size_t   ntiles;                /* query tiles of BR rows                             */
+    size_t   npan;                  /* key panels of RK_SM_NR keys                        */
+    float   *qs;                    /* (ntiles BR, d) scaled (rotated) queries, pad rows 0 */
+    float   *kt;                    /* (npan, d, 16) packed keys, pad keys 0              */
+    float   *vp;                    /* (n_kv, dvp) packed values, pad columns 0           */
+    double  *qd, *kd;               /* RoPE: (n_q, d), (n_kv, d) rotated, float64 path    */
+    unsigned char *slab_f, *slab_d; /* per-thread scratch of each path                    */
+    size_t   slab_f_bytes, slab_d_bytes;
+} sm_plan;
+
+/* Per-thread float scratch, carved from one slab (each part 64-B aligned). */
+typedef struct {
+    float  *s;       /* (BR, BC) logits, then probabilities           */
+    float  *o;       /* (BR, dvp) unnormalised output accumulator     */
+    float  *m;       /* (BR) running max (log2 domain)                */
+    float  *alpha;   /* (BR) rescale factor of the current key tile   */
+    double *l;       /* (BR) running sum                              */
+    size_t *vis;     /* (BR) keys each row sees                       */
+    float  *kbuf;    /* (16, d) RoPE: one panel of rotated keys        */
+} tile_scratch;
+
+static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+/* Byte sizes of the parts of a float slab, in order; returns the slab size. */
+static size_t slab_f_layout(size_t d, size_t dvp, size_t part[7])
+{
+    part[0] = round_up(BR * BC * sizeof(float), 64);
+    part[1] = round_up(BR * dvp * sizeof(float), 64);
+    part[2] = round_up(BR * sizeof(float), 64);
+    part[3] = round_up(BR * sizeof(float), 64);
+    part[4] = round_up(BR * sizeof(double), 64);
+    part[5] = round_up(BR * sizeof(size_t), 64);
+    part[6] = round_up(RK_SM_NR * d * sizeof(float), 64);
+    return part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6];
+}
+
+static tile_scratch slab_f_at(const sm_plan *s, size_t d, int t)
+{
+    size_t part[7];
+    slab_f_layout(d, s->dvp, part);
+    unsigned char *b = s->slab_f + (size_t)t * s->slab_f_bytes;
+    tile_scratch ts;
+    ts.s = (float *)b;                     b += part[0];
+    ts.o = (float *)b;                     b += part[1];
+    ts.m = (float *)b;                     b += part[2];
+    ts.alpha = (float *)b;                 b += part[3];
+    ts.l = (double *)b;                    b += part[4];
+    ts.vis = (size_t *)b;                  b += part[5];
+    ts.kbuf = (float *)b;
+    return ts;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Create / destroy                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+static void sm_destroy(void *impl)
+{
+    sm_plan *s = impl;
+    if (!s) return;
+    rk_rope_destroy(s->rope);
+    rk__free(s->qs);
+    rk__free(s->kt);
+    rk__free(s->vp);
+    rk__free(s->qd);
+    rk__free(s->kd);
+    rk__free(s->slab_f);
+    rk__free(s->slab_d);
+    rk__free(s);
+}
+
+/* rk__alloc(a * b * elt), counted in p->bytes; NULL with *rc set on failure. */
+static void *plan_alloc(rk_attn *p, int *rc, size_t a, size_t b, size_t elt, const char *what)
+{
+    size_t n, bytes;
+    if (rk__mul(a, b, &n) || rk__bytes(n, elt, &bytes)) {
+        *rc = rk__fail(RK_EOVERFLOW, "softmax: %s (%zu x %zu) is too large", what, a, b);
+        return NULL;
+    }
+    void *ptr = rk__alloc(bytes);
+    if (!ptr) {
+        *rc = rk__fail(RK_ENOMEM, "softmax: cannot allocate %zu bytes for %s", bytes, what);
+        return NULL;
+    }
+    p->bytes += round_up(bytes, 64);
+    return ptr;
+}
+
+/* RoPE over q and k of width d, positions as in rk__attn_qpos / rk__attn_kpos. */
+static int make_rope(const rk_attn_config *c, sm_plan *s)
+{
+    /* Every position must be representable: pos_offset + (n_kv - n_q) .. pos_offset + n_kv - 1. */
+    if (c->pos_offset > INT64_MAX - (int64_t)c->n_kv || c->pos_offset < INT64_MIN + (int64_t)c->n_q)
+        RK_FAIL(RK_EOVERFLOW, "softmax: pos_offset = %lld overflows the positions",
+                (long long)c->pos_offset);
+    rk_rope_config rc = c->rope_cfg;
+    rc.dim = c->d;
+    /* A table over every position used when that is modest (about 12 d bytes per position,
+     * up to ROPE_TABLE_BYTES); beyond it the rope plan computes cos/sin directly, same bits. */
+    int64_t max_pos = c->pos_offset + (int64_t)c->n_kv - 1;   /* last key and last query */
+    size_t limit = ROPE_TABLE_BYTES / (12 * c->d);
+    if (limit < 4096) limit = 4096;
+    if (rc.table_len == 0 && max_pos >= 0 && (uint64_t)max_pos < limit)
+        rc.table_len = (size_t)max_pos + 1;
+    return rk_rope_create(&s->rope, &rc);
+}
+
+static int sm_create(rk_attn *p)
+{
+    const rk_attn_config *c = &p->cfg;
+    if (c->rope == RK_ROPE_FEATURES)
+        RK_FAIL(RK_EINVAL, "softmax: RK_ROPE_FEATURES is for linear attention; use RK_ROPE_QK");
+    sm_plan *s = rk__alloc(sizeof *s);
+    if (!s) RK_FAIL(RK_ENOMEM, "softmax: cannot allocate the plan");
+    p->impl = s;
+    p->bytes += round_up(sizeof *s, 64);
+    s->kern = rk__sm_kernels_pick();
+    s->dvp = round_up(c->d_v, RK_SM_NR);
+    s->ntiles = (c->n_q + BR - 1) / BR;
+    s->npan = (c->n_kv + RK_SM_NR - 1) / RK_SM_NR;
+    size_t nth = (size_t)c->nthreads, part[7];
+    s->slab_f_bytes = slab_f_layout(c->d, s->dvp, part);
+    s->slab_d_bytes = round_up(c->n_kv * sizeof(double), 64) + round_up(c->d_v * sizeof(double), 64);
+    int rc = RK_OK;
+    if (!(s->qs = plan_alloc(p, &rc, s->ntiles * BR, c->d, sizeof(float), "queries")) ||
+        !(s->kt = plan_alloc(p, &rc, s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
+        !(s->vp = plan_alloc(p, &rc, c->n_kv, s->dvp, sizeof(float), "values")) ||
+        !(s->slab_f = plan_alloc(p, &rc, nth, s->slab_f_bytes, 1, "float scratch")) ||
+        !(s->slab_d = plan_alloc(p, &rc, nth, s->slab_d_bytes, 1, "double scratch")))
+        return rc;
+    if (c->rope == RK_ROPE_QK) {
+        if ((rc = make_rope(c, s))) return rc;
+        if (!(s->qd = plan_alloc(p, &rc, c->n_q, c->d, sizeof(double), "rotated queries")) ||
+            !(s->kd = plan_alloc(p, &rc, c->n_kv, c->d, sizeof(double), "rotated keys")))
+            return rc;
+    }
+    return RK_OK;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* float32 path                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* Rows i0 .. i0 + nr - 1 of q into the packed queries, rotated (RoPE) and multiplied by
+ * cq = scale log2(e). Returns the RoPE status (RK_OK unless the rope plan refuses). */
+static int pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
+                  size_t nr, float cq)
+{
+    const size_t d = c->d;
+    float *qs = s->qs + i0 * d;
+    if (s->rope) {
+        rk_mat src = rk_mat_sub(*q, i0, 0, nr, d), dst = rk_mat_view(qs, nr, d, d);
+        int rc = rk_rope_apply(s->rope, &src, &dst, rk__attn_qpos(c, i0), NULL, 0);
+        if (rc) return rc;
+        for (size_t t = 0; t < nr * d; t++) qs[t] *= cq;
+        return RK_OK;
+    }
+    for (size_t r = 0; r < nr; r++) {
+        const float *q_i = q->data + (i0 + r) * q->ld;
+        for (size_t j = 0; j < d; j++) qs[r * d + j] = cq * q_i[j];
+    }
+    return RK_OK;
+}
+
+/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16, rotated through kbuf (16, d) when
+ * RoPE is on; the matching value rows into vp. */
+static int pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
+                   size_t j0, size_t jn, float *kbuf)
+{
+    const size_t d = c->d;
+    const float *k_src = k->data + j0 * k->ld;
+    size_t ldk = k->ld;
+    if (s->rope) {
+        rk_mat src = rk_mat_sub(*k, j0, 0, jn, d), dst = rk_mat_view(kbuf, jn, d, d);
+        int rc = rk_rope_apply(s->rope, &src, &dst, rk__attn_kpos(c, j0), NULL, 0);
+        if (rc) return rc;
+        k_src = kbuf;
+        ldk = d;
+    }
+    float *kt_p = s->kt + j0 * d;                      /* panel j0/16 starts at 16 d (j0/16) */
+    for (size_t jj = 0; jj < jn; jj++)
+        for (size_t ch = 0; ch < d; ch++) kt_p[ch * RK_SM_NR + jj] = k_src[jj * ldk + ch];
+    for (size_t jj = 0; jj < jn; jj++)
+        memcpy(s->vp + (j0 + jj) * s->dvp, v->data + (j0 + jj) * v->ld, c->d_v * sizeof(float));
+    return RK_OK;
+}
+
+/* One query tile: rows i0 .. i0 + nr - 1 against every key tile they can see.
+ * qs (BR, d) at row i0 is already packed; kt and vp hold the keys; out is (n_q, d_v). */
+static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch *ts,
+                   size_t i0, size_t nr, size_t kv_len, rk_mat *out)
+{
+    const rk__sm_kernels *kern = s->kern;
+    const size_t d = c->d, dvp = s->dvp;
+    const size_t nrp = round_up(nr, RK_SM_MR);          /* rows the micro-kernels touch */
+    const float *qs = s->qs + i0 * d;
+
+    // 1. keys each row sees (pad rows: none), running max / sum / accumulator reset
+    size_t kmax = 0;
+    for (size_t r = 0; r < nrp; r++) {
+        ts->vis[r] = r < nr ? rk__attn_visible(c, i0 + r, kv_len) : 0;
+        if (ts->vis[r] > kmax) kmax = ts->vis[r];
+        ts->m[r] = -INFINITY;
+        ts->l[r] = 0.0;
+    }
+    memset(ts->o, 0, nrp * dvp * sizeof(float));
+
+    // 2. key tiles; blocks of 6 rows work only up to the last key one of their rows sees
+    for (size_t j0 = 0; j0 < kmax; j0 += BC) {
+        const size_t nb = kmax - j0 < BC ? kmax - j0 : BC;
+        for (size_t r0 = 0; r0 < nrp; r0 += RK_SM_MR) {
+            size_t nv[RK_SM_MR], nvb = 0;
+            for (size_t r = 0; r < RK_SM_MR; r++) {
+                size_t vr = ts->vis[r0 + r];
+                nv[r] = vr <= j0 ? 0 : (vr - j0 < nb ? vr - j0 : nb);
+                if (nv[r] > nvb) nvb = nv[r];
+            }
+            if (nvb == 0) continue;                         /* whole block masked: skip */
+            const size_t npan = (nvb + RK_SM_NR - 1) / RK_SM_NR, ncol = npan * RK_SM_NR;
+            float *s_b = ts->s + r0 * BC;
+
+            // 2a. logits S = Q K^T for this block
+            kern->qk(qs + r0 * d, d, s->kt + j0 * d, npan, s_b, BC);
+
+            // 2b. online softmax of the block's rows (keys past each row's limit masked)
+            kern->rows(s_b, BC, ncol, nv, ts->m + r0, ts->l + r0, ts->alpha + r0);
+
+            // 2c. O = diag(alpha) O + P V over the keys some row of the block sees
+            kern->pv(s_b, BC, s->vp + j0 * dvp, dvp, nvb, dvp, ts->alpha + r0,
+                     ts->o + r0 * dvp, dvp);
+        }
+    }
+
+    // 3. normalise (l >= 1: the row max contributes exp2(0)); a row that saw no key gets
+    //    zeros. NaN inputs stay NaN.
+    for (size_t r = 0; r < nr; r++) {
+        float *out_i = out->data + (i0 + r) * out->ld;
+        const float *o_r = ts->o + r * dvp;
+        double l = ts->l[r];
+        if (ts->vis[r] == 0) memset(out_i, 0, c->d_v * sizeof *out_i);
+        else for (size_t j = 0; j < c->d_v; j++) out_i[j] = (float)(o_r[j] / l);
+    }
+}
+
+static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                     rk_mat *out, size_t kv_len)
+{
+    const rk_attn_config *c = &p->cfg;
+    const sm_plan *s = p->impl;
+    const float cq = (float)(c->scale * RK_LOG2E);
+    /* keys anyone sees: rk__attn_visible grows with the row, so the last row sees the most */
+    const size_t kmax = rk__attn_visible(c, c->n_q - 1, kv_len);
+    const size_t npan = (kmax + RK_SM_NR - 1) / RK_SM_NR, ntiles = s->ntiles;
+    int err = RK_OK;
+
+    /* One parallel region, one barrier (after the keys are packed). */
+    #pragma omp parallel num_threads(c->nthreads)
+    {
+        tile_scratch ts = slab_f_at(s, c->d, omp_get_thread_num());
+
+        // 1. keys (rotated) in panels of 16, values padded to dvp: every tile reads them all
+        #pragma omp for schedule(static)
+        for (size_t pn = 0; pn < npan; pn++) {
+            size_t j0 = pn * RK_SM_NR, jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
+            int rc = pack_kv(c, s, k, v, j0, jn, ts.kbuf);
+            if (rc) {
+                #pragma omp atomic write
+                err = rc;
+            }
+        }
+
+        // 2. query tiles, heaviest (last) first; a tile packs its own queries, then runs
+        #pragma omp for schedule(dynamic, 1)
+        for (size_t u = 0; u < ntiles; u++) {
+            size_t i0 = (ntiles - 1 - u) * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
+            int rc = pack_q(c, s, q, i0, nr, cq);
+            if (rc) {
+                #pragma omp atomic write
+                err = rc;
+            }
+            tile_f(c, s, &ts, i0, nr, kv_len, out);
+        }
+    }
+    /* rk_rope_apply cannot fail on the views validated here; if it did, the detail was
+     * recorded on a worker thread, so name the failure again on the caller's. */
+    if (err) RK_FAIL(err, "softmax: rk_rope_apply failed inside execute: %s", rk_strerror(err));
+    return RK_OK;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* float64 path                                                                         */
+/* ------------------------------------------------------------------------------------ */
+
+/* One query row i. q_i (d), k (n_kv, d) ld ldk, v (n_kv, d_v) ld ldv; w (n_kv) and acc (d_v)
+ * are the thread's scratch. */
+static void row_d(const rk_attn_config *c, const double *q_i, const double *k, size_t ldk,
+                  const rk_matd *v, double *out_i, size_t nv, double *w, double *acc)
+{
+    const size_t d = c->d, dv = c->d_v;
+    if (nv == 0) {                                      /* sees no key: zero row */
+        for (size_t j = 0; j < dv; j++) out_i[j] = 0.0;
+        return;
+    }
+    // 1. logits and their max
+    double mx = -INFINITY;
+    for (size_t j = 0; j < nv; j++) {
+        const double *k_j = k + j * ldk;
+        double dot = 0.0;
+        for (size_t ch = 0; ch < d; ch++) dot += q_i[ch] * k_j[ch];
+        w[j] = c->scale * dot;
+        if (w[j] > mx) mx = w[j];
+    }
+    // 2. exp and sum (shifted by the max: no overflow)
+    double sum = 0.0;
+    for (size_t j = 0; j < nv; j++) {
+        w[j] = exp(w[j] - mx);
+        sum += w[j];
+    }
+    // 3. weighted sum of the values
+    for (size_t ch = 0; ch < dv; ch++) acc[ch] = 0.0;
+    for (size_t j = 0; j < nv; j++) {
+        const double *v_j = v->data + j * v->ld;
+        for (size_t ch = 0; ch < dv; ch++) acc[ch] += w[j] * v_j[ch];
+    }
+    // 4. normalise (sum >= 1 unless a logit was NaN/inf)
+    for (size_t ch = 0; ch < dv; ch++) out_i[ch] = acc[ch] / sum;
+}
+
+static int sm_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                     rk_matd *out, size_t kv_len)
+{
+    const rk_attn_config *c = &p->cfg;
+    const sm_plan *s = p->impl;
+    const double *q_src = q->data, *k_src = k->data;
+    size_t ldq = q->ld, ldk = k->ld;
+
+    // 1. RoPE into the plan's copies
+    if (s->rope) {
+        rk_matd qr = rk_matd_view(s->qd, c->n_q, c->d, c->d);
+        rk_matd kr = rk_matd_view(s->kd, c->n_kv, c->d, c->d);
+        int rc = rk_rope_apply_d(s->rope, q, &qr, rk__attn_qpos(c, 0), NULL, 0);
+        if (!rc) rc = rk_rope_apply_d(s->rope, k, &kr, rk__attn_kpos(c, 0), NULL, 0);
+        if (rc) return rc;
+        q_src = s->qd; ldq = c->d;
+        k_src = s->kd; ldk = c->d;
+    }
+
+    // 2. rows; causal rows differ in cost, so small dynamic chunks
+    #pragma omp parallel num_threads(c->nthreads)
+    {
+        unsigned char *slab = s->slab_d + (size_t)omp_get_thread_num() * s->slab_d_bytes;
+        double *w = (double *)slab;
+        double *acc = (double *)(slab + round_up(c->n_kv * sizeof(double), 64));
+        #pragma omp for schedule(dynamic, 16)
+        for (size_t i = 0; i < c->n_q; i++)
+            row_d(c, q_src + i * ldq, k_src, ldk, v, out->data + i * out->ld,
+                  rk__attn_visible(c, i, kv_len), w, acc);
+    }
+    return RK_OK;
+}
+
+const rk__attn_ops rk__softmax_ops = { "softmax", sm_create, sm_destroy, sm_exec_f, sm_exec_d };

@@ -1,0 +1,321 @@
+/* Float32 kernels of exact softmax attention: the portable versions, then AVX2+FMA versions
+ * with register-blocked 6 x 16 micro-kernels and a polynomial exp2. Shapes and packed
+ * layouts are described in softmax_kern.h; the tile loop that calls these is lib/softmax.c.
+ *
+ * Cost model (d = d_v = 64): per logit, q.k is 64 FMAs and p v is 64 FMAs, i.e. 16 vector
+ * FMAs, against ~2.5 vector ops of max/exp2/sum, so the two micro-kernels decide the speed
+ * (about 80% of the time at n = 4096, the softmax pass about 13%). Each keeps 12
+ * accumulators (6 rows x 2 vectors of 8) in registers and issues 8 loads per 12 FMAs, which
+ * Zen3/Haswell-class cores sustain from L1.
+ */
+#include "softmax_kern.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#  define RK_SM_HAVE_AVX2 1
+#  include <immintrin.h>
+#  define AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+/* ------------------------------------------------------------------------------------ */
+/* Portable kernels: plain loops, the same contract as the vector ones.                 */
+/* ------------------------------------------------------------------------------------ */
+
+/* q is (MR, d) ld d, kt npan panels of (d, 16), s is (MR, 16 npan) ld lds */
+static void qk_c(const float *q, size_t d, const float *kt, size_t npan, float *s, size_t lds)
+{
+    for (size_t p = 0; p < npan; p++) {
+        const float *kt_p = kt + p * d * RK_SM_NR;
+        for (size_t r = 0; r < RK_SM_MR; r++) {
+            const float *q_r = q + r * d;
+            float *s_r = s + r * lds + p * RK_SM_NR;
+            for (size_t jj = 0; jj < RK_SM_NR; jj++) {
+                float acc = 0.0f;
+                for (size_t c = 0; c < d; c++) acc += q_r[c] * kt_p[c * RK_SM_NR + jj];
+                s_r[jj] = acc;
+            }
+        }
+    }
+}
+
+/* s is (MR, ncol) ld lds logits in the log2 domain; nv (MR) columns seen per row */
+static void rows_c(float *s, size_t lds, size_t ncol, const size_t *nv, float *m, double *l,
+                   float *alpha)
+{
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds;
+        alpha[r] = 1.0f;
+        // 1. masked columns and the row max
+        float mx = -INFINITY;
+        for (size_t j = 0; j < ncol; j++) {
+            if (j >= nv[r]) s_r[j] = -INFINITY;
+            if (s_r[j] > mx) mx = s_r[j];
+        }
+        float m_new = mx > m[r] ? mx : m[r];
+        if (!(m_new > -INFINITY)) {          /* nothing finite to weigh: the row stays empty */
+            memset(s_r, 0, ncol * sizeof *s_r);
+            continue;
+        }
+        // 2. exp2 and sum; the old sum and accumulator are rescaled by exp2(m_old - m_new)
+        alpha[r] = exp2f(m[r] - m_new);      /* m_old = -inf on the first tile: alpha = 0 */
+        double sum = 0.0;
+        for (size_t j = 0; j < ncol; j++) {
+            float p = exp2f(s_r[j] - m_new);
+            s_r[j] = p;
+            sum += p;
+        }
+        l[r] = l[r] * alpha[r] + sum;
+        m[r] = m_new;
+    }
+}
+
+/* p is (MR, nj) ld ldp, v is (nj, ncols) ld ldv, o is (MR, ncols) ld ldo */
+static void pv_c(const float *p, size_t ldp, const float *v, size_t ldv, size_t nj, size_t ncols,
+                 const float *alpha, float *o, size_t ldo)
+{
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        const float *p_r = p + r * ldp;
+        float *o_r = o + r * ldo;
+        for (size_t c = 0; c < ncols; c++) o_r[c] *= alpha[r];
+        for (size_t j = 0; j < nj; j++) {
+            const float *v_j = v + j * ldv;
+            float w = p_r[j];
+            for (size_t c = 0; c < ncols; c++) o_r[c] += w * v_j[c];
+        }
+    }
+}
+
+static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c };
+
+/* ------------------------------------------------------------------------------------ */
+/* AVX2 + FMA kernels                                                                   */
+/* ------------------------------------------------------------------------------------ */
+#ifdef RK_SM_HAVE_AVX2
+
+/* 2^x for x in (-inf, 127]: x = n + f with n = round(x), f in [-0.5, 0.5];
+ * 2^f = 1 + c1 f + ... + c6 f^6 (Cephes exp2f minimax, ~1 ulp), evaluated by Estrin's scheme
+ * (a 3-deep FMA tree instead of a 6-deep Horner chain: the softmax pass is latency-bound),
+ * 2^n built in the exponent bits. x <= -127 (and -inf) gives n = -127, whose exponent field
+ * is 0: the result is exactly 0. Inputs in (-127, -126.5) also flush to 0 instead of a
+ * subnormal. NaN propagates. */
+AVX2 static inline __m256 exp2_avx2(__m256 x)
+{
+    x = _mm256_max_ps(_mm256_set1_ps(-127.0f), x);   /* second operand NaN -> NaN kept */
+    x = _mm256_min_ps(_mm256_set1_ps(127.0f), x);
+    __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_sub_ps(x, n);
+    __m256 f2 = _mm256_mul_ps(f, f), f4 = _mm256_mul_ps(f2, f2);
+    __m256 p01 = _mm256_fmadd_ps(_mm256_set1_ps(6.931472028550421e-1f), f, _mm256_set1_ps(1.0f));
+    __m256 p23 = _mm256_fmadd_ps(_mm256_set1_ps(5.550332471162809e-2f), f,
+                                 _mm256_set1_ps(2.402264791363012e-1f));
+    __m256 p45 = _mm256_fmadd_ps(_mm256_set1_ps(1.339887440266574e-3f), f,
+                                 _mm256_set1_ps(9.618437357674640e-3f));
+    __m256 p46 = _mm256_fmadd_ps(_mm256_set1_ps(1.535336188319500e-4f), f2, p45);
+    __m256 p03 = _mm256_fmadd_ps(p23, f2, p01);
+    __m256 p = _mm256_fmadd_ps(p46, f4, p03);
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+}
+
+AVX2 static inline float hmax_avx2(__m256 v)
+{
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+AVX2 static inline float hsum_avx2(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+/* S block = Q block K panel^T. q is (6, d) ld d, kt npan panels of (d, 16) (64-B aligned),
+ * s is (6, 16 npan) ld lds. Per channel c: 2 loads of 8 keys, 6 broadcasts of q[r][c],
+ * 12 FMAs into 12 accumulators that stay in registers for the whole panel. */
+AVX2 static void qk_avx2(const float *q, size_t d, const float *kt, size_t npan, float *s,
+                         size_t lds)
+{
+    const float *q0 = q, *q1 = q + d, *q2 = q + 2 * d, *q3 = q + 3 * d, *q4 = q + 4 * d,
+                *q5 = q + 5 * d;
+    for (size_t p = 0; p < npan; p++) {
+        const float *b = kt + p * d * RK_SM_NR;
+        __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+        __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+        __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+        __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+        __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+        __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+        for (size_t c = 0; c < d; c++, b += RK_SM_NR) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), a;
+            a = _mm256_broadcast_ss(q0 + c);
+            c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+            a = _mm256_broadcast_ss(q1 + c);
+            c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+            a = _mm256_broadcast_ss(q2 + c);
+            c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+            a = _mm256_broadcast_ss(q3 + c);
+            c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+            a = _mm256_broadcast_ss(q4 + c);
+            c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+            a = _mm256_broadcast_ss(q5 + c);
+            c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        }
+        float *s_p = s + p * RK_SM_NR;
+        _mm256_storeu_ps(s_p, c00); _mm256_storeu_ps(s_p + 8, c01); s_p += lds;
+        _mm256_storeu_ps(s_p, c10); _mm256_storeu_ps(s_p + 8, c11); s_p += lds;
+        _mm256_storeu_ps(s_p, c20); _mm256_storeu_ps(s_p + 8, c21); s_p += lds;
+        _mm256_storeu_ps(s_p, c30); _mm256_storeu_ps(s_p + 8, c31); s_p += lds;
+        _mm256_storeu_ps(s_p, c40); _mm256_storeu_ps(s_p + 8, c41); s_p += lds;
+        _mm256_storeu_ps(s_p, c50); _mm256_storeu_ps(s_p + 8, c51);
+    }
+}
+
+/* Online softmax of a 6-row block, s (6, ncol) ld lds, ncol a multiple of 16. The rows are
+ * independent, so each pass runs over all six before the next starts: the latency of one
+ * row's max reduction overlaps the others', and the six rescale factors come from one exp2.
+ * Sums use float lanes (8 per vector, two vectors), folded into the double l once per tile. */
+AVX2 static void rows_avx2(float *s, size_t lds, size_t ncol, const size_t *nv, float *m,
+                           double *l, float *alpha)
+{
+    float m_new[8] = { 0 }, m_old[8] = { 0 };
+    int live[RK_SM_MR];
+    // 1. mask the columns each row does not see, row max
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds;
+        for (size_t j = nv[r]; j < ncol; j++) s_r[j] = -INFINITY;
+        __m256 mx0 = _mm256_set1_ps(-INFINITY), mx1 = mx0;
+        for (size_t j = 0; j < ncol; j += 16) {
+            mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(s_r + j));
+            mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(s_r + j + 8));
+        }
+        float mx = hmax_avx2(_mm256_max_ps(mx0, mx1));
+        m_new[r] = mx > m[r] ? mx : m[r];
+        live[r] = nv[r] > 0 && m_new[r] > -INFINITY;
+        m_old[r] = live[r] ? m[r] : 0.0f;
+        if (!live[r]) m_new[r] = 0.0f;
+    }
+    // 2. the six rescale factors exp2(m_old - m_new) at once (-inf - finite -> 0)
+    _mm256_storeu_ps(m_old, exp2_avx2(_mm256_sub_ps(_mm256_loadu_ps(m_old),
+                                                    _mm256_loadu_ps(m_new))));
+    // 3. p = exp2(s - m_new) in place, and its sum
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds;
+        if (!live[r]) {                      /* sees none of these keys: p = 0, keep o */
+            memset(s_r, 0, ncol * sizeof *s_r);
+            alpha[r] = 1.0f;
+            continue;
+        }
+        __m256 vm = _mm256_set1_ps(m_new[r]), acc0 = _mm256_setzero_ps(), acc1 = acc0;
+        for (size_t j = 0; j < ncol; j += 16) {
+            __m256 p0 = exp2_avx2(_mm256_sub_ps(_mm256_loadu_ps(s_r + j), vm));
+            __m256 p1 = exp2_avx2(_mm256_sub_ps(_mm256_loadu_ps(s_r + j + 8), vm));
+            _mm256_storeu_ps(s_r + j, p0);
+            _mm256_storeu_ps(s_r + j + 8, p1);
+            acc0 = _mm256_add_ps(acc0, p0);
+            acc1 = _mm256_add_ps(acc1, p1);
+        }
+        alpha[r] = m_old[r];
+        l[r] = l[r] * alpha[r] + hsum_avx2(_mm256_add_ps(acc0, acc1));
+        m[r] = m_new[r];
+    }
+}
+
+/* O block = diag(alpha) O block + P block V. p is (6, nj) ld ldp, v is (nj, ncols) ld ldv
+ * (64-B aligned rows), o is (6, ncols) ld ldo. Per 16 columns: the rescaled accumulator is
+ * loaded once, then per key j 2 loads of v_j, 6 broadcasts of p[r][j], 12 FMAs. */
+AVX2 static void pv_avx2(const float *p, size_t ldp, const float *v, size_t ldv, size_t nj,
+                         size_t ncols, const float *alpha, float *o, size_t ldo)
+{
+    const float *p0 = p, *p1 = p + ldp, *p2 = p + 2 * ldp, *p3 = p + 3 * ldp,
+                *p4 = p + 4 * ldp, *p5 = p + 5 * ldp;
+    for (size_t cb = 0; cb < ncols; cb += RK_SM_NR) {
+        float *o0 = o + cb, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo, *o4 = o3 + ldo,
+              *o5 = o4 + ldo;
+        __m256 a;
+        a = _mm256_set1_ps(alpha[0]);
+        __m256 c00 = _mm256_mul_ps(a, _mm256_loadu_ps(o0)), c01 = _mm256_mul_ps(a, _mm256_loadu_ps(o0 + 8));
+        a = _mm256_set1_ps(alpha[1]);
+        __m256 c10 = _mm256_mul_ps(a, _mm256_loadu_ps(o1)), c11 = _mm256_mul_ps(a, _mm256_loadu_ps(o1 + 8));
+        a = _mm256_set1_ps(alpha[2]);
+        __m256 c20 = _mm256_mul_ps(a, _mm256_loadu_ps(o2)), c21 = _mm256_mul_ps(a, _mm256_loadu_ps(o2 + 8));
+        a = _mm256_set1_ps(alpha[3]);
+        __m256 c30 = _mm256_mul_ps(a, _mm256_loadu_ps(o3)), c31 = _mm256_mul_ps(a, _mm256_loadu_ps(o3 + 8));
+        a = _mm256_set1_ps(alpha[4]);
+        __m256 c40 = _mm256_mul_ps(a, _mm256_loadu_ps(o4)), c41 = _mm256_mul_ps(a, _mm256_loadu_ps(o4 + 8));
+        a = _mm256_set1_ps(alpha[5]);
+        __m256 c50 = _mm256_mul_ps(a, _mm256_loadu_ps(o5)), c51 = _mm256_mul_ps(a, _mm256_loadu_ps(o5 + 8));
+        const float *b = v + cb;
+        for (size_t j = 0; j < nj; j++, b += ldv) {
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            a = _mm256_broadcast_ss(p0 + j);
+            c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+            a = _mm256_broadcast_ss(p1 + j);
+            c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+            a = _mm256_broadcast_ss(p2 + j);
+            c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+            a = _mm256_broadcast_ss(p3 + j);
+            c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+            a = _mm256_broadcast_ss(p4 + j);
+            c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+            a = _mm256_broadcast_ss(p5 + j);
+            c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        }
+        _mm256_storeu_ps(o0, c00); _mm256_storeu_ps(o0 + 8, c01);
+        _mm256_storeu_ps(o1, c10); _mm256_storeu_ps(o1 + 8, c11);
+        _mm256_storeu_ps(o2, c20); _mm256_storeu_ps(o2 + 8, c21);
+        _mm256_storeu_ps(o3, c30); _mm256_storeu_ps(o3 + 8, c31);
+        _mm256_storeu_ps(o4, c40); _mm256_storeu_ps(o4 + 8, c41);
+        _mm256_storeu_ps(o5, c50); _mm256_storeu_ps(o5 + 8, c51);
+    }
+}
+
+AVX2 static void exp2_array_avx2(float *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, exp2_avx2(_mm256_loadu_ps(x + i)));
+    if (i < n) {                                    /* tail through a padded vector */
+        float t[8] = { 0 };
+        memcpy(t, x + i, (n - i) * sizeof *x);
+        _mm256_storeu_ps(t, exp2_avx2(_mm256_loadu_ps(t)));
+        memcpy(x + i, t, (n - i) * sizeof *x);
+    }
+}
+
+static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2 };
+
+static int cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif /* RK_SM_HAVE_AVX2 */
+
+/* ------------------------------------------------------------------------------------ */
+/* Selection                                                                            */
+/* ------------------------------------------------------------------------------------ */
+static int force_portable;   /* test hook only; set before plans are created */
+
+void rk__sm_force_portable(int on) { force_portable = on; }
+
+const rk__sm_kernels *rk__sm_kernels_pick(void)
+{
+#ifdef RK_SM_HAVE_AVX2
+    if (!force_portable && cpu_has_avx2()) return &kern_avx2;
+#endif
+    return &kern_c;
+}
+
+int rk__sm_exp2_array(float *x, size_t n)
+{
+#ifdef RK_SM_HAVE_AVX2
+    if (cpu_has_avx2()) { exp2_array_avx2(x, n); return 1; }
+#endif
+    (void)x; (void)n;
+    return 0;
+}

@@ -1,0 +1,48 @@
+/* Float32 kernels of exact softmax attention, shared by lib/softmax.c (the tile driver) and
+ * the tests. Two implementations of the same three kernels: portable C (the reference
+ * semantics, and the fallback) and AVX2+FMA, picked once per plan at create time with
+ * __builtin_cpu_supports. Both work on the packed layouts the driver builds:
+ *
+ *   qs   (n_q_pad, d)            queries, already multiplied by scale * log2(e), ld = d
+ *   kt   (n_kv / 16, d, 16)      keys in panels of 16: kt[p][c][jj] = k[16 p + jj][c]
+ *   vp   (n_kv, d_v_pad)         values, ld = d_v_pad (a multiple of 16, zero padding)
+ *
+ * Logits live in the log2 domain (s = log2(e) * scale * q.k), so probabilities are exp2(s - m).
+ */
+#ifndef RK_SOFTMAX_KERN_H
+#define RK_SOFTMAX_KERN_H
+
+#include <stddef.h>
+
+#define RK_SM_MR 6     /* query rows per micro-kernel block                     */
+#define RK_SM_NR 16    /* keys per panel, value columns per micro-kernel block  */
+
+typedef struct {
+    const char *name;
+    /* s[r][j] = q_r . k_j for r < RK_SM_MR and j < 16 npan.
+     * q is (RK_SM_MR, d) ld d; kt points at npan consecutive panels; s is (RK_SM_MR, .) ld lds. */
+    void (*qk)(const float *q, size_t d, const float *kt, size_t npan, float *s, size_t lds);
+    /* The online softmax of one block of RK_SM_MR rows of s (ld lds), in place over the first
+     * ncol columns (ncol a multiple of 16). Row r sees its first nv[r] columns: the others are
+     * masked. A row with nv[r] = 0 is left out (p = 0, alpha = 1, m and l unchanged); the
+     * others become p = exp2(s - m_new) with m_new = max(m_old, row max), l = alpha l + sum p,
+     * and alpha[r] = exp2(m_old - m_new) rescales that row's accumulator. */
+    void (*rows)(float *s, size_t lds, size_t ncol, const size_t *nv, float *m, double *l,
+                 float *alpha);
+    /* o[r][:] = alpha[r] * o[r][:] + sum_{j < nj} p[r][j] v[j][:] for r < RK_SM_MR over ncols
+     * columns (a multiple of 16). p ld ldp, v ld ldv, o ld ldo. */
+    void (*pv)(const float *p, size_t ldp, const float *v, size_t ldv, size_t nj, size_t ncols,
+               const float *alpha, float *o, size_t ldo);
+} rk__sm_kernels;
+
+/* The kernels a new plan will use: AVX2+FMA when the CPU has both, unless the tests forced
+ * the portable ones with rk__sm_force_portable(1) (process-wide, read at plan creation). */
+const rk__sm_kernels *rk__sm_kernels_pick(void);
+void rk__sm_force_portable(int on);
+
+/* The vectorised exp2 of the AVX2 kernels on an array (for accuracy tests): x[i] = 2^x[i].
+ * Results below 2^-126.5 flush to 0 (so -inf -> 0), NaN stays NaN. Returns 0 (nothing done)
+ * when the CPU lacks AVX2+FMA. */
+int rk__sm_exp2_array(float *x, size_t n);
+
+#endif
