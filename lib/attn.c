@@ -10,8 +10,8 @@ static const rk__attn_ops *ops_for(rk_kind kind)
 {
     switch (kind) {
     case RK_SOFTMAX:   return &rk__softmax_ops;
-    case RK_PERFORMER: return NULL;
-    case RK_LINEAR:    return NULL;
+    case RK_PERFORMER: return &rk__performer_ops;
+    case RK_LINEAR:    return &rk__linear_ops;
     }
     return NULL;
 }

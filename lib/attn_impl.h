@@ -45,5 +45,7 @@ static inline int64_t rk__attn_kpos(const rk_attn_config *c, size_t j)
 { return c->pos_offset + (int64_t)j; }
 
 extern const rk__attn_ops rk__softmax_ops;    /* lib/softmax.c   */
+extern const rk__attn_ops rk__performer_ops;  /* lib/performer.c */
+extern const rk__attn_ops rk__linear_ops;     /* lib/performer.c */
 
 #endif

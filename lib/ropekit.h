@@ -123,7 +123,9 @@ RK_NODISCARD int rk_rope_create(rk_rope **out, const rk_rope_config *cfg);
 void rk_rope_destroy(rk_rope *r);                           /* NULL-safe */
 const rk_rope_config *rk_rope_get_config(const rk_rope *r); /* defaults resolved */
 const double *rk_rope_freqs(const rk_rope *r);              /* r/2 thetas after scaling */
-double rk_rope_mscale(const rk_rope *r);                    /* cos/sin multiplier (yarn) */
+double rk_rope_mscale(const rk_rope *r);                    /* cos/sin multiplier (yarn;
+                                                               1 for s <= 1, as in HF)     */
+size_t rk_rope_bytes(const rk_rope *r);                     /* memory held by the plan   */
 
 /* Rotate every row of `in` into `out` (same shape; out may alias in exactly, for in place).
  * in->cols must be a multiple of dim: each consecutive group of dim channels is one head, all
@@ -182,7 +184,9 @@ size_t rk_attn_bytes(const rk_attn *p);                      /* working memory o
 
 /* float32 path (fast kernels) and float64 path. Views must match the plan's shapes;
  * ld may change from call to call. out is written, never read; it must not overlap inputs.
- * Not reentrant: one plan per concurrent caller. */
+ * Not reentrant: one plan per concurrent caller. Results are bitwise identical for any
+ * thread count; float32 results may differ in the last bits between CPUs (AVX2 kernels vs
+ * the portable ones). */
 RK_NODISCARD int rk_attn_execute(rk_attn *p, const rk_mat *q, const rk_mat *k,
                                  const rk_mat *v, rk_mat *out, size_t kv_len);
 RK_NODISCARD int rk_attn_execute_d(rk_attn *p, const rk_matd *q, const rk_matd *k,
@@ -202,6 +206,21 @@ RK_NODISCARD int rk_attn_state_step(rk_attn_state *s, const float *q, const floa
                                     const float *v, float *out);
 RK_NODISCARD int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k,
                                       const double *v, double *out);
+
+/* Feature width F of a FAVOR+ or linear plan: m (positive), 2m (hyperbolic: exp(+-w.x');
+ * trig: sin, cos), d (elu+1, relu); 0 for other kinds. */
+size_t rk_attn_feature_dim(const rk_attn *p);
+/* The plan's feature map in double, unstabilised: phi (rows, F) of x (rows, d), with
+ * E phi(x) . phi(y) = exp(scale x . y) for the random maps. pos == NULL: phi(x); otherwise row t
+ * as the numerator sees it at position pos[t]: R phi(x) (rope = features), phi(R x) (rope = qk).
+ * Uses the plan's scratch (not reentrant, like execute). */
+RK_NODISCARD int rk_attn_features_d(rk_attn *p, const rk_matd *x, const int64_t *pos,
+                                    rk_matd *phi);
+/* Projection as .npy: save writes the plan's (m, d) projection as float32 (RK_EUNSUP without
+ * one); load reads an (m, d) '<f4' or '<f8' array into an owning float matrix (free with
+ * rk_mat_free) for cfg.proj_data = w->data, cfg.n_features = w->rows. */
+RK_NODISCARD int rk_attn_proj_save(const rk_attn *p, const char *path);
+RK_NODISCARD int rk_attn_proj_load(const char *path, size_t d, rk_mat *w);
 
 /* ------------------------------------------------------------------------------------ */
 /* NumPy .npy interchange                                                               */
