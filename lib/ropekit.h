@@ -207,7 +207,13 @@ RK_NODISCARD int rk_attn_state_step(rk_attn_state *s, const float *q, const floa
 RK_NODISCARD int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k,
                                       const double *v, double *out);
 
-/* Feature width F of a FAVOR+ or linear plan: m (positive), 2m (hyperbolic: exp(+-w.x');
+/* FAVOR+ / linear plan details (lib/performer.c). RK_PERFORMER: phi(x) with x' = sqrt(scale) x
+ * estimates exp(scale q.k); m = n_features (0: 256); projection drawn at create from seed
+ * (required unless proj_data: an m x d float array copied as-is); no eps; per-query and
+ * causal prefix-max stabilisers (no look-ahead); a zero denominator gives a zero row.
+ * RK_LINEAR: elu(x)+1 or relu(x) of q, k as given (scale unused), F = d, n_features 0 or d.
+ * rope = RK_ROPE_FEATURES (eq. 19) needs F even (else RK_EDIM); rope_cfg applies with dim = F.
+ * Feature width F of a FAVOR+ or linear plan: m (positive), 2m (hyperbolic: exp(+-w.x');
  * trig: sin, cos), d (elu+1, relu); 0 for other kinds. */
 size_t rk_attn_feature_dim(const rk_attn *p);
 /* The plan's feature map in double, unstabilised: phi (rows, F) of x (rows, d), with
