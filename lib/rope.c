@@ -221,6 +221,20 @@ const rk_rope_config *rk_rope_get_config(const rk_rope *r) { return r ? &r->cfg 
 const double *rk_rope_freqs(const rk_rope *r) { return r ? r->theta : NULL; }
 double rk_rope_mscale(const rk_rope *r) { return r ? r->mscale : NAN; }
 
+/* What rk__alloc really takes for a request of n bytes: at least 1, rounded up to 64. */
+static size_t alloc_size(size_t n) { return ((n ? n : 1) + 63) & ~(size_t)63; }
+
+/* The struct, the thetas and the cos/sin tables (double and float), the inverse tables only
+ * when they are separate (mscale != 1). The sizes were checked for overflow at create. */
+size_t rk_rope_bytes(const rk_rope *r)
+{
+    if (!r) return 0;
+    size_t n = r->cfg.table_len * 2 * r->half;
+    size_t tables = alloc_size(n * sizeof(double)) + alloc_size(n * sizeof(float));
+    int ndir = r->tab_d[1] != r->tab_d[0] ? 2 : 1;
+    return alloc_size(sizeof *r) + alloc_size(r->half * sizeof(double)) + (size_t)ndir * tables;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Kernels: one head, pairs 0..n-1 of a segment, c/s the matching cos/sin                   */
 /* ---------------------------------------------------------------------------------------- */

@@ -23,8 +23,9 @@
  * packs them (rk_rope_apply on row sub-views, positions rk__attn_qpos / rk__attn_kpos); the
  * double path rotates q and k into plan-owned copies first.
  *
- * Memory: everything (packed operands, RoPE copies, one scratch slab per thread padded to
- * 64 B) is allocated at create; execute allocates nothing. Packed operands are O((n_q + n_kv) d).
+ * Memory: everything (packed operands, RoPE copies and plan, one scratch slab per thread padded
+ * to 64 B) is allocated at create and counted in rk_attn_bytes; execute allocates nothing.
+ * Packed operands are O((n_q + n_kv) d).
  */
 #include "attn_impl.h"
 #include "softmax_kern.h"
@@ -177,6 +178,7 @@ static int sm_create(rk_attn *p)
         return rc;
     if (c->rope == RK_ROPE_QK) {
         if ((rc = make_rope(c, s))) return rc;
+        p->bytes += rk_rope_bytes(s->rope);
         if (!(s->qd = plan_alloc(p, &rc, c->n_q, c->d, sizeof(double), "rotated queries")) ||
             !(s->kd = plan_alloc(p, &rc, c->n_kv, c->d, sizeof(double), "rotated keys")))
             return rc;
@@ -272,8 +274,9 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
             // 2b. online softmax of the block's rows (keys past each row's limit masked)
             kern->rows(s_b, BC, ncol, nv, ts->m + r0, ts->l + r0, ts->alpha + r0);
 
-            // 2c. O = diag(alpha) O + P V over the keys some row of the block sees
-            kern->pv(s_b, BC, s->vp + j0 * dvp, dvp, nvb, dvp, ts->alpha + r0,
+            // 2c. O = diag(alpha) O + P V, each row over the keys it sees (never 0 * a value
+            //     row it must not see: that is NaN when the value is Inf or NaN)
+            kern->pv(s_b, BC, s->vp + j0 * dvp, dvp, nv, dvp, ts->alpha + r0,
                      ts->o + r0 * dvp, dvp);
         }
     }

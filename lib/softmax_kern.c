@@ -71,15 +71,16 @@ static void rows_c(float *s, size_t lds, size_t ncol, const size_t *nv, float *m
     }
 }
 
-/* p is (MR, nj) ld ldp, v is (nj, ncols) ld ldv, o is (MR, ncols) ld ldo */
-static void pv_c(const float *p, size_t ldp, const float *v, size_t ldv, size_t nj, size_t ncols,
-                 const float *alpha, float *o, size_t ldo)
+/* p is (MR, max nv) ld ldp, v is (max nv, ncols) ld ldv, o is (MR, ncols) ld ldo; row r
+ * reads value rows j < nv[r] only */
+static void pv_c(const float *p, size_t ldp, const float *v, size_t ldv, const size_t *nv,
+                 size_t ncols, const float *alpha, float *o, size_t ldo)
 {
     for (size_t r = 0; r < RK_SM_MR; r++) {
         const float *p_r = p + r * ldp;
         float *o_r = o + r * ldo;
         for (size_t c = 0; c < ncols; c++) o_r[c] *= alpha[r];
-        for (size_t j = 0; j < nj; j++) {
+        for (size_t j = 0; j < nv[r]; j++) {
             const float *v_j = v + j * ldv;
             float w = p_r[j];
             for (size_t c = 0; c < ncols; c++) o_r[c] += w * v_j[c];
@@ -226,14 +227,23 @@ AVX2 static void rows_avx2(float *s, size_t lds, size_t ncol, const size_t *nv, 
     }
 }
 
-/* O block = diag(alpha) O block + P block V. p is (6, nj) ld ldp, v is (nj, ncols) ld ldv
- * (64-B aligned rows), o is (6, ncols) ld ldo. Per 16 columns: the rescaled accumulator is
- * loaded once, then per key j 2 loads of v_j, 6 broadcasts of p[r][j], 12 FMAs. */
-AVX2 static void pv_avx2(const float *p, size_t ldp, const float *v, size_t ldv, size_t nj,
-                         size_t ncols, const float *alpha, float *o, size_t ldo)
+/* O block = diag(alpha) O block + P block V. p is (6, max nv) ld ldp, v is (max nv, ncols)
+ * ld ldv (64-B aligned rows), o is (6, ncols) ld ldo. Per 16 columns: the rescaled
+ * accumulator is loaded once, then per key j < min nv 2 loads of v_j, 6 broadcasts of
+ * p[r][j], 12 FMAs; keys min nv <= j < max nv (a causal diagonal block: at most 5) update
+ * only the rows with j < nv[r], so no row ever multiplies a value row it must not see. */
+AVX2 static void pv_avx2(const float *p, size_t ldp, const float *v, size_t ldv,
+                         const size_t *nv, size_t ncols, const float *alpha, float *o,
+                         size_t ldo)
 {
     const float *p0 = p, *p1 = p + ldp, *p2 = p + 2 * ldp, *p3 = p + 3 * ldp,
                 *p4 = p + 4 * ldp, *p5 = p + 5 * ldp;
+    const size_t n0 = nv[0], n1 = nv[1], n2 = nv[2], n3 = nv[3], n4 = nv[4], n5 = nv[5];
+    size_t lo = n0, hi = n0;
+    for (size_t r = 1; r < RK_SM_MR; r++) {
+        if (nv[r] < lo) lo = nv[r];
+        if (nv[r] > hi) hi = nv[r];
+    }
     for (size_t cb = 0; cb < ncols; cb += RK_SM_NR) {
         float *o0 = o + cb, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo, *o4 = o3 + ldo,
               *o5 = o4 + ldo;
@@ -251,7 +261,8 @@ AVX2 static void pv_avx2(const float *p, size_t ldp, const float *v, size_t ldv,
         a = _mm256_set1_ps(alpha[5]);
         __m256 c50 = _mm256_mul_ps(a, _mm256_loadu_ps(o5)), c51 = _mm256_mul_ps(a, _mm256_loadu_ps(o5 + 8));
         const float *b = v + cb;
-        for (size_t j = 0; j < nj; j++, b += ldv) {
+        size_t j = 0;
+        for (; j < lo; j++, b += ldv) {                 /* keys all six rows see */
             __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
             a = _mm256_broadcast_ss(p0 + j);
             c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
@@ -265,6 +276,33 @@ AVX2 static void pv_avx2(const float *p, size_t ldp, const float *v, size_t ldv,
             c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
             a = _mm256_broadcast_ss(p5 + j);
             c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        }
+        for (; j < hi; j++, b += ldv) {                 /* keys only some rows see */
+            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+            if (j < n0) {
+                a = _mm256_broadcast_ss(p0 + j);
+                c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+            }
+            if (j < n1) {
+                a = _mm256_broadcast_ss(p1 + j);
+                c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+            }
+            if (j < n2) {
+                a = _mm256_broadcast_ss(p2 + j);
+                c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+            }
+            if (j < n3) {
+                a = _mm256_broadcast_ss(p3 + j);
+                c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+            }
+            if (j < n4) {
+                a = _mm256_broadcast_ss(p4 + j);
+                c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+            }
+            if (j < n5) {
+                a = _mm256_broadcast_ss(p5 + j);
+                c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+            }
         }
         _mm256_storeu_ps(o0, c00); _mm256_storeu_ps(o0 + 8, c01);
         _mm256_storeu_ps(o1, c10); _mm256_storeu_ps(o1 + 8, c11);

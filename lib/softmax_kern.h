@@ -24,15 +24,20 @@ typedef struct {
     void (*qk)(const float *q, size_t d, const float *kt, size_t npan, float *s, size_t lds);
     /* The online softmax of one block of RK_SM_MR rows of s (ld lds), in place over the first
      * ncol columns (ncol a multiple of 16). Row r sees its first nv[r] columns: the others are
-     * masked. A row with nv[r] = 0 is left out (p = 0, alpha = 1, m and l unchanged); the
+     * masked by position (overwritten with -inf whatever they hold, so a NaN or Inf logit of a
+     * key the row cannot see is discarded before the max). A row with nv[r] = 0 is left out (p = 0, alpha = 1, m and l unchanged); the
      * others become p = exp2(s - m_new) with m_new = max(m_old, row max), l = alpha l + sum p,
      * and alpha[r] = exp2(m_old - m_new) rescales that row's accumulator. */
     void (*rows)(float *s, size_t lds, size_t ncol, const size_t *nv, float *m, double *l,
                  float *alpha);
-    /* o[r][:] = alpha[r] * o[r][:] + sum_{j < nj} p[r][j] v[j][:] for r < RK_SM_MR over ncols
-     * columns (a multiple of 16). p ld ldp, v ld ldv, o ld ldo. */
-    void (*pv)(const float *p, size_t ldp, const float *v, size_t ldv, size_t nj, size_t ncols,
-               const float *alpha, float *o, size_t ldo);
+    /* o[r][:] = alpha[r] * o[r][:] + sum_{j < nv[r]} p[r][j] v[j][:] for r < RK_SM_MR over
+     * ncols columns (a multiple of 16). p ld ldp, v ld ldv, o ld ldo. Row r reads only value
+     * rows j < nv[r] (the same nv as rows()): a masked weight is 0, but 0 * Inf or 0 * NaN in
+     * a value row the row must not see would still be NaN, so the kernels never form that
+     * product. Keys every row sees go through the full 6-row micro-kernel; the few keys only
+     * some rows see (at most 5 in a causal diagonal block) are added row by row. */
+    void (*pv)(const float *p, size_t ldp, const float *v, size_t ldv, const size_t *nv,
+               size_t ncols, const float *alpha, float *o, size_t ldo);
 } rk__sm_kernels;
 
 /* The kernels a new plan will use: AVX2+FMA when the CPU has both, unless the tests forced

@@ -701,6 +701,52 @@ static void test_apply_errors(void **state)
     rk_rope_destroy(r);
 }
 
+/* rk_rope_bytes: NULL -> 0; the tables (table_len x r/2 pairs x cos, sin in double and float)
+ * dominate; each table row and theta is counted exactly (allocations are whole multiples of 64
+ * bytes here), separate inverse tables (yarn, mscale != 1) count twice, the default table
+ * covers 4096 positions. */
+static void test_bytes(void **state)
+{
+    (void)state;
+    assert_int_equal(rk_rope_bytes(NULL), 0);
+    const size_t row = 32 * (sizeof(double) + sizeof(float));    /* dim 32: 16 cos + 16 sin */
+    rk_rope_config ca = { .dim = 32, .table_len = 64 };
+    rk_rope *a = mk(&ca);
+    size_t ba = rk_rope_bytes(a);
+    assert_true(ba >= 64 * row + 16 * sizeof(double));
+    assert_true(ba < 64 * row + 16 * sizeof(double) + 1024);     /* + the struct */
+
+    rk_rope_config cb = ca;
+    cb.table_len = 128;
+    rk_rope *b = mk(&cb);
+    assert_int_equal(rk_rope_bytes(b), ba + 64 * row);
+
+    rk_rope_config cc = ca;                                       /* separate inverse tables */
+    cc.scaling = RK_SCALE_YARN;
+    cc.factor = 4.0;
+    rk_rope *c = mk(&cc);
+    assert_true(rk_rope_mscale(c) != 1.0);
+    assert_int_equal(rk_rope_bytes(c), ba + 64 * row);
+
+    rk_rope_config cy = cc;                                       /* yarn, s <= 1: mscale 1 */
+    cy.factor = 0.5;
+    rk_rope *y = mk(&cy);
+    assert_true(rk_rope_mscale(y) == 1.0);
+    assert_int_equal(rk_rope_bytes(y), ba);
+
+    rk_rope_config cd = ca;                                       /* partial rotary: half */
+    cd.rotary_dim = 16;
+    rk_rope *d = mk(&cd);
+    assert_int_equal(rk_rope_bytes(d), ba - 64 * row / 2 - 8 * sizeof(double));
+
+    rk_rope_config ce = { .dim = 32 };                            /* default table_len 4096 */
+    rk_rope *e = mk(&ce);
+    assert_int_equal(rk_rope_bytes(e), ba + (4096 - 64) * row);
+
+    rk_rope_destroy(a); rk_rope_destroy(b); rk_rope_destroy(c);
+    rk_rope_destroy(y); rk_rope_destroy(d); rk_rope_destroy(e);
+}
+
 /* Every allocation of create failing in turn: RK_ENOMEM, *out NULL, nothing leaked (LSan). */
 static void test_alloc_failure(void **state)
 {
@@ -744,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_apply_errors),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_bytes),
     };
     return cmocka_run_group_tests_name("rope", tests, NULL, NULL);
 }

@@ -364,6 +364,118 @@ static void test_causal_future(void **state)
     }
 }
 
+/* Keys query i sees (the rule of rk__attn_visible, restated). */
+static size_t visible(const tcase *cs, size_t i, size_t kv_len)
+{
+    size_t lim = kv_len < cs->n_kv ? kv_len : cs->n_kv;
+    if (cs->causal) {
+        if (cs->n_kv + i + 1 <= cs->n_q) return 0;
+        size_t last = cs->n_kv + i + 1 - cs->n_q;
+        if (last < lim) lim = last;
+    }
+    return lim;
+}
+
+/* Non-finite values in keys or values from index `cut` on: mode 0 V rows NaN, 1 one V entry
+ * +Inf, 2 K rows NaN, 3 one K entry +Inf, 4 a mix by key (V -Inf, K NaN, V NaN, K -Inf). */
+static void plant(tdata *t, const tcase *cs, size_t cut, int mode)
+{
+    for (size_t j = cut; j < cs->n_kv; j++) {
+        int m = mode < 4 ? mode : (int)((j - cut) % 4) + 5;
+        float *v = t->v.data + j * t->v.ld, *k = t->k.data + j * t->k.ld;
+        double *vd = t->vd.data + j * t->vd.ld, *kd = t->kd.data + j * t->kd.ld;
+        switch (m) {
+        case 0: case 7:
+            for (size_t c = 0; c < cs->dv; c++) { v[c] = NAN; vd[c] = NAN; }
+            break;
+        case 1: v[cs->dv / 2] = INFINITY; vd[cs->dv / 2] = INFINITY; break;
+        case 5: v[0] = -INFINITY; vd[0] = -INFINITY; break;
+        case 2: case 6:
+            for (size_t c = 0; c < cs->d; c++) { k[c] = NAN; kd[c] = NAN; }
+            break;
+        case 3: k[cs->d - 1] = INFINITY; kd[cs->d - 1] = INFINITY; break;
+        default: k[0] = -INFINITY; kd[0] = -INFINITY; break;
+        }
+    }
+}
+
+/* A NaN or Inf in a key or value a row cannot see (causal future, or past kv_len) never
+ * reaches that row: its output stays finite and bit-identical to the run without it. Covers
+ * every offset of the first planted key inside a 6-row block of the diagonal tile (the
+ * micro-kernels' partial blocks), n_q = n_kv, n_q < n_kv, n_q > n_kv (rows that see nothing
+ * next to rows that do), key padding alone and with causality, RoPE; both float kernel sets
+ * and the double path. */
+static void test_nonfinite_invisible(void **state)
+{
+    (void)state;
+    static const tcase tc[] = {
+        /* n_q n_kv   d  dv  causal rope off kv_len pad rot base */
+        {   100, 100, 16, 24, 1, 0, 0, ALL, 1, 0, 0 },
+        {    70, 100, 16, 16, 1, 1, 0, ALL, 0, 0, 0 },   /* n_q < n_kv */
+        {   100,  70,  8, 16, 1, 0, 0, ALL, 2, 0, 0 },   /* n_q > n_kv */
+        {    90, 130, 16, 16, 0, 0, 0,  50, 1, 0, 0 },   /* key padding */
+        {   130, 130, 16, 32, 1, 2, 0,  70, 0, 0, 0 },   /* key padding and causal */
+    };
+    for (size_t ci = 0; ci < sizeof tc / sizeof tc[0]; ci++) {
+        const tcase *cs = &tc[ci];
+        tdata t0, t;
+        data_make(&t0, cs, 300 + ci, 1.0);
+        data_make(&t, cs, 300 + ci, 1.0);
+        size_t bk = cs->n_kv * t.k.ld * sizeof(float), bv = cs->n_kv * t.v.ld * sizeof(float),
+               bkd = cs->n_kv * t.kd.ld * sizeof(double), bvd = cs->n_kv * t.vd.ld * sizeof(double);
+        /* cuts: 8 consecutive ones around a place rows can see up to, and one past a tile */
+        size_t base = cs->kv_len != ALL ? cs->kv_len - 3 : cs->n_kv / 2 - 3;
+        for (int portable = 0; portable < 2; portable++) {
+            rk_attn *p;
+            rk_attn_config c = case_config(cs, 2);
+            rk__sm_force_portable(portable);
+            assert_rk_ok(rk_attn_create(&p, &c));
+            rk__sm_force_portable(0);
+            rk_mat o0 = rk_test_mat(cs->n_q, cs->dv, cs->dv);
+            rk_matd o0d = rk_test_matd(cs->n_q, cs->dv, cs->dv);
+            assert_rk_ok(rk_attn_execute(p, &t0.q, &t0.k, &t0.v, &o0, cs->kv_len));
+            assert_rk_ok(rk_attn_execute_d(p, &t0.qd, &t0.kd, &t0.vd, &o0d, cs->kv_len));
+            for (size_t cut = base; cut < base + 9; cut++)
+                for (int mode = 0; mode < 5; mode++) {
+                    size_t cut_j = cut == base + 8 ? 65 : cut;    /* one past key tile 0 */
+                    memcpy(t.k.data, t0.k.data, bk);
+                    memcpy(t.v.data, t0.v.data, bv);
+                    memcpy(t.kd.data, t0.kd.data, bkd);
+                    memcpy(t.vd.data, t0.vd.data, bvd);
+                    plant(&t, cs, cut_j, mode);
+                    assert_rk_ok(rk_attn_execute(p, &t.q, &t.k, &t.v, &t.out, cs->kv_len));
+                    assert_rk_ok(rk_attn_execute_d(p, &t.qd, &t.kd, &t.vd, &t.outd, cs->kv_len));
+                    size_t checked = 0;
+                    for (size_t i = 0; i < cs->n_q; i++) {
+                        if (visible(cs, i, cs->kv_len) > cut_j) continue;
+                        checked++;
+                        const float *a = t.out.data + i * t.out.ld;
+                        const double *ad = t.outd.data + i * t.outd.ld;
+                        for (size_t j = 0; j < cs->dv; j++)
+                            if (!isfinite(a[j]) || !isfinite(ad[j]))
+                                fail_msg("case %zu portable %d cut %zu mode %d: row %zu (sees "
+                                         "%zu keys) col %zu: float %g double %g", ci, portable,
+                                         cut_j, mode, i, visible(cs, i, cs->kv_len), j,
+                                         (double)a[j], ad[j]);
+                        assert_memory_equal(a, o0.data + i * o0.ld, cs->dv * sizeof(float));
+                        assert_memory_equal(ad, o0d.data + i * o0d.ld, cs->dv * sizeof(double));
+                    }
+                    if (cs->causal || cut_j >= cs->kv_len) assert_true(checked > 0);
+                    /* premise: with NaN values, a row that sees them does turn NaN */
+                    if (mode == 0 && visible(cs, cs->n_q - 1, cs->kv_len) > cut_j) {
+                        assert_true(isnan(t.out.data[(cs->n_q - 1) * t.out.ld]));
+                        assert_true(isnan(t.outd.data[(cs->n_q - 1) * t.outd.ld]));
+                    }
+                }
+            rk_attn_destroy(p);
+            rk_test_free(&o0);
+            rk_test_freed(&o0d);
+        }
+        data_free(&t0);
+        data_free(&t);
+    }
+}
+
 /* |scale q.k| ~ 1e3: no overflow, no NaN, and still the reference answer. */
 static void test_large_logits(void **state)
 {
@@ -496,6 +608,29 @@ static void test_rope_relative(void **state)
     data_free(&t);
 }
 
+/* rk_attn_bytes counts the RoPE plan: a RK_ROPE_QK plan holds exactly the rope plan's bytes
+ * (rk_rope_bytes; its table covers positions 0 .. pos_offset + n_kv - 1 when that is modest)
+ * and the two rotated float64 copies more than the same plan without RoPE. */
+static void test_bytes(void **state)
+{
+    (void)state;
+    rk_attn_config c = { .kind = RK_SOFTMAX, .n_q = 100, .n_kv = 120, .d = 32, .d_v = 16,
+                         .causal = 1, .pos_offset = 5, .nthreads = 2 };
+    rk_attn *p0, *p1;
+    assert_rk_ok(rk_attn_create(&p0, &c));
+    c.rope = RK_ROPE_QK;
+    assert_rk_ok(rk_attn_create(&p1, &c));
+    rk_rope *r;
+    rk_rope_config rc = { .dim = 32, .table_len = 5 + 120 };
+    assert_rk_ok(rk_rope_create(&r, &rc));
+    size_t copies = 100 * 32 * sizeof(double) + 120 * 32 * sizeof(double);   /* 64-B multiples */
+    assert_true(rk_rope_bytes(r) > 125 * 32 * (sizeof(double) + sizeof(float)));
+    assert_int_equal(rk_attn_bytes(p1), rk_attn_bytes(p0) + rk_rope_bytes(r) + copies);
+    rk_rope_destroy(r);
+    rk_attn_destroy(p0);
+    rk_attn_destroy(p1);
+}
+
 /* Every error code of create and execute, through the public API. */
 static void test_errors(void **state)
 {
@@ -599,10 +734,12 @@ int main(void)
         cmocka_unit_test(test_convex_weights),
         cmocka_unit_test(test_shift_invariance),
         cmocka_unit_test(test_causal_future),
+        cmocka_unit_test(test_nonfinite_invisible),
         cmocka_unit_test(test_large_logits),
         cmocka_unit_test(test_nan_row),
         cmocka_unit_test(test_inputs_untouched_and_ld),
         cmocka_unit_test(test_rope_relative),
+        cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests_name("softmax", tests, NULL, NULL);
