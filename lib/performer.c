@@ -335,10 +335,7 @@ static int make_rope(rk_attn *p, rk__perf *f)
     }
     c->rope_cfg = *rk_rope_get_config(*out);
     c->rope_cfg.base = base;          /* the user's base, also with rope_freq_dim_head */
-    size_t r = c->rope_cfg.rotary_dim;
-    p->bytes += sizeof(double) * (r / 2) +
-                (c->rope_cfg.attn_factor != 1.0 ? 2 : 1) * c->rope_cfg.table_len * r *
-                (sizeof(double) + sizeof(float));
+    p->bytes += rk_rope_bytes(*out);
     return RK_OK;
 }
 
