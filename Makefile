@@ -52,7 +52,7 @@ BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 TEST_AUX := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
 
-.PHONY: all test asan bench install clean help
+.PHONY: all test asan bench install clean help plots-%
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -110,6 +110,10 @@ asan:
 
 bench: $(BENCH)
 	$(BENCH)
+
+# Figures: each plots/<name>.sh runs its ropekit command(s) and gnuplot into out/<name>/.
+plots-%: $(CLI)
+	sh plots/$*.sh $(CLI) out/$*
 
 $(BUILD)/ropekit.pc: lib/ropekit.h Makefile
 	@mkdir -p $(@D)
