@@ -86,6 +86,8 @@ DRIVER_TESTS := $(filter-out test_cli,$(patsubst tests/%.c,%,$(wildcard tests/te
 $(addprefix $(BUILD)/tests/,$(DRIVER_TESTS)): $(EXP_A)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) $(filter $(EXP_A),$^) $(LIB_A) $(TEST_LIBS) $(LDLIBS) -o $@
+# The run header of the experiments names the build flags.
+$(BUILD)/experiments/machine.o: CPPFLAGS += -DRK_BUILD_FLAGS='"$(strip $(OPT) $(SAN))"'
 # Tests that drive the command line find it here.
 $(BUILD)/tests/test_cli.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
 $(BUILD)/tests/test_cli: | $(CLI)
@@ -112,8 +114,9 @@ bench: $(BENCH)
 	$(BENCH)
 
 # Figures: each plots/<name>.sh runs its ropekit command(s) and gnuplot into out/<name>/.
+# Each script reads ROPEKIT and OUTDIR; extra arguments go in PLOT_ARGS (e.g. PLOT_ARGS=--quick).
 plots-%: $(CLI)
-	sh plots/$*.sh $(CLI) out/$*
+	ROPEKIT=$(abspath $(CLI)) OUTDIR=out/$* sh plots/$*.sh $(PLOT_ARGS)
 
 $(BUILD)/ropekit.pc: lib/ropekit.h Makefile
 	@mkdir -p $(@D)

@@ -32,9 +32,11 @@
 /* ---- the subcommands: X(name, one-line summary); add a line here and a cmd_<name>.c ---- */
 #define RK_CLI_COMMANDS(X)                                                                  \
     X(rope,   "rotate (or un-rotate) the rows of a .npy array with RoPE")                      \
-    X(attend, "attention over .npy Q, K, V (softmax), optionally with RoPE on q and k")     \
+    X(attend, "attention over .npy Q, K, V: softmax, performer (FAVOR+) or linear; RoPE")    \
     X(theory, "the paper's theory as runnable checks (eqs. 11-19, 34-37, FAVOR+), PASS/FAIL")  \
-    X(decay,  "long-term decay: Figure 2's bound and the scores of random q, k per distance")
+    X(decay,  "long-term decay: Figure 2's bound and the scores of random q, k per distance") \
+    X(scaling, "time and memory against sequence length per variant; fitted exponents")      \
+    X(approx, "error of FAVOR+ against exact softmax vs features, kernel and input norm")
 
 #define RK_CLI_DECLARE(name, summary) int cmd_##name(int argc, char **argv);
 RK_CLI_COMMANDS(RK_CLI_DECLARE)

@@ -11,8 +11,8 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-rk=${1:-$root/build/ropekit}
-out=${2:-$root/out/decay}
+rk=${1:-${ROPEKIT:-$root/build/ropekit}}
+out=${2:-${OUTDIR:-$root/out/decay}}
 
 command -v gnuplot >/dev/null 2>&1 || {
     echo "plots/decay.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }

@@ -418,9 +418,15 @@ static void attend_case(const char *what, rk_attn_config ac, rk_dtype in_dt, rk_
     save("q.npy", &q);
     save("k.npy", &k);
     save("v.npy", &v);
-    const char *argv[48] = { "attend", "--variant", "softmax", "--q", P("q.npy"), "--k",
-                             P("k.npy"), "--v", P("v.npy"), "--out", P("o.npy") };
+    const char *variant = ac.kind == RK_PERFORMER ? "performer"
+                        : ac.kind == RK_LINEAR ? "linear" : "softmax";
     int n = 11;
+    if (extra && extra[0] && strcmp(extra[0], "--variant") == 0) {   /* a named variant */
+        variant = extra[1];
+        extra += 2;
+    }
+    const char *argv[48] = { "attend", "--variant", variant, "--q", P("q.npy"), "--k",
+                             P("k.npy"), "--v", P("v.npy"), "--out", P("o.npy") };
     for (int i = 0; extra && extra[i] && n < 47; i++) argv[n++] = extra[i];
     argv[n] = NULL;
     run_v(argv);
@@ -472,6 +478,153 @@ static void test_attend_matches_library(void **state)
     attend_case("4d kv-len per batch causal", c, RK_F32, RK_F32, 4, SHAPE(3, 2, 5, 8),
                 SHAPE(3, 2, 6, 8), SHAPE(3, 2, 6, 8), SHAPE(6, 0, 2), 3,
                 ARGS("--causal", "--kv-len", "6,0,2"));
+}
+
+/* FAVOR+ and linear attention: every option lands in the plan config as documented, with the
+ * default seed 1 and the library's default m, on every slice. */
+static void test_attend_variants_match_library(void **state)
+{
+    (void)state;
+    const rk_attn_config pf = { .kind = RK_PERFORMER, .seed = 1 };
+    const rk_attn_config lin = { .kind = RK_LINEAR };
+    rk_attn_config c;
+
+    attend_case("performer defaults 2d f32", pf, RK_F32, RK_F32, 2, SHAPE(6, 8), SHAPE(6, 8),
+                SHAPE(6, 8), NULL, 0, NULL);
+    c = pf; c.causal = 1; c.kernel = RK_KERNEL_HYPERBOLIC; c.proj = RK_PROJ_IID;
+    c.proj_norm = RK_NORM_FIXED; c.seed = 7; c.n_features = 16;
+    attend_case("performer hyperbolic iid fixed-norm causal 3d f64", c, RK_F64, RK_F64, 3,
+                SHAPE(2, 5, 8), SHAPE(2, 7, 8), SHAPE(2, 7, 3), NULL, 0,
+                ARGS("--causal", "--kernel", "hyperbolic", "--iid", "--fixed-norm", "--seed",
+                     "7", "--features", "16"));
+    c = pf; c.kernel = RK_KERNEL_TRIG; c.n_features = 5; c.rope = RK_ROPE_FEATURES;
+    c.rope_freq_dim_head = 1; c.rope_cfg = (rk_rope_config){ .base = 300 };
+    attend_case("performer trig rope features freq-dim head kv-len 4d f32", c, RK_F32, RK_F32,
+                4, SHAPE(2, 2, 5, 8), SHAPE(2, 2, 6, 8), SHAPE(2, 2, 6, 4), SHAPE(4, 6), 2,
+                ARGS("--kernel", "trig", "--features", "5", "--rope", "features", "--freq-dim",
+                     "head", "--base", "300", "--kv-len", "4,6"));
+    c = pf; c.rope = RK_ROPE_QK; c.causal = 1;
+    c.rope_cfg = (rk_rope_config){ .style = RK_ROPE_HALF }; c.pos_offset = 5;
+    c.n_features = 12; c.scale = 0.2;
+    attend_case("performer rope qk half offset orthogonal 3d f32", c, RK_F32, RK_F32, 3,
+                SHAPE(3, 6, 8), SHAPE(3, 6, 8), SHAPE(3, 6, 8), NULL, 0,
+                ARGS("--rope", "qk", "--style", "half", "--offset", "5", "--causal",
+                     "--orthogonal", "--features", "12", "--scale", "0.2"));
+    c = pf; c.rope = RK_ROPE_FEATURES; c.n_features = 10;
+    attend_case("named performer-rope-features precision double", c, RK_F32, RK_F64, 2,
+                SHAPE(7, 6), SHAPE(7, 6), SHAPE(7, 6), NULL, 0,
+                ARGS("--variant", "performer-rope-features", "--features", "10", "--rope",
+                     "features", "--precision", "double"));
+    c = pf; c.rope = RK_ROPE_QK; c.n_features = 8; c.seed = 3;
+    attend_case("named performer-rope-qk", c, RK_F64, RK_F64, 2, SHAPE(5, 4), SHAPE(5, 4),
+                SHAPE(5, 4), NULL, 0,
+                ARGS("--variant", "performer-rope-qk", "--features", "8", "--seed", "3"));
+    c = lin; c.causal = 1;
+    attend_case("linear elu causal 3d f64", c, RK_F64, RK_F64, 3, SHAPE(2, 6, 8),
+                SHAPE(2, 6, 8), SHAPE(2, 6, 5), NULL, 0, ARGS("--causal"));
+    c = lin; c.map = RK_MAP_RELU; c.rope = RK_ROPE_FEATURES; c.rope_cfg.rotary_dim = 4;
+    attend_case("linear relu rope features rotary-dim 4d f32", c, RK_F32, RK_F32, 4,
+                SHAPE(1, 2, 5, 6), SHAPE(1, 2, 5, 6), SHAPE(1, 2, 5, 6), NULL, 0,
+                ARGS("--map", "relu", "--rope", "features", "--rotary-dim", "4"));
+    c = lin; c.rope = RK_ROPE_QK; c.causal = 1;
+    attend_case("named linear-elu-rope-qk", c, RK_F32, RK_F32, 2, SHAPE(6, 8), SHAPE(6, 8),
+                SHAPE(6, 8), NULL, 0,
+                ARGS("--variant", "linear-elu-rope-qk", "--causal", "--map", "elu"));
+    c = lin; c.map = RK_MAP_RELU;
+    attend_case("named linear-relu", c, RK_F64, RK_F64, 2, SHAPE(4, 8), SHAPE(4, 8),
+                SHAPE(4, 8), NULL, 0, ARGS("--variant", "linear-relu"));
+    c = (rk_attn_config){ .kind = RK_SOFTMAX, .rope = RK_ROPE_QK };
+    attend_case("named softmax-rope", c, RK_F32, RK_F32, 2, SHAPE(4, 8), SHAPE(4, 8),
+                SHAPE(4, 8), NULL, 0, ARGS("--variant", "softmax-rope"));
+}
+
+/* --save-proj writes the projection the plan drew (the library's bits); --proj with that file
+ * reproduces the output bit for bit, in both precisions; a run that fails leaves no file. */
+static void test_attend_proj_round_trip(void **state)
+{
+    (void)state;
+    rk_array q = RAND(RK_F32, 91, 2, 7, 8), k = RAND(RK_F32, 92, 2, 9, 8),
+             v = RAND(RK_F32, 93, 2, 9, 5);
+    save("q.npy", &q);
+    save("k.npy", &k);
+    save("v.npy", &v);
+    static const char *const kernels[] = { "positive", "hyperbolic", "trig" };
+    for (int kk = 0; kk < 3; kk++) {
+        run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+            P("v.npy"), "--out", P("o1.npy"), "--kernel", kernels[kk], "--features", "12",
+            "--seed", "5", "--iid", "--rope", "features", "--causal", "--save-proj", P("w.npy"),
+            NULL);
+        expect_ok();
+        run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+            P("v.npy"), "--out", P("o2.npy"), "--kernel", kernels[kk], "--proj", P("w.npy"),
+            "--rope", "features", "--causal", "--save-proj", P("w2.npy"), NULL);
+        expect_ok();
+        rk_array o1 = load("o1.npy"), o2 = load("o2.npy"), w = load("w.npy"), w2 = load("w2.npy");
+        assert_same(&o2, &o1);
+        assert_same(&w2, &w);
+        /* the file holds the plan's projection */
+        rk_attn_config ac = { .kind = RK_PERFORMER, .n_q = 7, .n_kv = 9, .d = 8, .d_v = 5,
+                              .kernel = (rk_kernel)kk, .n_features = 12, .seed = 5,
+                              .proj = RK_PROJ_IID };
+        rk_attn *p;
+        assert_rk_ok(rk_attn_create(&p, &ac));
+        size_t m = 0, d = 0;
+        const float *pw = rk_attn_proj(p, &m, &d);
+        assert_non_null(pw);
+        assert_int_equal(w.dtype, RK_F32);
+        assert_int_equal(w.ndim, 2);
+        assert_int_equal(w.shape[0], 12);
+        assert_int_equal(w.shape[1], 8);
+        assert_int_equal(m, 12);
+        assert_memory_equal(w.data, pw, 12 * 8 * sizeof(float));
+        rk_attn_destroy(p);
+        /* double precision through the same projection */
+        run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+            P("v.npy"), "--out", P("o3.npy"), "--kernel", kernels[kk], "--features", "12",
+            "--seed", "5", "--iid", "--precision", "double", NULL);
+        expect_ok();
+        run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+            P("v.npy"), "--out", P("o4.npy"), "--kernel", kernels[kk], "--proj", P("w.npy"),
+            "--precision", "double", "--features", "12", NULL);
+        expect_ok();
+        rk_array o3 = load("o3.npy"), o4 = load("o4.npy");
+        assert_same(&o4, &o3);
+        rk_array_free(&o1);
+        rk_array_free(&o2);
+        rk_array_free(&o3);
+        rk_array_free(&o4);
+        rk_array_free(&w);
+        rk_array_free(&w2);
+    }
+    /* a float64 projection file is read too (converted to float32: the same bits here) */
+    rk_array w = load("w.npy"), wd = convert(&w, RK_F64);
+    save("wd.npy", &wd);
+    run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+        P("v.npy"), "--out", P("o5.npy"), "--kernel", "trig", "--proj", P("wd.npy"),
+        "--rope", "features", "--causal", NULL);
+    expect_ok();
+    rk_array o1 = load("o1.npy"), o5 = load("o5.npy");
+    assert_same(&o5, &o1);
+
+    /* failures leave neither the projection nor the output behind */
+    remove_files(data_dir);
+    save("q.npy", &q);
+    save("k.npy", &k);
+    save("v.npy", &v);
+    int n = dir_count();
+    run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+        P("v.npy"), "--out", P("nodir/o.npy"), "--save-proj", P("w.npy"), NULL);
+    expect_fail(n, "--out", "nodir/o.npy", NULL);
+    run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("q.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), "--save-proj", P("w.npy"), NULL);
+    expect_fail(n, "--v:", NULL);
+    rk_array_free(&w);
+    rk_array_free(&wd);
+    rk_array_free(&o1);
+    rk_array_free(&o5);
+    rk_array_free(&q);
+    rk_array_free(&k);
+    rk_array_free(&v);
 }
 
 /* --precision double on float32 input: float32 output, closer to the float64 result than the
@@ -660,9 +813,10 @@ static void test_errors_attend(void **state)
     run("attend", "--variant", "softmax", "--q", P("odd.npy"), "--k", P("odd.npy"), "--v",
         P("v.npy"), "--out", P("o.npy"), "--rope", "qk", NULL);
     expect_fail(n, "odd d = 7", NULL);
-    run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+    run("attend", "--variant", "favor", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
         P("v.npy"), "--out", P("o.npy"), NULL);
-    expect_fail(n, "ropekit attend: unknown variant 'performer' (expected: softmax)", NULL);
+    expect_fail(n, "ropekit attend: unknown variant 'favor' (expected: softmax, performer, linear, "
+                "or one of: softmax, softmax-rope, performer, ", "linear-elu-rope-features", NULL);
     run("attend", "--q", P("q.npy"), "--k", P("k.npy"), "--v", P("v.npy"), "--out", P("o.npy"),
         NULL);
     expect_fail(n, "missing required option --variant", NULL);
@@ -689,9 +843,9 @@ static void test_errors_attend(void **state)
         P("b4.npy"), "--out", P("o.npy"), "--kv-len", "1,2,3", NULL);
     expect_fail(n, "--kv-len has 3 values but the batch has 2 entries", NULL);
     ATTEND("--base", "100");
-    expect_fail(n, "--base has no effect without --rope qk", NULL);
-    ATTEND("--rope", "features");
-    expect_fail(n, "unknown --rope mode 'features' (expected: none, qk)", NULL);
+    expect_fail(n, "--base has no effect without --rope", NULL);
+    ATTEND("--rope", "rotary");
+    expect_fail(n, "unknown --rope mode 'rotary' (expected: none, qk, features)", NULL);
     ATTEND("--precision", "half");
     expect_fail(n, "unknown precision 'half' (expected: float, double)", NULL);
     ATTEND("--causal=1");
@@ -724,6 +878,170 @@ static void test_errors_attend(void **state)
     rk_array_free(&q3);
     rk_array_free(&odd);
     rk_array_free(&b4);
+}
+
+/* Options that do not apply to the chosen variant, and bad FAVOR+ settings. */
+static void test_errors_attend_variants(void **state)
+{
+    (void)state;
+    attend_inputs();
+    rk_array w6 = RAND(RK_F32, 94, 5, 6), w16 = RAND(RK_F32, 95, 16, 8),
+             w7 = RAND(RK_F32, 96, 7, 8), odd = RAND(RK_F32, 97, 4, 7);
+    save("w6.npy", &w6);
+    save("w16.npy", &w16);
+    save("w7.npy", &w7);
+    save("odd.npy", &odd);
+    int n = dir_count();
+#define VARIANT(name, ...) run("attend", "--variant", name, "--q", P("q.npy"), "--k", P("k.npy"), \
+                               "--v", P("v.npy"), "--out", P("o.npy"), __VA_ARGS__, NULL)
+    VARIANT("performer", "--features", "7", "--rope", "features");
+    expect_fail(n, "--rope features rotates the features in pairs", "--features 7",
+                "odd feature width", NULL);
+    VARIANT("performer", "--features", "0");
+    expect_fail(n, "--features 0 must be >= 1", NULL);
+    VARIANT("performer", "--features", "x");
+    expect_fail(n, "--features: 'x' is not an integer", NULL);
+    VARIANT("performer", "--proj", P("w6.npy"));
+    expect_fail(n, "--proj:", "w6.npy", "d = 8", NULL);
+    VARIANT("performer", "--proj", P("missing.npy"));
+    expect_fail(n, "--proj:", "missing.npy", NULL);
+    VARIANT("performer", "--proj", P("w16.npy"), "--features", "8");
+    expect_fail(n, "--features 8 but --proj", "w16.npy has m = 16 rows", NULL);
+    VARIANT("performer", "--proj", P("w7.npy"), "--rope", "features");
+    expect_fail(n, "--proj", "w7.npy has an odd m = 7", NULL);
+    VARIANT("performer", "--proj", P("w16.npy"), "--seed", "3");
+    expect_fail(n, "--seed has no effect with --proj", NULL);
+    VARIANT("performer", "--proj", P("w16.npy"), "--iid");
+    expect_fail(n, "--iid has no effect with --proj", NULL);
+    VARIANT("performer", "--map", "relu");
+    expect_fail(n, "--map applies to --variant linear only", "FAVOR+ takes --kernel", NULL);
+    VARIANT("performer", "--kernel", "gauss");
+    expect_fail(n, "unknown kernel 'gauss' (expected: positive, hyperbolic, trig)", NULL);
+    VARIANT("performer", "--iid", "--orthogonal");
+    expect_fail(n, "--iid and --orthogonal exclude each other", NULL);
+    VARIANT("performer", "--seed", "0");
+    expect_fail(n, "--seed 0 must be >= 1", NULL);
+    VARIANT("performer", "--scale", "-0.5");
+    expect_fail(n, "--scale -0.5 must be > 0 for performer", NULL);
+    VARIANT("performer", "--freq-dim", "head");
+    expect_fail(n, "--freq-dim has no effect without --rope", NULL);
+    VARIANT("performer", "--rope", "qk", "--freq-dim", "head");
+    expect_fail(n, "--freq-dim applies to --rope features only", NULL);
+    VARIANT("performer", "--rope", "features", "--features", "8", "--rotary-dim", "10");
+    expect_fail(n, "--rotary-dim 10 exceeds the feature width 8", NULL);
+    VARIANT("performer", "--save-proj", P("o.npy"));
+    expect_fail(n, "--save-proj and --out name the same file", NULL);
+    VARIANT("linear", "--kernel", "trig");
+    expect_fail(n, "--kernel applies to --variant performer only",
+                "linear attention has no random projection", NULL);
+    VARIANT("linear", "--features", "8");
+    expect_fail(n, "--features applies to --variant performer only", "width is d", NULL);
+    VARIANT("linear", "--save-proj", P("w.npy"));
+    expect_fail(n, "--save-proj applies to --variant performer only", NULL);
+    VARIANT("linear", "--map", "tanh");
+    expect_fail(n, "unknown --map 'tanh' (expected: elu, relu)", NULL);
+    run("attend", "--variant", "linear", "--q", P("odd.npy"), "--k", P("odd.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), "--rope", "features", NULL);
+    expect_fail(n, "--rope features rotates the features in pairs", "d = 7", NULL);
+    VARIANT("softmax", "--seed", "2");
+    expect_fail(n, "--seed applies to --variant performer only", "exact softmax", NULL);
+    VARIANT("softmax", "--proj", P("w16.npy"));
+    expect_fail(n, "--proj applies to --variant performer only", NULL);
+    VARIANT("softmax", "--map", "elu");
+    expect_fail(n, "--map applies to --variant linear only", NULL);
+    VARIANT("softmax", "--rope", "features");
+    expect_fail(n, "--rope features rotates feature vectors", "--rope qk", NULL);
+    VARIANT("performer-rope-qk", "--rope", "features");
+    expect_fail(n, "--rope features: variant 'performer-rope-qk' fixes the rope mode to qk",
+                NULL);
+    VARIANT("softmax-rope", "--rope", "none");
+    expect_fail(n, "variant 'softmax-rope' fixes the rope mode to qk", NULL);
+    VARIANT("linear-relu", "--map", "elu");
+    expect_fail(n, "--map elu: variant 'linear-relu' fixes the map to relu", NULL);
+#undef VARIANT
+    rk_array_free(&w6);
+    rk_array_free(&w16);
+    rk_array_free(&w7);
+    rk_array_free(&odd);
+}
+
+/* scaling and approx: usage errors exit 2 before any output; tiny sweeps print their summary
+ * and write the table; a table written with other settings is refused on --resume and kept. */
+static void expect_help(const char *key);
+static void test_sweeps(void **state)
+{
+    (void)state;
+    int n = dir_count();
+    run("scaling", "--factor", "1", NULL);
+    expect_fail(n, "ropekit scaling: --factor 1 must be > 1", NULL);
+    run("scaling", "--variants", "softmax,nope", NULL);
+    expect_fail(n, "--variants: unknown variant 'nope' (expected: softmax, ", NULL);
+    run("scaling", "--variants", "softmax,softmax", NULL);
+    expect_fail(n, "--variants: 'softmax' given twice", NULL);
+    run("scaling", "--masks", "both", NULL);
+    expect_fail(n, "--masks: unknown mask 'both' (expected: bidirectional, causal)", NULL);
+    run("scaling", "--resume", NULL);
+    expect_fail(n, "--resume needs --out FILE", NULL);
+    run("scaling", "--n-min", "100", "--n-max", "10", NULL);
+    expect_fail(n, "--n-max 10 is below --n-min 100", NULL);
+    run("scaling", "--max-repeats", "2", "--repeats", "3", NULL);
+    expect_fail(n, "--max-repeats 2 is below --repeats 3", NULL);
+    run("scaling", "--d", "7", "--variants", "softmax-rope", "--n-min", "8", "--n-max", "8", NULL);
+    expect_fail(n, "ropekit scaling: softmax-rope:", "odd", NULL);
+    run("approx", "--kernels", "gauss", NULL);
+    expect_fail(n, "ropekit approx: --kernels: unknown name 'gauss' (expected: positive, "
+                "hyperbolic, trig)", NULL);
+    run("approx", "--variants", "linear-elu", NULL);
+    expect_fail(n, "'linear-elu' is not a random-feature approximation", NULL);
+    run("approx", "--norms", "1,-2", NULL);
+    expect_fail(n, "--norms: -2 must be > 0", NULL);
+    run("approx", "--norms", "1,,2", NULL);
+    expect_fail(n, "--norms: empty item", NULL);
+    run("approx", "--variants", "performer-rope-features", "--kernels", "positive", "--m-min",
+        "7", "--m-max", "7", NULL);
+    expect_fail(n, "m = 7 on the grid is odd", NULL);
+    run("approx", "--level", "1", NULL);
+    expect_fail(n, "--level 1 must be < 1", NULL);
+
+    run("scaling", "--variants", "softmax,linear-elu", "--n-min", "16", "--n-max", "64",
+        "--d", "8", "--repeats", "2", "--warmup", "0", "--fit-min", "16", "--out", P("s.tsv"),
+        NULL);
+    if (R.code != 0 || R.err[0]) fail_msg("scaling: exit %d, stderr: %s", R.code, R.err);
+    assert_non_null(strstr(R.out, "# machine: cpu="));
+    assert_non_null(strstr(R.out, "\nsoftmax bidirectional: exponent = "));
+    assert_non_null(strstr(R.out, "\nlinear-elu causal: exponent = "));
+    assert_non_null(strstr(R.out, "expected 1: "));
+    run("approx", "--variants", "performer", "--kernels", "positive", "--projs", "iid",
+        "--m-min", "8", "--m-max", "32", "--norms", "1", "--n", "16", "--d", "8", "--seeds",
+        "3", "--out", P("a.tsv"), NULL);
+    if (R.code != 0 || R.err[0]) fail_msg("approx: exit %d, stderr: %s", R.code, R.err);
+    assert_non_null(strstr(R.out, "\nperformer positive iid norm=1: output slope = "));
+    n = dir_count();
+    assert_int_equal(n, 2);
+    /* other settings on --resume: refused, the table untouched */
+    FILE *f = fopen(P("a.tsv"), "rb");
+    assert_non_null(f);
+    char before[8192], after[8192];
+    size_t nb = fread(before, 1, sizeof before, f);
+    fclose(f);
+    run("approx", "--variants", "performer", "--kernels", "positive", "--projs", "iid",
+        "--m-min", "8", "--m-max", "32", "--norms", "1", "--n", "16", "--d", "8", "--seeds",
+        "4", "--out", P("a.tsv"), "--resume", NULL);
+    expect_fail(n, "--out:", "a.tsv' was written with other settings ('seeds=3' there, "
+                "'seeds=4' now)", NULL);
+    f = fopen(P("a.tsv"), "rb");
+    assert_non_null(f);
+    size_t na = fread(after, 1, sizeof after, f);
+    fclose(f);
+    assert_int_equal(na, nb);
+    assert_memory_equal(after, before, nb);
+
+    run("scaling", "--help", NULL);
+    expect_help("usage: ropekit scaling");
+    assert_non_null(strstr(R.out, "--max-seconds S"));
+    run("approx", "--help", NULL);
+    expect_help("usage: ropekit approx");
+    assert_non_null(strstr(R.out, "--target E"));
 }
 
 static void test_errors_top(void **state)
@@ -802,7 +1120,9 @@ static void test_help(void **state)
     expect_help("usage: ropekit rope --in X.npy --out Y.npy");
     assert_non_null(strstr(R.out, "--rotary-dim R"));
     run("attend", "--help", NULL);
-    expect_help("usage: ropekit attend --variant softmax");
+    expect_help("usage: ropekit attend --variant NAME");
+    assert_non_null(strstr(R.out, "performer-rope-features"));
+    assert_non_null(strstr(R.out, "--save-proj W.npy"));
     assert_non_null(strstr(R.out, "--kv-len L[,L...]"));
     run("attend", "-h", NULL);
     expect_help("usage: ropekit attend");
@@ -827,10 +1147,14 @@ int main(void)
         cmocka_unit_test_setup(test_rope_round_trip, clean),
         cmocka_unit_test_setup(test_attend_matches_library, clean),
         cmocka_unit_test_setup(test_attend_precision_dtype, clean),
+        cmocka_unit_test_setup(test_attend_variants_match_library, clean),
+        cmocka_unit_test_setup(test_attend_proj_round_trip, clean),
+        cmocka_unit_test_setup(test_errors_attend_variants, clean),
         cmocka_unit_test_setup(test_errors_files, clean),
         cmocka_unit_test_setup(test_errors_rope, clean),
         cmocka_unit_test_setup(test_errors_attend, clean),
         cmocka_unit_test_setup(test_errors_top, clean),
+        cmocka_unit_test_setup(test_sweeps, clean),
         cmocka_unit_test_setup(test_existing_output_untouched, clean),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);

@@ -1,0 +1,38 @@
+/* The run header of the timing and accuracy drivers: machine, threads, library versions and
+ * build flags, as '#'-comment lines (for stdout and the TSV tables).
+ *
+ *   machine_set_threads(n);                    // OpenMP and OpenBLAS
+ *   char buf[2048];  machine_describe(buf, sizeof buf);
+ *
+ * Build flags: the Makefile passes the compiler flags of this object as the string macro
+ * RK_BUILD_FLAGS (e.g. -DRK_BUILD_FLAGS='"-O2 -g"'); without it "unknown" is reported. The
+ * compiler's own macros (__VERSION__, __OPTIMIZE__, __AVX2__, sanitizers) are added either way.
+ */
+#ifndef RK_MACHINE_H
+#define RK_MACHINE_H
+
+#include <stddef.h>
+
+/* Threads for OpenMP (and OpenBLAS); n <= 0 leaves the defaults. Returns the OpenMP count in
+ * effect afterwards. */
+int machine_set_threads(int n);
+
+/* "AMD EPYC 7B13" (from /proc/cpuinfo), or "unknown". */
+const char *machine_cpu_model(char *buf, size_t len);
+/* Online logical processors. */
+int machine_cores(void);
+
+/* Lines "machine: ...", "versions: ...", "build: ..." without the '#', separated by '\n'
+ * (no trailing newline). Returns buf. */
+const char *machine_describe(char *buf, size_t len);
+
+/* "2024-05-01T12:00:00Z" (UTC now). */
+const char *machine_timestamp(char *buf, size_t len);
+
+/* Peak resident set size of the process so far in KiB (getrusage), and the peak since the
+ * last machine_rss_reset (VmHWM; -1 if the kernel cannot reset it, then use the former). */
+long machine_rss_max_kb(void);
+int  machine_rss_reset(void);    /* 0 if the peak was reset (Linux clear_refs = 5) */
+long machine_rss_peak_kb(void);  /* VmHWM in KiB, or -1 */
+
+#endif

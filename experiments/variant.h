@@ -1,0 +1,69 @@
+/* Attention variants by name: the one table that maps a name ("softmax", "performer-rope-qk",
+ * "linear-elu", ...) to an rk_attn_config. `ropekit attend`, `ropekit scaling` and
+ * `ropekit approx` all build their plans through variant_config, so one name means the same
+ * settings everywhere (and in the TSV tables the experiments write).
+ *
+ *   rk_attn_config ac;
+ *   if (variant_config("performer-rope-features", n, n, 64, 64, 1, 256, 1, &ac)) ...unknown...
+ *   rk_attn_create(&plan, &ac);
+ *
+ * Settings shared by every FAVOR+ row: positive features, orthogonal blocks with chi(d) row
+ * norms (the paper's defaults); a caller may change kernel / proj / proj_norm afterwards
+ * (`ropekit approx` does). RoPE rows use the library's RoPE defaults (interleaved, base
+ * 10000, theta over the rotated width). A later kind (the FFT relative bias "rpe-fft") is one
+ * more row: its kind, a flop model, and if needed a `setup` hook for its own fields.
+ */
+#ifndef RK_VARIANT_H
+#define RK_VARIANT_H
+
+#include <stddef.h>
+
+#include "ropekit.h"
+
+/* Row flags. */
+enum {
+    VARIANT_SCALING = 1,   /* in `ropekit scaling`'s default set                            */
+    VARIANT_APPROX  = 2,   /* an approximation `ropekit approx` measures by default         */
+};
+
+typedef struct variant {
+    const char  *name;
+    const char  *summary;      /* one line, for --help and logs                               */
+    rk_kind      kind;
+    rk_rope_mode rope;
+    rk_map       map;          /* RK_LINEAR rows                                              */
+    const char  *reference;    /* the exact variant this one approximates (NULL: exact)       */
+    double       exponent;     /* expected growth of time with length: 2 quadratic, 1 linear  */
+    /* Floating-point operations of one execute (the usual 2 per multiply-add; exp, max and
+     * the like not counted), for GFLOP/s. */
+    double     (*flops)(const rk_attn_config *c);
+    /* Extra settings of kinds with fields of their own (NULL: none); 0 or an rk status. */
+    int        (*setup)(rk_attn_config *c);
+    unsigned     flags;
+} variant;
+
+/* Default seed of FAVOR+ plans when the user gives none (documented in --help). */
+#define VARIANT_DEFAULT_SEED 1UL
+
+size_t         variant_count(void);
+const variant *variant_at(size_t i);
+const variant *variant_find(const char *name);          /* NULL if unknown */
+/* "softmax, softmax-rope, ..." into buf (truncated to len); returns buf. */
+const char    *variant_names(char *buf, size_t len);
+
+/* Fill *out for the named variant: sizes, causal flag, m features (FAVOR+; ignored by rows
+ * without a random projection; 0 = library default) and seed (FAVOR+; 0 means
+ * VARIANT_DEFAULT_SEED). Everything else 0 (library defaults). Returns 0, or -1 if the
+ * name is unknown, or the setup hook's rk status. */
+int variant_config(const char *name, size_t n_q, size_t n_kv, size_t d, size_t d_v, int causal,
+                   size_t m, unsigned long seed, rk_attn_config *out);
+/* The same from a row. */
+int variant_fill(const variant *v, size_t n_q, size_t n_kv, size_t d, size_t d_v, int causal,
+                 size_t m, unsigned long seed, rk_attn_config *out);
+
+/* Visible (query, key) pairs of a plan: n_q * n_kv, or fewer when causal (bottom-right). */
+double variant_pairs(const rk_attn_config *c);
+/* Feature width F of a config (m, 2m for hyperbolic / trig, d for linear; 0 for softmax). */
+size_t variant_feature_dim(const rk_attn_config *c);
+
+#endif
