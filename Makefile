@@ -89,8 +89,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
 # The run header of the experiments names the build flags.
 $(BUILD)/experiments/machine.o: CPPFLAGS += -DRK_BUILD_FLAGS='"$(strip $(OPT) $(SAN))"'
 # Tests that drive the command line find it here.
-$(BUILD)/tests/test_cli.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
-$(BUILD)/tests/test_cli: | $(CLI)
+$(BUILD)/tests/%.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
+$(TEST_BIN): | $(CLI)
 
 # Runs every test binary (each a cmocka group), then one closing line with the totals.
 test: $(TEST_BIN) $(CLI)
