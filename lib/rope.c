@@ -3,11 +3,20 @@
  *
  * A plan holds the resolved config, the r/2 frequencies (double) and cos/sin tables for
  * positions [0, table_len), in double and in float (each row: r/2 cos, then r/2 sin, already
- * multiplied by the attention factor). Positions outside the table are computed directly by
- * the same function that filled the table, so the two paths give the same bits.
+ * multiplied by the attention factor). A position p outside the table is split as
+ * |p| = a T + b (T = table_len, 0 <= b < T; p < 0 is the mirror of |p|): cos/sin of the angle
+ * (a T) theta_i are computed directly in double once per run of rows sharing a, combined with
+ * the double table entry of b by the angle-addition formula in double, corrected for the
+ * difference between the angle roundings (fl(p th) - fl(aT th) - fl(b th)), then rounded to
+ * float for the float path. The result is within ~5 double ulps of 1 of the direct formula
+ * m cos/sin(fl(p theta_i)) at any position up to ~2^26 / theta (see combine_d), at the cost of
+ * ~15 double flops per pair instead of a cos and a sin.
  *
- * Apply is a streaming kernel: one pass over the data, the row's cos/sin loaded once and reused
- * by every head of the row, no allocation, OpenMP over rows for large inputs. The float path
+ * Apply is a streaming kernel: one pass over the data, the row's cos/sin loaded (or combined)
+ * once and reused by every head of the row, no allocation, OpenMP over contiguous row ranges
+ * for large inputs (each thread computes its own cos/sin of a T theta). Every row's cos/sin
+ * are a function of its position alone, so pos0 + t and an explicit array give the same bits
+ * and the row partition (thread count) never changes them. The float path
  * has AVX2 kernels chosen at run time; they use the same operations in the same order as the
  * portable loops (no FMA), so both give the same bits and results never depend on the thread
  * count or on the machine's SIMD width.
@@ -15,6 +24,7 @@
 #include "rk_internal.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -27,7 +37,7 @@
 
 /* Below this many elements (rows * cols) an OpenMP region costs more than it saves. */
 #define RK_ROPE_PAR_MIN 32768
-/* Pairs per stack chunk on the direct (out-of-table) path. */
+/* Pairs per stack chunk on the out-of-table path. */
 #define RK_ROPE_CHUNK 64
 
 struct rk_rope {
@@ -132,10 +142,10 @@ static int rope_freqs(const rk_rope_config *c, double *theta)
     return RK_OK;
 }
 
-/* cos/sin of pair i at position p for direction inv: the one formula behind both the tables
- * and the direct path. The angle is formed in double, pos * theta_i, before cos/sin. */
+/* cos/sin of pair i at position p for direction inv: the formula that fills the tables. The
+ * angle is formed in double, pos * theta_i, before cos/sin. */
 #if defined(__GNUC__)
-__attribute__((noinline))   /* one compiled copy for both paths: same bits by construction */
+__attribute__((noinline))   /* one compiled copy: the table bits never depend on inlining */
 #endif
 static void rope_cs(const rk_rope *r, double p, int inv, size_t i, double *c, double *s)
 {
@@ -238,8 +248,9 @@ size_t rk_rope_bytes(const rk_rope *r)
 /* ---------------------------------------------------------------------------------------- */
 /* Kernels: one head, pairs 0..n-1 of a segment, c/s the matching cos/sin                   */
 /* ---------------------------------------------------------------------------------------- */
-/* (a, b) -> (a c - b s, b c + a s) with s negated for the inverse. o may equal x exactly:
- * each pair is read before it is written and pairs are independent. */
+/* (a, b) -> (a c - b s, b c + a s) with s negated when inv is set (the inverse, or a negative
+ * position outside the table, see rope_split). o may equal x exactly: each pair is read before it
+ * is written and pairs are independent. */
 
 /* interleaved: x = (a0 b0 a1 b1 ...), 2n values */
 static void rot_inter_f(const float *x, float *o, const float *c, const float *s, size_t n,
@@ -389,54 +400,292 @@ static void row_pairs_d(const rk_rope *r, const double *x_t, double *o_t, size_t
     }
 }
 
-/* One row at position p: from the table when p is in [0, table_len), else cos/sin computed
- * directly into a small stack chunk (same function as the table, same bits). Channels
- * r .. dim-1 of each head are copied through. */
-static void row_f(const rk_rope *r, const float *x_t, float *o_t, size_t heads, int64_t p,
-                  int inv)
+/* ---------------------------------------------------------------------------------------- */
+/* Positions outside the table                                                              */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Pairs whose angle and cos/sin of a T theta_i one stack cache holds (ang, ca, sa: 6 KB).
+ * Rows with more pairs (rotary_dim > 512) go over a run once per 256 pairs. */
+#define RK_ROPE_CACHE 256
+
+/* Largest |p| whose cos/sin get the angle-rounding correction of combine_d: there the gap g
+ * is <= 2u |p| theta <= 2^-20 theta, so its truncation g^2 / 2 stays below ~5e-13 theta^2.
+ * Beyond, g would grow to radians and the linear correction would leave the unit circle;
+ * those positions use the plain angle addition (cos/sin of fl(aT th) + fl(b th)), within
+ * m u (2 |p| theta + 9) of the direct formula, whose own angle may be off by 2^-21 theta and
+ * more there. */
+#define RK_ROPE_CORR_MAX ((uint64_t)1 << 32)
+
+/* |p| = a T + b with 0 <= b < T; a negative position is its mirror: cos(-x) = cos x,
+ * sin(-x) = -sin x, and fl(p theta) = -fl(|p| theta), so the direct formula is exactly
+ * symmetric too. The kernels negate s for p < 0 by flipping their sign flag (inv ^ neg), an
+ * exact operation. a == 0 and p >= 0 exactly when p is in the table. */
+static void rope_split(int64_t p, size_t T, int *neg, uint64_t *a, size_t *b)
 {
-    size_t h = r->half;
-    if (p >= 0 && (uint64_t)p < (uint64_t)r->cfg.table_len) {
-        const float *cs = r->tab_f[inv] + (size_t)p * 2 * h;
-        row_pairs_f(r, x_t, o_t, heads, cs, cs + h, 0, h, inv);
-    } else {
-        float c[RK_ROPE_CHUNK], s[RK_ROPE_CHUNK];
-        for (size_t i0 = 0; i0 < h; i0 += RK_ROPE_CHUNK) {
-            size_t n = h - i0 < RK_ROPE_CHUNK ? h - i0 : RK_ROPE_CHUNK;
-            for (size_t i = 0; i < n; i++) {
-                double cd, sd;
-                rope_cs(r, (double)p, inv, i0 + i, &cd, &sd);
-                c[i] = (float)cd;
-                s[i] = (float)sd;
-            }
-            row_pairs_f(r, x_t, o_t, heads, c, s, i0, n, inv);
-        }
+    uint64_t mag = p < 0 ? (uint64_t)0 - (uint64_t)p : (uint64_t)p;
+    *neg = p < 0;
+    *a = mag / (uint64_t)T;
+    *b = (size_t)(mag % (uint64_t)T);
+}
+
+/* The angle fl(A theta_i) and its cos/sin (no attention factor) for pairs [i0, i0 + n),
+ * computed directly: once per run of rows sharing a. */
+static void rope_cs_base(const rk_rope *r, double A, size_t i0, size_t n, double *ang,
+                         double *ca, double *sa)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x = A * r->theta[i0 + i];
+        ang[i] = x;
+        ca[i] = cos(x);
+        sa[i] = sin(x);
     }
+}
+
+/* cos/sin at |p| = A + b (pa = |p|, bd = b as doubles) for n pairs, from the run's angle ang =
+ * fl(A theta), ca, sa and the table row cb, sb = m cos/sin(fl(b theta)) (m: mscale, or
+ * 1/mscale for the inverse):
+ *   angle addition  c0 = ca cb - sa sb,  s0 = sa cb + ca sb     = m cos/sin(fl(A th) + fl(b th))
+ *   rounding gap    g = (fl(pa th) - ang) - fl(bd th)          = fl(p th) - fl(A th) - fl(b th)
+ *   correction      c = c0 - s0 g,  s = s0 + c0 g              ~ m cos/sin(fl(p th))
+ * so the result tracks the direct formula m cos(fl(p theta)) (the table's formula), rounding
+ * of the angle included, not just the exact cos(p theta). g is exact up to one rounding of
+ * a tiny value: fl(pa th) - ang is exact by Sterbenz (for a >= 1, A <= |p| < 2A), and
+ * fl(pa th) - fl(A th) - fl(b th) is the sum of three angle roundings, |g| <= 2u |p| theta
+ * (u = 2^-53). For a == 0 (p in (-T, 0)) ang = 0 and g = 0: the table row itself, the
+ * direct formula's bits.
+ *
+ * Accuracy against the direct formula m cos/sin(fl(p theta)), |p| <= 2^53:
+ *   ca, sa (< 1 ulp, <= u each), weighted by |cb| + |sb| <= sqrt2 m;   table entries (< 1 ulp
+ *   of cos/sin, then the product by m: <= 2u m each), weighted by |ca| + |sa| <= sqrt2;
+ *   two products and a sum: <= 2u m (|ca cb| + |sa sb| <= 1);   the correction's own
+ *   rounding <= u m (g s0 is tiny) and its truncation (1 - cos g, g - sin g) <= m g^2 / 2;
+ *   the direct formula's own cos/sin and product by m: <= 2u m.
+ * Total: |c - c_direct|, |s - s_direct| <= m [(3 sqrt2 + 5) u + g^2 / 2]
+ *                                        <= m [10 u + 2 (u |p| theta)^2]   (|p| <= 2^32),
+ * five ulps of 1 for |p| theta < 2^26. Without the correction (corr == 0, |p| > 2^32) the
+ * angle roundings stay: <= m u (2 |p| theta + 9). tests/test_rope.c checks both bounds.
+ * The float path rounds these values, so it equals the direct formula rounded to float but
+ * for rare last-bit flips at rounding ties. */
+static void combine_d(const double *ang, const double *ca, const double *sa, const double *th,
+                      double pa, double bd, int corr, const double *cb, const double *sb, size_t n,
+                      double *c, double *s)
+{
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        double c0 = ca[i] * cb[i] - sa[i] * sb[i];
+        double s0 = sa[i] * cb[i] + ca[i] * sb[i];
+        double g = corr ? (pa * th[i] - ang[i]) - bd * th[i] : 0.0;
+        c[i] = c0 - s0 * g;
+        s[i] = s0 + c0 * g;
+    }
+}
+
+/* The same values rounded to float (the double path's cos/sin rounded, as the table is). */
+static void combine_f(const double *ang, const double *ca, const double *sa, const double *th,
+                      double pa, double bd, int corr, const double *cb, const double *sb, size_t n,
+                      float *c, float *s)
+{
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        double c0 = ca[i] * cb[i] - sa[i] * sb[i];
+        double s0 = sa[i] * cb[i] + ca[i] * sb[i];
+        double g = corr ? (pa * th[i] - ang[i]) - bd * th[i] : 0.0;
+        c[i] = (float)(c0 - s0 * g);
+        s[i] = (float)(s0 + c0 * g);
+    }
+}
+
+#if RK_ROPE_X86
+/* AVX2 combine_f: the same operations in the same order (no FMA) and the same rounding to
+ * float, 4 pairs at a time, so the same bits as the loop above. */
+__attribute__((target("avx2")))
+static void combine_f_avx2(const double *ang, const double *ca, const double *sa,
+                           const double *th, double pa, double bd, int corr, const double *cb,
+                           const double *sb, size_t n, float *c, float *s)
+{
+    const __m256d vp = _mm256_set1_pd(pa), vb = _mm256_set1_pd(bd);
+    const __m256d on = _mm256_castsi256_pd(_mm256_set1_epi64x(corr ? -1 : 0));
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d a = _mm256_loadu_pd(ca + i), as = _mm256_loadu_pd(sa + i);
+        __m256d b = _mm256_loadu_pd(cb + i), bs = _mm256_loadu_pd(sb + i);
+        __m256d t = _mm256_loadu_pd(th + i);
+        __m256d c0 = _mm256_sub_pd(_mm256_mul_pd(a, b), _mm256_mul_pd(as, bs));
+        __m256d s0 = _mm256_add_pd(_mm256_mul_pd(as, b), _mm256_mul_pd(a, bs));
+        __m256d g = _mm256_sub_pd(_mm256_sub_pd(_mm256_mul_pd(vp, t), _mm256_loadu_pd(ang + i)),
+                                  _mm256_mul_pd(vb, t));
+        g = _mm256_and_pd(g, on);                            /* +0 without the correction */
+        _mm_storeu_ps(c + i, _mm256_cvtpd_ps(_mm256_sub_pd(c0, _mm256_mul_pd(s0, g))));
+        _mm_storeu_ps(s + i, _mm256_cvtpd_ps(_mm256_add_pd(s0, _mm256_mul_pd(c0, g))));
+    }
+    for (; i < n; i++) {
+        double c0 = ca[i] * cb[i] - sa[i] * sb[i];
+        double s0 = sa[i] * cb[i] + ca[i] * sb[i];
+        double g = corr ? (pa * th[i] - ang[i]) - bd * th[i] : 0.0;
+        c[i] = (float)(c0 - s0 * g);
+        s[i] = (float)(s0 + c0 * g);
+    }
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Row ranges                                                                               */
+/* ---------------------------------------------------------------------------------------- */
+/* Rows [t0, t1) of the view, row t at pos[t] (pos != NULL) or pos0 + t. A row in the table
+ * takes its cos/sin from it, exactly as ever. Out-of-table rows are taken in runs that share
+ * the sign and a (found by subtraction from the run's a T: one division per run): cos/sin of
+ * a T theta are computed once per run (per 256 pairs), then each row combines them with its
+ * table row b, chunk by chunk on the stack. Channels r .. dim-1 of each head are copied
+ * through. */
+
+#define RK_POS_AT(t) (pos ? pos[t] : pos0 + (int64_t)(t))
+
+/* End of the run that starts at row t (sign neg, base = a T): the following rows of the same
+ * sign with 0 <= |p| - base < T. */
+static size_t run_end(int64_t pos0, const int64_t *pos, size_t t, size_t t1, size_t T, int neg,
+                      uint64_t base)
+{
+    size_t e = t + 1;
+    for (; e < t1; e++) {
+        int64_t q = RK_POS_AT(e);
+        if ((q < 0) != neg) break;
+        uint64_t mag = q < 0 ? (uint64_t)0 - (uint64_t)q : (uint64_t)q;
+        if (mag < base || mag - base >= T) break;
+    }
+    return e;
+}
+
+/* Table row of row u of a run (sign neg, base = a T; run_end checked the range). */
+static size_t run_b(int64_t q, int neg, uint64_t base)
+{
+    uint64_t mag = neg ? (uint64_t)0 - (uint64_t)q : (uint64_t)q;
+    return (size_t)(mag - base);
+}
+
+static void pass_f(const rk_rope *r, const float *x_t, float *o_t, size_t heads)
+{
     size_t dim = r->cfg.dim, rd = r->cfg.rotary_dim;
     if (o_t != x_t && rd < dim)
         for (size_t hd = 0; hd < heads; hd++)
             memcpy(o_t + hd * dim + rd, x_t + hd * dim + rd, (dim - rd) * sizeof *o_t);
 }
 
-static void row_d(const rk_rope *r, const double *x_t, double *o_t, size_t heads, int64_t p,
-                  int inv)
+static void pass_d(const rk_rope *r, const double *x_t, double *o_t, size_t heads)
 {
-    size_t h = r->half;
-    if (p >= 0 && (uint64_t)p < (uint64_t)r->cfg.table_len) {
-        const double *cs = r->tab_d[inv] + (size_t)p * 2 * h;
-        row_pairs_d(r, x_t, o_t, heads, cs, cs + h, 0, h, inv);
-    } else {
-        double c[RK_ROPE_CHUNK], s[RK_ROPE_CHUNK];
-        for (size_t i0 = 0; i0 < h; i0 += RK_ROPE_CHUNK) {
-            size_t n = h - i0 < RK_ROPE_CHUNK ? h - i0 : RK_ROPE_CHUNK;
-            for (size_t i = 0; i < n; i++) rope_cs(r, (double)p, inv, i0 + i, &c[i], &s[i]);
-            row_pairs_d(r, x_t, o_t, heads, c, s, i0, n, inv);
-        }
-    }
     size_t dim = r->cfg.dim, rd = r->cfg.rotary_dim;
     if (o_t != x_t && rd < dim)
         for (size_t hd = 0; hd < heads; hd++)
             memcpy(o_t + hd * dim + rd, x_t + hd * dim + rd, (dim - rd) * sizeof *o_t);
+}
+
+static void rows_f(const rk_rope *r, const float *x, size_t ldi, float *o, size_t ldo,
+                   size_t heads, int64_t pos0, const int64_t *pos, size_t t0, size_t t1, int inv)
+{
+    size_t h = r->half, T = r->cfg.table_len;
+    const double *tab = r->tab_d[inv];
+    double ang[RK_ROPE_CACHE], ca[RK_ROPE_CACHE], sa[RK_ROPE_CACHE];
+    float c[RK_ROPE_CHUNK], s[RK_ROPE_CHUNK];
+    size_t t = t0;
+    while (t < t1) {
+        int64_t p = RK_POS_AT(t);
+        if (p >= 0 && (uint64_t)p < (uint64_t)T) {          /* in the table, as ever */
+            const float *cs = r->tab_f[inv] + (size_t)p * 2 * h;
+            row_pairs_f(r, x + t * ldi, o + t * ldo, heads, cs, cs + h, 0, h, inv);
+            pass_f(r, x + t * ldi, o + t * ldo, heads);
+            t++;
+            continue;
+        }
+        uint64_t a;
+        size_t b;
+        int neg;
+        rope_split(p, T, &neg, &a, &b);
+        uint64_t base = a * (uint64_t)T;                    /* <= |p|: no overflow */
+        size_t e = run_end(pos0, pos, t, t1, T, neg, base);
+        double A = (double)a * (double)T;
+        int sg = inv ^ neg;                                 /* kernels negate s for p < 0 */
+        for (size_t c0 = 0; c0 < h; c0 += RK_ROPE_CACHE) {
+            size_t nc = h - c0 < RK_ROPE_CACHE ? h - c0 : RK_ROPE_CACHE;
+            rope_cs_base(r, A, c0, nc, ang, ca, sa);
+            for (size_t u = t; u < e; u++) {
+                size_t bu = run_b(RK_POS_AT(u), neg, base);
+                double pa = (double)(base + bu), bd = (double)bu;      /* |p|, b */
+                int corr = base + bu <= RK_ROPE_CORR_MAX;
+                const double *cb = tab + bu * 2 * h;
+                for (size_t i0 = c0; i0 < c0 + nc; i0 += RK_ROPE_CHUNK) {
+                    size_t n = c0 + nc - i0 < RK_ROPE_CHUNK ? c0 + nc - i0 : RK_ROPE_CHUNK;
+                    size_t k = i0 - c0;
+#if RK_ROPE_X86
+                    if (r->avx2)
+                        combine_f_avx2(ang + k, ca + k, sa + k, r->theta + i0, pa, bd, corr,
+                                       cb + i0, cb + h + i0, n, c, s);
+                    else
+#endif
+                    combine_f(ang + k, ca + k, sa + k, r->theta + i0, pa, bd, corr, cb + i0,
+                              cb + h + i0, n, c, s);
+                    row_pairs_f(r, x + u * ldi, o + u * ldo, heads, c, s, i0, n, sg);
+                }
+            }
+        }
+        for (size_t u = t; u < e; u++) pass_f(r, x + u * ldi, o + u * ldo, heads);
+        t = e;
+    }
+}
+
+static void rows_d(const rk_rope *r, const double *x, size_t ldi, double *o, size_t ldo,
+                   size_t heads, int64_t pos0, const int64_t *pos, size_t t0, size_t t1, int inv)
+{
+    size_t h = r->half, T = r->cfg.table_len;
+    const double *tab = r->tab_d[inv];
+    double ang[RK_ROPE_CACHE], ca[RK_ROPE_CACHE], sa[RK_ROPE_CACHE];
+    double c[RK_ROPE_CHUNK], s[RK_ROPE_CHUNK];
+    size_t t = t0;
+    while (t < t1) {
+        int64_t p = RK_POS_AT(t);
+        if (p >= 0 && (uint64_t)p < (uint64_t)T) {
+            const double *cs = tab + (size_t)p * 2 * h;
+            row_pairs_d(r, x + t * ldi, o + t * ldo, heads, cs, cs + h, 0, h, inv);
+            pass_d(r, x + t * ldi, o + t * ldo, heads);
+            t++;
+            continue;
+        }
+        uint64_t a;
+        size_t b;
+        int neg;
+        rope_split(p, T, &neg, &a, &b);
+        uint64_t base = a * (uint64_t)T;                    /* <= |p|: no overflow */
+        size_t e = run_end(pos0, pos, t, t1, T, neg, base);
+        double A = (double)a * (double)T;
+        int sg = inv ^ neg;                                 /* kernels negate s for p < 0 */
+        for (size_t c0 = 0; c0 < h; c0 += RK_ROPE_CACHE) {
+            size_t nc = h - c0 < RK_ROPE_CACHE ? h - c0 : RK_ROPE_CACHE;
+            rope_cs_base(r, A, c0, nc, ang, ca, sa);
+            for (size_t u = t; u < e; u++) {
+                size_t bu = run_b(RK_POS_AT(u), neg, base);
+                double pa = (double)(base + bu), bd = (double)bu;      /* |p|, b */
+                int corr = base + bu <= RK_ROPE_CORR_MAX;
+                const double *cb = tab + bu * 2 * h;
+                for (size_t i0 = c0; i0 < c0 + nc; i0 += RK_ROPE_CHUNK) {
+                    size_t n = c0 + nc - i0 < RK_ROPE_CHUNK ? c0 + nc - i0 : RK_ROPE_CHUNK;
+                    size_t k = i0 - c0;
+                    combine_d(ang + k, ca + k, sa + k, r->theta + i0, pa, bd, corr, cb + i0,
+                              cb + h + i0, n, c, s);
+                    row_pairs_d(r, x + u * ldi, o + u * ldo, heads, c, s, i0, n, sg);
+                }
+            }
+        }
+        for (size_t u = t; u < e; u++) pass_d(r, x + u * ldi, o + u * ldo, heads);
+        t = e;
+    }
+}
+
+#undef RK_POS_AT
+
+/* Rows [*t0, *t1) of thread id out of nth: contiguous, sizes differing by at most one. */
+static void thread_rows(size_t n, size_t id, size_t nth, size_t *t0, size_t *t1)
+{
+    size_t q = n / nth, rem = n % nth;
+    *t0 = id * q + (id < rem ? id : rem);
+    *t1 = *t0 + q + (id < rem ? 1 : 0);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -487,10 +736,11 @@ int rk_rope_apply(const rk_rope *r, const rk_mat *in, rk_mat *out, int64_t pos0,
     const float *x = in->data;
     float *o = out->data;
     int inv = inverse != 0;
-    #pragma omp parallel for schedule(static) if (n * in->cols > RK_ROPE_PAR_MIN)
-    for (size_t t = 0; t < n; t++) {
-        int64_t p = pos ? pos[t] : pos0 + (int64_t)t;
-        row_f(r, x + t * ldi, o + t * ldo, heads, p, inv);
+    #pragma omp parallel if (n * in->cols > RK_ROPE_PAR_MIN)
+    {
+        size_t t0, t1;
+        thread_rows(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &t0, &t1);
+        rows_f(r, x, ldi, o, ldo, heads, pos0, pos, t0, t1, inv);
     }
     return RK_OK;
 }
@@ -508,10 +758,11 @@ int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *out, int64_t p
     const double *x = in->data;
     double *o = out->data;
     int inv = inverse != 0;
-    #pragma omp parallel for schedule(static) if (n * in->cols > RK_ROPE_PAR_MIN)
-    for (size_t t = 0; t < n; t++) {
-        int64_t p = pos ? pos[t] : pos0 + (int64_t)t;
-        row_d(r, x + t * ldi, o + t * ldo, heads, p, inv);
+    #pragma omp parallel if (n * in->cols > RK_ROPE_PAR_MIN)
+    {
+        size_t t0, t1;
+        thread_rows(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &t0, &t1);
+        rows_d(r, x, ldi, o, ldo, heads, pos0, pos, t0, t1, inv);
     }
     return RK_OK;
 }

@@ -1,7 +1,8 @@
 /* RoPE module: rk_rope_* against the explicit-matrix reference (tests/ref_rope.c), the
  * paper's properties (relative position, norms, inverse, layouts), PAPER.md section 9
- * regression vectors, the scalings, bit-exactness (table vs direct, threads, SIMD vs scalar)
- * and every error path. */
+ * regression vectors, the scalings, the accuracy of positions outside the cos/sin table
+ * against the direct formula, bit-exactness (threads, pos0 vs explicit positions, mirrored
+ * positions, SIMD vs scalar) and every error path. */
 #include "check.h"
 #include "ref_rope.h"
 #include "rk_internal.h"     /* rk__alloc_fail_after */
@@ -15,6 +16,7 @@
 #include <gsl/gsl_errno.h>
 
 #define U32 (FLT_EPSILON / 2)   /* float unit roundoff, 2^-24 */
+#define U64 (DBL_EPSILON / 2)   /* double unit roundoff, 2^-53 */
 
 /* ---------------------------------------------------------------------------------------- */
 /* helpers                                                                                  */
@@ -62,6 +64,58 @@ static double dot(const double *a, const double *b, size_t n)
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+/* The cos/sin a plan applies at each position, read off the library: (1, 0) pairs give
+ * (1 c - 0 s', 0 c + 1 s') = (c, s') exactly, s' = the sine as applied (negated for the
+ * inverse). Interleaved plans with rotary_dim = dim only. c, s: n * r/2 values, row-major. */
+static void plan_cs_d(const rk_rope *r, const int64_t *pos, size_t n, int inv, double *c,
+                      double *s)
+{
+    size_t d = rk_rope_get_config(r)->dim, h = d / 2;
+    rk_matd x = rk_test_matd(n, d, d), y = rk_test_matd(n, d, d);
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < h; i++) x.data[t * d + 2 * i] = 1.0;
+    assert_rk_ok(rk_rope_apply_d(r, &x, &y, 0, pos, inv));
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < h; i++) {
+            c[t * h + i] = y.data[t * d + 2 * i];
+            s[t * h + i] = y.data[t * d + 2 * i + 1];
+        }
+    rk_test_freed(&x); rk_test_freed(&y);
+}
+static void plan_cs_f(const rk_rope *r, const int64_t *pos, size_t n, int inv, float *c,
+                      float *s)
+{
+    size_t d = rk_rope_get_config(r)->dim, h = d / 2;
+    rk_mat x = rk_test_mat(n, d, d), y = rk_test_mat(n, d, d);
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < h; i++) x.data[t * d + 2 * i] = 1.0f;
+    assert_rk_ok(rk_rope_apply(r, &x, &y, 0, pos, inv));
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < h; i++) {
+            c[t * h + i] = y.data[t * d + 2 * i];
+            s[t * h + i] = y.data[t * d + 2 * i + 1];
+        }
+    rk_test_free(&x); rk_test_free(&y);
+}
+
+/* The direct formula (what fills the table): angle p theta formed in double, cos/sin, times
+ * mscale (divided by it for the inverse); s as applied (negated for the inverse). */
+static void direct_cs(double p, double theta, double ms, int inv, double *c, double *s)
+{
+    double a = p * theta, cv = cos(a), sv = sin(a);
+    if (inv) { cv = cv / ms; sv = sv / ms; }
+    else     { cv = cv * ms; sv = sv * ms; }
+    *c = cv;
+    *s = inv ? -sv : sv;
+}
+
+/* Gap from x to the next float away from zero: one float ulp at |x|. */
+static double ulp32(double x)
+{
+    float a = fabsf((float)x);
+    return (double)nextafterf(a, INFINITY) - (double)a;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -394,54 +448,197 @@ static void test_layout_permutation(void **state)
 /* bit-exactness                                                                            */
 /* ---------------------------------------------------------------------------------------- */
 
-/* A 3-row table and the default 4096-row one give the same bits for positions on both sides
- * of 3, negative ones and large ones, forward and inverse, with an attention factor. */
+/* A 3-row table and the default 4096-row one, positions on both sides of 3, negative ones and
+ * large ones, forward and inverse, with an attention factor. For |p| < 3 both plans read their
+ * table (its mirror for p < 0): the same bits. Beyond, the 3-row plan combines cos/sin of
+ * a*3*theta with its table (combine_d in lib/rope.c) while the big one reads its table, i.e.
+ * the direct formula: per cos/sin they differ by <= m [10u + 2 (u |p| theta)^2] (u = 2^-53,
+ * m = mscale or 1/mscale). An output a c - b s carries <= 2u m (|a| + |b|) of its own
+ * rounding per plan, so in double the two outputs differ by
+ * <= (|a| + |b|) m [14u + 2 (u |p| theta_max)^2]. In float both plans use those double
+ * cos/sin rounded to float, which agree but for rare rounding flips (one float ulp,
+ * <= 2 U32 m), and each output carries <= 2 U32 m (|a| + |b|): <= (|a| + |b|) m 6 U32 apart,
+ * and nearly all outputs are the same bits. */
 static void test_table_vs_direct(void **state)
 {
     (void)state;
     gsl_rng *rng = rk_test_rng(5);
+    size_t nflip = 0, nall = 0;
     for (int st = 0; st < 2; st++) {
         rk_rope_config big = { .dim = 20, .rotary_dim = 20, .style = (rk_rope_style)st,
                                .scaling = RK_SCALE_YARN, .factor = 6.0, .orig_ctx = 100.0 };
         rk_rope_config small = big;
         small.table_len = 3;
         rk_rope *rb = mk(&big), *rs = mk(&small);
+        double ms = rk_rope_mscale(rb), m = ms > 1.0 ? ms : 1.0 / ms, thmax = 0.0;
+        for (size_t i = 0; i < 10; i++)
+            thmax = fmax(thmax, rk_rope_freqs(rb)[i]);
         size_t n = 45, cols = 60;
         int64_t pos[45];
         for (size_t t = 0; t < n; t++) pos[t] = (int64_t)(t % 7) * 613 - 9;
         rk_matd x = rk_test_randnd(rng, n, cols, cols, 1.0);
         rk_mat xf = rk_test_mat(n, cols, cols);
         rk_test_d2f(&x, &xf);
+        rk_test_f2d(&xf, &x);
         for (int inv = 0; inv < 2; inv++)
             for (int usepos = 0; usepos < 2; usepos++) {
                 const int64_t *p = usepos ? pos : NULL;
                 rk_matd a = rk_test_matd(n, cols, cols), b = rk_test_matd(n, cols, cols);
                 assert_rk_ok(rk_rope_apply_d(rb, &x, &a, -4, p, inv));
                 assert_rk_ok(rk_rope_apply_d(rs, &x, &b, -4, p, inv));
-                assert_true(same_bits_d(&a, &b));
                 rk_mat af = rk_test_mat(n, cols, cols), bf = rk_test_mat(n, cols, cols);
                 assert_rk_ok(rk_rope_apply(rb, &xf, &af, -4, p, inv));
                 assert_rk_ok(rk_rope_apply(rs, &xf, &bf, -4, p, inv));
-                assert_true(same_bits_f(&af, &bf));
+                for (size_t t = 0; t < n; t++) {
+                    int64_t pt = p ? p[t] : -4 + (int64_t)t;
+                    double xmax = 0.0, ap = fabs((double)pt);
+                    for (size_t j = 0; j < cols; j++) xmax = fmax(xmax, fabs(x.data[t * cols + j]));
+                    double g = U64 * ap * thmax;
+                    double tol_d = 2.0 * xmax * m * (14.0 * U64 + 2.0 * g * g);
+                    double tol_f = 2.0 * xmax * m * 6.0 * U32;
+                    for (size_t j = 0; j < cols; j++) {
+                        size_t k = t * cols + j;
+                        if (ap < 3.0) {
+                            assert_true(memcmp(&a.data[k], &b.data[k], sizeof(double)) == 0);
+                            assert_true(memcmp(&af.data[k], &bf.data[k], sizeof(float)) == 0);
+                        }
+                        assert_true(fabs(a.data[k] - b.data[k]) <= tol_d);
+                        assert_true(fabs((double)af.data[k] - (double)bf.data[k]) <= tol_f);
+                        nflip += af.data[k] != bf.data[k];
+                        nall++;
+                    }
+                }
                 rk_test_freed(&a); rk_test_freed(&b); rk_test_free(&af); rk_test_free(&bf);
             }
-        /* pos0 + t and the explicit array 0..n-1 are the same thing */
-        for (size_t t = 0; t < n; t++) pos[t] = (int64_t)t + 1;
+        /* pos0 + t and the explicit array are the same thing (the same decomposition), also
+         * across negative, in-table and out-of-table positions and in double */
+        for (size_t t = 0; t < n; t++) pos[t] = (int64_t)t - 20;
         rk_mat af = rk_test_mat(n, cols, cols), bf = rk_test_mat(n, cols, cols);
-        assert_rk_ok(rk_rope_apply(rs, &xf, &af, 1, NULL, 0));
-        assert_rk_ok(rk_rope_apply(rs, &xf, &bf, 0, pos, 0));
-        assert_true(same_bits_f(&af, &bf));
-        rk_test_free(&af); rk_test_free(&bf);
+        rk_matd ad = rk_test_matd(n, cols, cols), bd = rk_test_matd(n, cols, cols);
+        for (int inv = 0; inv < 2; inv++) {
+            assert_rk_ok(rk_rope_apply(rs, &xf, &af, -20, NULL, inv));
+            assert_rk_ok(rk_rope_apply(rs, &xf, &bf, 0, pos, inv));
+            assert_true(same_bits_f(&af, &bf));
+            assert_rk_ok(rk_rope_apply_d(rs, &x, &ad, -20, NULL, inv));
+            assert_rk_ok(rk_rope_apply_d(rs, &x, &bd, 0, pos, inv));
+            assert_true(same_bits_d(&ad, &bd));
+        }
+        rk_test_free(&af); rk_test_free(&bf); rk_test_freed(&ad); rk_test_freed(&bd);
         rk_test_freed(&x); rk_test_free(&xf);
         rk_rope_destroy(rb); rk_rope_destroy(rs);
     }
+    assert_true(nflip * 1000 <= nall);     /* rounding flips are rare: <= 0.1 % of outputs */
     gsl_rng_free(rng);
 }
 
-/* The float path equals a plain scalar float model bit for bit: cos/sin formed in double
- * ((double)pos * theta_i, times mscale or divided by it for the inverse), rounded to float,
- * then o = a*c - b*s, b*c + a*s in float. On an AVX2 machine this proves the SIMD kernels
- * and the portable loops agree; 37 pairs exercise both the vector body and the tail. */
+/* Positions outside the table against the direct formula, cos/sin read off the library
+ * (plan_cs_*): tables of 3, 7, 50 and 4096 rows, 300 pairs (more than one stack cache of 256),
+ * an attention factor, forward and inverse; positions negative, around +-T, near +-1e6, in long
+ * consecutive runs, scattered, and near 2^32 and 2^40.
+ *   double: |c - c_direct|, |s - s_direct| <= m [10u + 2 (u |p| theta_i)^2] for |p| <= 2^32
+ *           (combine_d in lib/rope.c: five ulps of 1, the angle's rounding included, up to
+ *           |p| theta ~ 2^26), m u (2 |p| theta_i + 9) beyond (no rounding correction);
+ *   float:  exactly the double values rounded to float (as the table is), hence within one
+ *           float ulp (plus the double bound) of the direct formula rounded to float, and the
+ *           same float for nearly all (|p| <= 2e6: <= 0.01 %);
+ *   mirror: position -p gives (c, -s) of position p bit for bit;
+ *   |p| < T: the direct formula's bits (a == 0: the table row itself, or its mirror). */
+static void test_out_of_table_accuracy(void **state)
+{
+    (void)state;
+    static const struct { size_t dim, tlen; rk_rope_scaling sc; double fac, af; } cf[] = {
+        { 64, 4096, RK_SCALE_NONE, 0.0, 0.0 },
+        { 64, 50, RK_SCALE_YARN, 8.0, 0.0 },       /* mscale = 0.1 ln 8 + 1 */
+        { 40, 3, RK_SCALE_LINEAR, 2.5, 0.75 },
+        { 600, 7, RK_SCALE_NONE, 0.0, 0.0 },       /* 300 pairs */
+    };
+    enum { NP = 160 };
+    double worst = 0.0, worst_ulp1 = 0.0;
+    size_t nflip = 0, nall = 0, nflip_big = 0, nall_big = 0;
+    for (size_t k = 0; k < sizeof cf / sizeof cf[0]; k++) {
+        rk_rope_config cfg = { .dim = cf[k].dim, .scaling = cf[k].sc, .factor = cf[k].fac,
+                               .attn_factor = cf[k].af, .table_len = cf[k].tlen };
+        rk_rope *r = mk(&cfg);
+        const double *th = rk_rope_freqs(r);
+        double ms = rk_rope_mscale(r);
+        int64_t T = (int64_t)cf[k].tlen, pos[NP], neg[NP];
+        size_t n = 0;
+        for (int64_t q = -3; q <= 3; q++) pos[n++] = q;
+        for (int64_t q = -2; q <= 2; q++) { pos[n++] = T + q; pos[n++] = -T + q; pos[n++] = 2 * T + q; }
+        for (int64_t q = 0; q < 40; q++) pos[n++] = 999990 + q;            /* a run near 1e6 */
+        for (int64_t q = 0; q < 20; q++) pos[n++] = -1000003 - q;          /* and below -1e6 */
+        for (int64_t q = 0; q < 20; q++) pos[n++] = 4090 + 7 * q;
+        uint64_t lcg = 2385;
+        for (int q = 0; q < 40; q++) {
+            lcg = lcg * 6364136223846793005u + 1442695040888963407u;
+            pos[n++] = (int64_t)(lcg >> 43);                                 /* [0, 2^21) */
+            if (q % 2) pos[n - 1] = -pos[n - 1];
+        }
+        for (int64_t q = 0; q < 8; q++) pos[n++] = ((int64_t)1 << 40) + q * 1001 - 4;
+        for (int64_t q = -3; q <= 3; q++) pos[n++] = ((int64_t)1 << 32) + q;   /* corr ends */
+        assert_true(n <= NP);
+        for (size_t t = 0; t < n; t++) neg[t] = -pos[t];
+        size_t h = cf[k].dim / 2;
+        double *c = malloc(n * h * sizeof *c), *s = malloc(n * h * sizeof *s);
+        double *cn = malloc(n * h * sizeof *c), *sn = malloc(n * h * sizeof *s);
+        float *fc = malloc(n * h * sizeof *fc), *fs = malloc(n * h * sizeof *fs);
+        float *fcn = malloc(n * h * sizeof *fc), *fsn = malloc(n * h * sizeof *fs);
+        assert_true(c && s && cn && sn && fc && fs && fcn && fsn);
+        for (int inv = 0; inv < 2; inv++) {
+            double m = inv ? 1.0 / ms : ms;
+            plan_cs_d(r, pos, n, inv, c, s);
+            plan_cs_d(r, neg, n, inv, cn, sn);
+            plan_cs_f(r, pos, n, inv, fc, fs);
+            plan_cs_f(r, neg, n, inv, fcn, fsn);
+            for (size_t t = 0; t < n; t++) {
+                double ap = fabs((double)pos[t]);
+                for (size_t i = 0; i < h; i++) {
+                    size_t e = t * h + i;
+                    double cd, sd;
+                    direct_cs((double)pos[t], th[i], ms, inv, &cd, &sd);
+                    double g = U64 * ap * th[i];
+                    double bound = ap <= 4294967296.0 ? m * (10.0 * U64 + 2.0 * g * g)
+                                                      : m * U64 * (2.0 * ap * th[i] + 9.0);
+                    double err = fmax(fabs(c[e] - cd), fabs(s[e] - sd));
+                    assert_true(err <= bound);
+                    worst = fmax(worst, err / bound);
+                    if (ap <= 2e6) worst_ulp1 = fmax(worst_ulp1, err / (m * 2.0 * U64));
+                    if (ap < (double)T) assert_true(c[e] == cd && s[e] == sd);
+                    /* float: the double values rounded */
+                    assert_true(fc[e] == (float)c[e] && fs[e] == (float)s[e]);
+                    float cdf = (float)cd, sdf = (float)sd;
+                    assert_true(fabs((double)fc[e] - cdf) <= bound + ulp32(fmax(fabs(cd), fabs(c[e]))));
+                    assert_true(fabs((double)fs[e] - sdf) <= bound + ulp32(fmax(fabs(sd), fabs(s[e]))));
+                    if (ap <= 2e6) { nflip += (fc[e] != cdf) + (fs[e] != sdf); nall += 2; }
+                    else { nflip_big += (fc[e] != cdf) + (fs[e] != sdf); nall_big += 2; }
+                    /* mirror */
+                    assert_true(memcmp(&cn[e], &c[e], sizeof(double)) == 0 && sn[e] == -s[e]);
+                    assert_true(memcmp(&fcn[e], &fc[e], sizeof(float)) == 0 && fsn[e] == -fs[e]);
+                }
+            }
+        }
+        /* the extremes stay finite and on the circle of radius m */
+        int64_t ext[4] = { INT64_MIN, INT64_MAX, INT64_MIN + 1, -((int64_t)1 << 62) };
+        plan_cs_d(r, ext, 4, 0, c, s);
+        for (size_t e = 0; e < 4 * h; e++)
+            assert_true(fabs(hypot(c[e], s[e]) - ms) <= 8 * U64 * ms);
+        free(c); free(s); free(cn); free(sn); free(fc); free(fs); free(fcn); free(fsn);
+        rk_rope_destroy(r);
+    }
+    assert_true(nflip * 10000 <= nall);
+    print_message("rope out of table vs the direct formula: worst %.3g of the bound"
+                  " m [10u + 2 (u|p|theta)^2], worst %.2f ulp(1) x m for |p| <= 2e6;"
+                  " float flips %zu / %zu (|p| <= 2e6), %zu / %zu (|p| ~ 2^32, 2^40)\n",
+                  worst, worst_ulp1, nflip, nall, nflip_big, nall_big);
+}
+
+/* The float path equals a plain scalar float model bit for bit: cos/sin in double, rounded to
+ * float, then o = a*c - b*s, b*c + a*s in float. The double cos/sin: in the table (positions
+ * 0..9) the direct formula ((double)pos * theta_i, times mscale or divided by it for the
+ * inverse); outside it the library's own double values (read off the double path, plan_cs_d;
+ * test_out_of_table_accuracy bounds their distance to the direct formula). On an AVX2 machine
+ * this proves the SIMD kernels (rotation and cos/sin combination) and the portable loops
+ * agree; 37 pairs exercise both the vector body and the tail. */
 static void test_float_bits_model(void **state)
 {
     (void)state;
@@ -451,13 +648,23 @@ static void test_float_bits_model(void **state)
             rk_rope_config cfg = { .dim = 76, .rotary_dim = 74, .style = (rk_rope_style)st,
                                    .scaling = RK_SCALE_YARN, .factor = 2.0, .table_len = 10 };
             rk_rope *r = mk(&cfg);
+            /* the same thetas and tables (r = 74), interleaved and no pass-through channels:
+             * the double cos/sin of the library */
+            rk_rope_config cfg2 = cfg;
+            cfg2.dim = 74;
+            cfg2.style = RK_ROPE_INTERLEAVED;
+            rk_rope *r2 = mk(&cfg2);
             const double *th = rk_rope_freqs(r);
             double ms = rk_rope_mscale(r);
             size_t n = 20, h = 37, cols = 152;
+            int64_t pos[20];
+            for (size_t t = 0; t < n; t++) pos[t] = (int64_t)t - 5;
+            double lc[20 * 37], ls[20 * 37];
+            plan_cs_d(r2, pos, n, inv, lc, ls);
             rk_mat x = rk_test_randn(rng, n, cols, cols, 1.0), y = rk_test_mat(n, cols, cols);
             assert_rk_ok(rk_rope_apply(r, &x, &y, -5, NULL, inv));
             for (size_t t = 0; t < n; t++) {
-                double p = (double)((int64_t)t - 5);
+                double p = (double)pos[t];
                 for (size_t hd = 0; hd < 2; hd++) {
                     const float *xi = x.data + t * cols + hd * 76;
                     const float *yi = y.data + t * cols + hd * 76;
@@ -466,6 +673,7 @@ static void test_float_bits_model(void **state)
                         cd = inv ? cd / ms : cd * ms;
                         sd = inv ? sd / ms : sd * ms;
                         float c = (float)cd, s = inv ? -(float)sd : (float)sd;
+                        if (pos[t] >= 10) { c = (float)lc[t * h + i]; s = (float)ls[t * h + i]; }
                         size_t ia = st ? i : 2 * i, ib = st ? i + h : 2 * i + 1;
                         float a = xi[ia], b = xi[ib];
                         float oa = a * c - b * s, ob = b * c + a * s;
@@ -476,12 +684,13 @@ static void test_float_bits_model(void **state)
                 }
             }
             rk_test_free(&x); rk_test_free(&y);
-            rk_rope_destroy(r);
+            rk_rope_destroy(r); rk_rope_destroy(r2);
         }
     gsl_rng_free(rng);
 }
 
-/* Large enough to go parallel (rows * cols > 32768): 1 and 2 threads give the same bits. */
+/* Large enough to go parallel (rows * cols > 32768): 1 and 2 threads give the same bits, also
+ * where the split of the rows between threads cuts a run of out-of-table rows. */
 static void test_threads_same_bits(void **state)
 {
     (void)state;
@@ -502,6 +711,20 @@ static void test_threads_same_bits(void **state)
         omp_set_num_threads(2);
         assert_rk_ok(rk_rope_apply_d(r, &x, &y2, 3950, NULL, 0));
         assert_rk_ok(rk_rope_apply(r, &xf, &f2, 3950, NULL, 0));
+        omp_set_num_threads(maxt);
+        assert_true(same_bits_d(&y1, &y2));
+        assert_true(same_bits_f(&f1, &f2));
+        /* explicit positions: runs that the row split cuts, negative ones, scattered ones */
+        int64_t pos[301];
+        for (size_t t = 0; t < n; t++)
+            pos[t] = t < 100 ? 8100 + (int64_t)t : t < 200 ? -4000 - (int64_t)t
+                                                 : (int64_t)((t * 7919) % 20011) - 10000;
+        omp_set_num_threads(1);
+        assert_rk_ok(rk_rope_apply_d(r, &x, &y1, 0, pos, 1));
+        assert_rk_ok(rk_rope_apply(r, &xf, &f1, 0, pos, 1));
+        omp_set_num_threads(2);
+        assert_rk_ok(rk_rope_apply_d(r, &x, &y2, 0, pos, 1));
+        assert_rk_ok(rk_rope_apply(r, &xf, &f2, 0, pos, 1));
         omp_set_num_threads(maxt);
         assert_true(same_bits_d(&y1, &y2));
         assert_true(same_bits_f(&f1, &f2));
@@ -784,6 +1007,7 @@ int main(void)
         cmocka_unit_test(test_inverse),
         cmocka_unit_test(test_layout_permutation),
         cmocka_unit_test(test_table_vs_direct),
+        cmocka_unit_test(test_out_of_table_accuracy),
         cmocka_unit_test(test_float_bits_model),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_freqs_and_scalings),
