@@ -36,7 +36,8 @@
     X(theory, "the paper's theory as runnable checks (eqs. 11-19, 34-37, FAVOR+), PASS/FAIL")  \
     X(decay,  "long-term decay: Figure 2's bound and the scores of random q, k per distance") \
     X(scaling, "time and memory against sequence length per variant; fitted exponents")      \
-    X(approx, "error of FAVOR+ against exact softmax vs features, kernel and input norm")
+    X(approx, "error of FAVOR+ against exact softmax vs features, kernel and input norm") \
+    X(pattern, "attention score and weight vs distance per position encoding; shift test")
 
 #define RK_CLI_DECLARE(name, summary) int cmd_##name(int argc, char **argv);
 RK_CLI_COMMANDS(RK_CLI_DECLARE)
@@ -90,6 +91,14 @@ _Noreturn void cli_die(cli_ctx *c, const char *fmt, ...)
     ;
 /* A library failure: "ropekit <cmd>: <what>: <rk_last_error()>" (or the code's name). */
 _Noreturn void cli_die_rk(cli_ctx *c, int rc, const char *what);
+
+/* Harness hook (tests/fuzz/fuzz_cli.c), NULL in the command line, where nothing changes. When
+ * set, cli_die runs the deferred cleanups and calls hook(2, message) instead of printing and
+ * exiting (message: the one line after "ropekit <cmd>: ", without the newline), and --help
+ * prints its text, then calls hook(0, NULL). The hook must not return (it longjmps back to the
+ * harness); if it does, the process exits with the status as it would have. */
+typedef void (*cli_exit_fn)(int status, const char *message);
+extern cli_exit_fn cli_exit_hook;
 
 /* Register fn(p) to run (last in, first out) at cli_die / cli_finish. */
 void cli_defer(cli_ctx *c, void (*fn)(void *), void *p);

@@ -12,14 +12,23 @@ static const rk__attn_ops *ops_for(rk_kind kind)
     case RK_SOFTMAX:   return &rk__softmax_ops;
     case RK_PERFORMER: return &rk__performer_ops;
     case RK_LINEAR:    return &rk__linear_ops;
+    case RK_RPE_FFT:   return &rk__rpe_fft_ops;
     }
     return NULL;
 }
 
 static int resolve(rk_attn_config *c)
 {
-    if (c->kind != RK_SOFTMAX && c->kind != RK_PERFORMER && c->kind != RK_LINEAR)
+    if (c->kind != RK_SOFTMAX && c->kind != RK_PERFORMER && c->kind != RK_LINEAR &&
+        c->kind != RK_RPE_FFT)
         RK_FAIL(RK_EINVAL, "unknown attention kind %d", (int)c->kind);
+    /* issue-6 fields on kinds that would silently ignore them */
+    if ((c->bias || c->bias_len) && c->kind != RK_SOFTMAX && c->kind != RK_RPE_FFT)
+        RK_FAIL(RK_EINVAL, "a relative bias is for softmax and rpe-fft plans only");
+    if ((c->xpos_scale_base != 0.0 || c->xpos_gamma != 0.0) && c->kind != RK_SOFTMAX)
+        RK_FAIL(RK_EINVAL, "xPos is implemented for softmax plans only");
+    if ((c->rpe_base || c->rpe_l2norm || c->fft_wisdom) && c->kind != RK_RPE_FFT)
+        RK_FAIL(RK_EINVAL, "rpe_base, rpe_l2norm and fft_wisdom are for rpe-fft plans only");
     if (c->n_q == 0 || c->n_kv == 0)
         RK_FAIL(RK_EDIM, "n_q = %zu and n_kv = %zu must both be > 0", c->n_q, c->n_kv);
     if (c->d == 0) RK_FAIL(RK_EDIM, "d must be > 0");

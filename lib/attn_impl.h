@@ -47,5 +47,6 @@ static inline int64_t rk__attn_kpos(const rk_attn_config *c, size_t j)
 extern const rk__attn_ops rk__softmax_ops;    /* lib/softmax.c   */
 extern const rk__attn_ops rk__performer_ops;  /* lib/performer.c */
 extern const rk__attn_ops rk__linear_ops;     /* lib/performer.c */
+extern const rk__attn_ops rk__rpe_fft_ops;    /* lib/rpe_fft.c   */
 
 #endif

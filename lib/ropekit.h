@@ -115,7 +115,9 @@ typedef struct {
     double          beta_slow;    /* yarn: 0 -> 1                                           */
     double          attn_factor;  /* yarn: 0 -> 0.1 ln s + 1; other scalings: 0 -> 1        */
     size_t          table_len;    /* cos/sin table covers positions [0, table_len) (0: 4096);
-                                     positions outside it are computed directly, same bits  */
+                                     others combine it with cos/sin of a*table_len*theta
+                                     (angle addition in double, corrected to the direct
+                                     formula: within ~5 double ulps of cos(pos*theta))       */
 } rk_rope_config;
 
 typedef struct rk_rope rk_rope;
@@ -146,7 +148,7 @@ RK_NODISCARD int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *o
  * last n_q positions). Positions (for RoPE): key j at pos_offset + j, query i at
  * pos_offset + (n_kv - n_q) + i. Key padding: execute's kv_len masks keys j >= kv_len
  * (RK_ALL_KEYS: none). A query that sees no key gets a zero output row. */
-typedef enum { RK_SOFTMAX = 1, RK_PERFORMER, RK_LINEAR } rk_kind;
+typedef enum { RK_SOFTMAX = 1, RK_PERFORMER, RK_LINEAR, RK_RPE_FFT } rk_kind;
 typedef enum { RK_ROPE_NONE = 0, RK_ROPE_QK, RK_ROPE_FEATURES } rk_rope_mode;
 typedef enum { RK_KERNEL_POSITIVE = 0, RK_KERNEL_HYPERBOLIC, RK_KERNEL_TRIG } rk_kernel;
 typedef enum { RK_MAP_ELU = 0, RK_MAP_RELU } rk_map;
@@ -174,6 +176,19 @@ typedef struct {
     unsigned long  seed;        /* FAVOR+: required (0 -> RK_EINVAL)                         */
     const float   *proj_data;   /* optional m x d projection to use instead of drawing one   */
     int            rope_freq_dim_head; /* RK_ROPE_FEATURES: theta over d instead of m       */
+    /* Relative position bias and encodings (issue 6; see "Position encodings and relative
+     * biases" below). Kinds that do not use a field refuse it (RK_EINVAL). */
+    const double  *bias;        /* RK_SOFTMAX, RK_RPE_FFT: additive bias over relative offsets,
+                                   rk_bias_len(n_q, n_kv) values (NULL: none), copied at create */
+    size_t         bias_len;    /* number of values at bias (must equal rk_bias_len)          */
+    rk_kind        rpe_base;    /* RK_RPE_FFT feature map: RK_PERFORMER (0: default; kernel,
+                                   n_features, seed, proj... as for FAVOR+) or RK_LINEAR (map) */
+    int            rpe_l2norm;  /* RK_RPE_FFT: l2-normalise q and k rows first (Luo et al.)    */
+    const char    *fft_wisdom;  /* RK_RPE_FFT: NULL: FFTW_ESTIMATE plans; a path: FFTW_MEASURE,
+                                   wisdom imported from it (if it exists) and saved back       */
+    double         xpos_scale_base; /* RK_SOFTMAX + RK_ROPE_QK + causal: xPos with scale base B
+                                   (512 in the paper); 0: off                                  */
+    double         xpos_gamma;  /* xPos gamma (0: 0.4)                                          */
 } rk_attn_config;
 
 typedef struct rk_attn rk_attn;
@@ -227,6 +242,118 @@ RK_NODISCARD int rk_attn_features_d(rk_attn *p, const rk_matd *x, const int64_t 
  * rk_mat_free) for cfg.proj_data = w->data, cfg.n_features = w->rows. */
 RK_NODISCARD int rk_attn_proj_save(const rk_attn *p, const char *path);
 RK_NODISCARD int rk_attn_proj_load(const char *path, size_t d, rk_mat *w);
+
+/* ------------------------------------------------------------------------------------ */
+/* Position encodings and relative biases                                               */
+/* ------------------------------------------------------------------------------------ */
+/* Relative bias (cfg.bias; RK_SOFTMAX and RK_RPE_FFT use the same convention). The logit of
+ * query i and key j gains b(t) for the relative offset
+ *     t = (key position) - (query position) = j - i - (n_kv - n_q)
+ * (bottom-right alignment, as for causal masking and RoPE positions; t <= 0: the key is not in
+ * the query's future). cfg.bias holds rk_bias_len(n_q, n_kv) = n_q + n_kv - 1 values, offset t
+ * at index t + n_kv - 1: offsets -(n_kv - 1) .. n_q - 1, most negative first. Query i and key j
+ * read bias[j - i + n_q - 1]. For n_q = n_kv = n: 2n - 1 values, offsets -(n-1) .. n-1; for one
+ * query (decoding, n_q = 1): n_kv values, offsets -(n_kv-1) .. 0. A causal plan reads only the
+ * offsets t <= 0, but the array has the full length (RK_EDIM otherwise; bias_len must equal it).
+ * Values: finite or -inf. -inf gives the pair weight exactly 0 (a mask; a row whose every
+ * visible key is so masked gets a zero row, like a row that sees no key); NaN and +inf are
+ * RK_ENONFINITE; softmax also refuses finite values above 1e30 (RK_EINVAL: they overflow the
+ * float32 logits). Unlike the causal mask and kv_len, a -inf entry does not keep a NaN or Inf
+ * value of that key out of the row (0 * Inf is NaN). The values are copied at create
+ * (rk_attn_get_config then points at the plan's copy).
+ *
+ * Softmax: logit = scale q_i . k_j + b(t) (RoPE, xPos applied to q, k first). The float32 path
+ * adds float(log2(e) b) to its log2-domain logits; a zero bias gives the same bits as none.
+ *
+ * RK_RPE_FFT (Luo et al. 2021, "Stable, fast and accurate", eq. 10; PAPER.md section 5):
+ *     out_i = sum_j c_ij phi(q_i).phi(k_j) v_j / sum_j c_ij phi(q_i).phi(k_j),
+ *     c_ij = exp(b(t)) for the keys query i sees (causal: t <= 0; kv_len), 0 otherwise,
+ * with the feature map of cfg.rpe_base (RK_PERFORMER: FAVOR+ kernel, n_features, seed, proj,
+ * proj_norm, proj_data, scale exactly as an RK_PERFORMER plan, so the same config gives the
+ * same projection; RK_LINEAR: elu+1 / relu of q, k). The sums over j are Toeplitz products
+ * done with FFTW real-to-complex transforms of size N >= n_q + n_kv - 1 (the smallest even
+ * 2^a 3^b 5^c 7^d), planned at create, one per column for all F (d_v + 1) columns (F = feature
+ * width): O(F d_v N log N) time. Both paths compute features and FFTs in double (float32
+ * FFTs were measured and rejected: a causal plain kernel at n = 65536 was off by 1e-1, double
+ * by 4e-12), so the float32 path differs from the double one only in its inputs and rounded
+ * outputs. rpe_l2norm divides q and k rows by their norms first (zero rows stay zero), before
+ * the scale: Luo et al.'s NPRF is rpe_l2norm = 1 with scale = 1. Stabiliser (exp-type maps):
+ * a query row subtracts its own max exponent; keys share one constant, the max over every key
+ * any row sees (both cancel exactly). Causal: the FFT's rounding error of every row is set by
+ * the norms of whole columns, future keys included, so future keys reach earlier rows at
+ * rounding level (about 1e-16 relative to the largest terms) whatever the constant; exactly
+ * zero influence is not possible with an FFT. Inputs must be finite (RK_ENONFINITE: an FFT
+ * spreads a NaN to every row). A row's denominator that does not exceed the FFT's rounding
+ * bound 16 eps log2(N) |c|_2 sum_f |phi_f(q_i)| |phi_f(k_.)|_2 (c = exp(b - max b) over the
+ * offsets used) counts as zero (a product that is
+ * exactly 0, e.g. relu features that never overlap, comes out of an FFT as noise): zero row,
+ * as for a row that sees no key or only -inf bias entries. Not supported: RoPE, xPos,
+ * the recurrent state, rk_attn_proj / rk_attn_features_d (they report no feature map).
+ * FFTW: plans are made at create only, inside one OpenMP critical section (FFTW's planner is
+ * not thread-safe; planning by other code in the process at the same time is not guarded);
+ * execute uses new-array execution, which is thread-safe. FFTW_ESTIMATE (default) plans
+ * deterministically; with cfg.fft_wisdom, FFTW_MEASURE may pick a different algorithm on each
+ * planning (results then differ in the last bits between plans unless the same wisdom is
+ * reused); it never touches the caller's data (plan-owned buffers). Wisdom is process-wide
+ * FFTW state; the file is written atomically (a missing file is created; an unreadable or
+ * malformed one is RK_EIO / RK_EFORMAT). Threads: the d_v + 1 accumulator columns are split
+ * between threads, each running its columns' FFTs feature by feature in order: the same bits
+ * for any nthreads, no more than d_v + 1 threads busy in that phase. Memory, all in double:
+ * features (n_q + n_kv) F, values n_kv d_v, accumulators n_q (d_v + 1), one column of length N
+ * and its spectrum per thread, the bias and its spectrum; rk_attn_bytes counts them (FFTW's
+ * own plan memory is not counted). */
+size_t rk_bias_len(size_t n_q, size_t n_kv);      /* n_q + n_kv - 1 (0 if either is 0) */
+
+/* T5 relative position buckets (Raffel et al. 2020; T5's _relative_position_bucket) of the
+ * offset t = key - query:
+ *   bidirectional: nb = num_buckets / 2 buckets per side; t > 0 adds nb; n = |t|;
+ *   causal (bidirectional = 0): nb = num_buckets; n = max(-t, 0) (future keys share bucket 0);
+ *   then with max_exact = nb / 2: bucket n if n < max_exact, else
+ *   max_exact + (int)(log(n / max_exact) / log(max_distance / max_exact) * (nb - max_exact)),
+ *   at most nb - 1, evaluated in float32 as the reference code does (so the edges match it).
+ * num_buckets 0: 32; max_distance 0: 128. RK_EINVAL: max_exact < 1 (num_buckets < 4
+ * bidirectional, < 2 causal) or max_distance <= max_exact. */
+#define RK_T5_NUM_BUCKETS  32
+#define RK_T5_MAX_DISTANCE 128
+RK_NODISCARD int rk_t5_bucket(int64_t t, int bidirectional, size_t num_buckets,
+                              size_t max_distance, size_t *bucket);
+/* The bias of an (n_q, n_kv) plan from a T5 bucket table: bias[idx] = table[bucket(t)] for
+ * every offset (rk_bias_len values). table: num_buckets values, or NULL for a stand-in of a
+ * trained table, table[b] = -ln(1 + r_b) with r_b the smallest distance n of side bucket b
+ * (a fixed decay; trained tables differ per head and layer). Errors as rk_t5_bucket, and
+ * RK_ENONFINITE for a NaN or +inf table value. */
+RK_NODISCARD int rk_bias_t5(double *bias, size_t n_q, size_t n_kv, const double *table,
+                            int bidirectional, size_t num_buckets, size_t max_distance);
+
+/* ALiBi head slopes (Press et al. 2022, the official get_slopes): n_heads a power of two:
+ * slope_h = 2^(-8 (h + 1) / n_heads), h = 0 .. n_heads - 1 (8 heads: 1/2, 1/4, ..., 1/256);
+ * otherwise, with p the largest power of two below n_heads, the p slopes of p heads, then the
+ * first n_heads - p of the even-indexed slopes of 2p heads (2^(-4 (2k + 1) / p), k = 0, 1, ..).
+ * RK_EINVAL for n_heads == 0. */
+RK_NODISCARD int rk_alibi_slopes(double *slopes, size_t n_heads);
+/* ALiBi bias of one head: b(t) = -slope |t| (rk_bias_len values; a causal plan reads t <= 0,
+ * i.e. -slope * distance, as in the paper; the symmetric form is the usual bidirectional
+ * extension). slope finite and >= 0, else RK_EINVAL. */
+RK_NODISCARD int rk_bias_alibi(double *bias, size_t n_q, size_t n_kv, double slope);
+
+/* Sinusoidal absolute encoding (RoFormer eq. 4, Vaswani et al. 2017) added to x in place (eq. 3:
+ * x_i + p_i): row r at position pos0 + r gets p[2k] = sin(pos / base^(2k/d)) and
+ * p[2k + 1] = cos(pos / base^(2k/d)), d = x->cols (an odd d ends with a sine). base 0: 10000
+ * (else finite, > 0 and != 1: RK_EINVAL). Angles in double. */
+RK_NODISCARD int rk_sinusoidal_add(rk_mat *x, int64_t pos0, double base);
+RK_NODISCARD int rk_sinusoidal_add_d(rk_matd *x, int64_t pos0, double base);
+
+/* xPos (Sun et al. 2022, torchscale XPOS; PAPER.md section 7): RoPE whose pair i (of the r
+ * rotated channels) is also scaled, the query at position n by zeta_i^(n/B) and the key at m by
+ * zeta_i^(-m/B), so the pair's score gains zeta_i^((n - m)/B) <= 1 for n >= m (causal only):
+ *     zeta_i = (2i/r + gamma) / (1 + gamma),  i = 0 .. r/2 - 1  (gamma 0: 0.4).
+ * rk_xpos_zeta writes the r/2 factors (r even > 0, gamma finite > 0, else RK_EDIM / RK_EINVAL).
+ * Softmax: cfg.xpos_scale_base = B > 0 with rope = RK_ROPE_QK and causal (else RK_EINVAL);
+ * pairs follow rope_cfg (style, rotary_dim). The exponents are centred on the middle c of the
+ * positions used (factor zeta_i^((pos - c)/B), which cancels between q and k); creation refuses
+ * (RK_EOVERFLOW) a span whose largest factor would exceed e^64: |ln zeta_0| max|pos - c| / B
+ * <= 64 (with B = 512, gamma = 0.4: positions within about 26000 of the centre). */
+RK_NODISCARD int rk_xpos_zeta(double *zeta, size_t r, double gamma);
 
 /* ------------------------------------------------------------------------------------ */
 /* NumPy .npy interchange                                                               */

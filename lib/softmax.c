@@ -21,7 +21,15 @@
  *
  * RoPE (rope = RK_ROPE_QK): the float path rotates each query tile and each 16-key panel as it
  * packs them (rk_rope_apply on row sub-views, positions rk__attn_qpos / rk__attn_kpos); the
- * double path rotates q and k into plan-owned copies first.
+ * double path rotates q and k into plan-owned copies first. xPos (xpos_scale_base > 0) then
+ * scales rotated pair i by zeta_i^(+-(pos - c)/B) (query +, key -; c the middle position).
+ *
+ * Relative bias (cfg.bias, convention in ropekit.h): the plan keeps the values in double and
+ * as float log2(e) b. The float path adds a row's slice to each 6-row block of logits right
+ * after the q.k micro-kernel, over the keys that row sees (query i, key j: index
+ * j - i + n_q - 1, so a row's keys are consecutive entries); the double path adds b to each
+ * logit. Adding 0 leaves every logit's bits unchanged, so a zero bias gives the no-bias result.
+ * A row whose visible logits are all -inf (masked by -inf entries) gets a zero row.
  *
  * Memory: everything (packed operands, RoPE copies and plan, one scratch slab per thread padded
  * to 64 B) is allocated at create and counted in rk_attn_bytes; execute allocates nothing.
@@ -52,6 +60,12 @@ typedef struct {
     float   *kt;                    /* (npan, d, 16) packed keys, pad keys 0              */
     float   *vp;                    /* (n_kv, dvp) packed values, pad columns 0           */
     double  *qd, *kd;               /* RoPE: (n_q, d), (n_kv, d) rotated, float64 path    */
+    double  *bd;                    /* bias: (n_q + n_kv - 1) values as given             */
+    float   *bl;                    /* bias: the same times log2(e), float (logit domain)  */
+    double  *lnz;                   /* xPos: (xr / 2) ln zeta_i; NULL when off            */
+    size_t   xr;                    /* xPos: rotated width r                              */
+    int      xhalf;                 /* xPos: pairs (i, i + r/2) instead of (2i, 2i + 1)   */
+    double   xc, xb;                /* xPos: centre position c and scale base B           */
     unsigned char *slab_f, *slab_d; /* per-thread scratch of each path                    */
     size_t   slab_f_bytes, slab_d_bytes;
 } sm_plan;
@@ -112,6 +126,9 @@ static void sm_destroy(void *impl)
     rk__free(s->vp);
     rk__free(s->qd);
     rk__free(s->kd);
+    rk__free(s->bd);
+    rk__free(s->bl);
+    rk__free(s->lnz);
     rk__free(s->slab_f);
     rk__free(s->slab_d);
     rk__free(s);
@@ -153,11 +170,70 @@ static int make_rope(const rk_attn_config *c, sm_plan *s)
     return rk_rope_create(&s->rope, &rc);
 }
 
+/* xPos: ln zeta_i of the rotated pairs, the centre and the range check (rope plan made). */
+static int make_xpos(rk_attn *p, sm_plan *s)
+{
+    rk_attn_config *c = &p->cfg;
+    const rk_rope_config *rc = rk_rope_get_config(s->rope);
+    int rc_ = RK_OK;
+    s->xr = rc->rotary_dim;
+    s->xhalf = rc->style == RK_ROPE_HALF;
+    s->xb = c->xpos_scale_base;
+    if (c->xpos_gamma == 0.0) c->xpos_gamma = 0.4;
+    if (!(s->lnz = plan_alloc(p, &rc_, s->xr / 2, 1, sizeof(double), "xPos factors"))) return rc_;
+    if ((rc_ = rk_xpos_zeta(s->lnz, s->xr, c->xpos_gamma))) return rc_;
+    for (size_t i = 0; i < s->xr / 2; i++) s->lnz[i] = log(s->lnz[i]);
+    /* positions used: keys pos_offset .. pos_offset + n_kv - 1, queries from
+     * pos_offset + n_kv - n_q (below the first key when n_q > n_kv) */
+    double hi = (double)c->pos_offset + (double)c->n_kv - 1.0;
+    double lo = (double)c->pos_offset + (c->n_kv >= c->n_q ? 0.0 : (double)c->n_kv - (double)c->n_q);
+    s->xc = 0.5 * (lo + hi);
+    double ex = fabs(s->lnz[0]) * 0.5 * (hi - lo) / s->xb;
+    if (!(ex <= 64.0))
+        RK_FAIL(RK_EOVERFLOW, "softmax: xPos over positions %.0f .. %.0f with scale base %g, "
+                "gamma %g needs factors up to e^%.3g (limit e^64): use a larger scale base or "
+                "shorter sequences", lo, hi, s->xb, c->xpos_gamma, ex);
+    return RK_OK;
+}
+
+/* The bias in double and as float log2(e) b (-inf stays -inf). */
+static int make_bias(rk_attn *p, sm_plan *s)
+{
+    rk_attn_config *c = &p->cfg;
+    size_t len = c->bias_len;
+    int rc = RK_OK;
+    if (!(s->bd = plan_alloc(p, &rc, len, 1, sizeof(double), "bias")) ||
+        !(s->bl = plan_alloc(p, &rc, len, 1, sizeof(float), "bias (float)")))
+        return rc;
+    for (size_t t = 0; t < len; t++) {
+        s->bd[t] = c->bias[t];
+        s->bl[t] = (float)(RK_LOG2E * c->bias[t]);
+    }
+    c->bias = s->bd;                       /* rk_attn_get_config: the plan's copy */
+    return RK_OK;
+}
+
 static int sm_create(rk_attn *p)
 {
     const rk_attn_config *c = &p->cfg;
     if (c->rope == RK_ROPE_FEATURES)
         RK_FAIL(RK_EINVAL, "softmax: RK_ROPE_FEATURES is for linear attention; use RK_ROPE_QK");
+    int rc = rk__bias_check(c, "softmax", 1);
+    if (rc) return rc;
+    if (c->xpos_scale_base != 0.0) {
+        if (!isfinite(c->xpos_scale_base) || c->xpos_scale_base < 0.0)
+            RK_FAIL(RK_EINVAL, "softmax: xpos_scale_base = %g must be finite and > 0",
+                    c->xpos_scale_base);
+        if (c->rope != RK_ROPE_QK)
+            RK_FAIL(RK_EINVAL, "softmax: xPos is RoPE with a decay: it needs rope = RK_ROPE_QK");
+        if (!c->causal)
+            RK_FAIL(RK_EINVAL, "softmax: xPos is defined for causal attention only (its factors "
+                    "grow without bound for keys after the query)");
+        if (!isfinite(c->xpos_gamma) || c->xpos_gamma < 0.0)
+            RK_FAIL(RK_EINVAL, "softmax: xpos_gamma = %g must be finite and > 0", c->xpos_gamma);
+    } else if (c->xpos_gamma != 0.0) {
+        RK_FAIL(RK_EINVAL, "softmax: xpos_gamma is set but xPos is off (xpos_scale_base = 0)");
+    }
     sm_plan *s = rk__alloc(sizeof *s);
     if (!s) RK_FAIL(RK_ENOMEM, "softmax: cannot allocate the plan");
     p->impl = s;
@@ -169,7 +245,6 @@ static int sm_create(rk_attn *p)
     size_t nth = (size_t)c->nthreads, part[7];
     s->slab_f_bytes = slab_f_layout(c->d, s->dvp, part);
     s->slab_d_bytes = round_up(c->n_kv * sizeof(double), 64) + round_up(c->d_v * sizeof(double), 64);
-    int rc = RK_OK;
     if (!(s->qs = plan_alloc(p, &rc, s->ntiles * BR, c->d, sizeof(float), "queries")) ||
         !(s->kt = plan_alloc(p, &rc, s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
         !(s->vp = plan_alloc(p, &rc, c->n_kv, s->dvp, sizeof(float), "values")) ||
@@ -182,9 +257,33 @@ static int sm_create(rk_attn *p)
         if (!(s->qd = plan_alloc(p, &rc, c->n_q, c->d, sizeof(double), "rotated queries")) ||
             !(s->kd = plan_alloc(p, &rc, c->n_kv, c->d, sizeof(double), "rotated keys")))
             return rc;
+        if (c->xpos_scale_base != 0.0 && (rc = make_xpos(p, s))) return rc;
     }
+    if (c->bias && (rc = make_bias(p, s))) return rc;
     return RK_OK;
 }
+
+/* xPos: rows t < nr of x (ld ldx, rotated) at positions pos0 + t, pair i times
+ * zeta_i^(sign (pos - c) / B) (sign +1 queries, -1 keys). The factor is formed in double. */
+#define XPOS_ROWS(NAME, REAL)                                                                 \
+    static void NAME(const sm_plan *s, REAL *x, size_t nr, size_t ldx, int64_t pos0,        \
+                     double sign)                                                             \
+    {                                                                                         \
+        const size_t h = s->xr / 2;                                                           \
+        for (size_t t = 0; t < nr; t++) {                                                     \
+            double e = sign * ((double)(pos0 + (int64_t)t) - s->xc) / s->xb;                  \
+            REAL *x_t = x + t * ldx;                                                          \
+            for (size_t i = 0; i < h; i++) {                                                  \
+                REAL f = (REAL)exp(s->lnz[i] * e);                                            \
+                size_t a = s->xhalf ? i : 2 * i, b = s->xhalf ? i + h : 2 * i + 1;            \
+                x_t[a] *= f;                                                                  \
+                x_t[b] *= f;                                                                  \
+            }                                                                                 \
+        }                                                                                     \
+    }
+XPOS_ROWS(xpos_rows_f, float)
+XPOS_ROWS(xpos_rows_d, double)
+#undef XPOS_ROWS
 
 /* ------------------------------------------------------------------------------------ */
 /* float32 path                                                                         */
@@ -201,6 +300,7 @@ static int pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, si
         rk_mat src = rk_mat_sub(*q, i0, 0, nr, d), dst = rk_mat_view(qs, nr, d, d);
         int rc = rk_rope_apply(s->rope, &src, &dst, rk__attn_qpos(c, i0), NULL, 0);
         if (rc) return rc;
+        if (s->lnz) xpos_rows_f(s, qs, nr, d, rk__attn_qpos(c, i0), 1.0);
         for (size_t t = 0; t < nr * d; t++) qs[t] *= cq;
         return RK_OK;
     }
@@ -223,6 +323,7 @@ static int pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
         rk_mat src = rk_mat_sub(*k, j0, 0, jn, d), dst = rk_mat_view(kbuf, jn, d, d);
         int rc = rk_rope_apply(s->rope, &src, &dst, rk__attn_kpos(c, j0), NULL, 0);
         if (rc) return rc;
+        if (s->lnz) xpos_rows_f(s, kbuf, jn, d, rk__attn_kpos(c, j0), -1.0);
         k_src = kbuf;
         ldk = d;
     }
@@ -268,8 +369,18 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
             const size_t npan = (nvb + RK_SM_NR - 1) / RK_SM_NR, ncol = npan * RK_SM_NR;
             float *s_b = ts->s + r0 * BC;
 
-            // 2a. logits S = Q K^T for this block
+            // 2a. logits S = Q K^T for this block, plus the relative bias of the keys each
+            //     row sees (row i, key j: bl[j - i + n_q - 1], consecutive in j)
             kern->qk(qs + r0 * d, d, s->kt + j0 * d, npan, s_b, BC);
+            if (s->bl)
+                for (size_t r = 0; r < RK_SM_MR; r++) {
+                    if (nv[r] == 0) continue;               /* also every pad row */
+                    const float *b_r = s->bl + (c->n_q - 1 - (i0 + r0 + r)) + j0;
+                    float *s_r = s_b + r * BC;
+                    const size_t nvr = nv[r];
+                    #pragma omp simd
+                    for (size_t jj = 0; jj < nvr; jj++) s_r[jj] += b_r[jj];
+                }
 
             // 2b. online softmax of the block's rows (keys past each row's limit masked)
             kern->rows(s_b, BC, ncol, nv, ts->m + r0, ts->l + r0, ts->alpha + r0);
@@ -281,13 +392,14 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
         }
     }
 
-    // 3. normalise (l >= 1: the row max contributes exp2(0)); a row that saw no key gets
-    //    zeros. NaN inputs stay NaN.
+    // 3. normalise (l >= 1: the row max contributes exp2(0)); a row that saw no key, or (bias)
+    //    whose every visible key was masked by a -inf entry (l = 0), gets zeros. NaN inputs
+    //    stay NaN.
     for (size_t r = 0; r < nr; r++) {
         float *out_i = out->data + (i0 + r) * out->ld;
         const float *o_r = ts->o + r * dvp;
         double l = ts->l[r];
-        if (ts->vis[r] == 0) memset(out_i, 0, c->d_v * sizeof *out_i);
+        if (ts->vis[r] == 0 || (s->bl && l == 0.0)) memset(out_i, 0, c->d_v * sizeof *out_i);
         else for (size_t j = 0; j < c->d_v; j++) out_i[j] = (float)(o_r[j] / l);
     }
 }
@@ -341,10 +453,11 @@ static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat 
 /* float64 path                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
-/* One query row i. q_i (d), k (n_kv, d) ld ldk, v (n_kv, d_v) ld ldv; w (n_kv) and acc (d_v)
- * are the thread's scratch. */
+/* One query row i. q_i (d), k (n_kv, d) ld ldk, v (n_kv, d_v) ld ldv; b_i: the row's bias
+ * (b_i[j] for key j) or NULL; w (n_kv) and acc (d_v) are the thread's scratch. */
 static void row_d(const rk_attn_config *c, const double *q_i, const double *k, size_t ldk,
-                  const rk_matd *v, double *out_i, size_t nv, double *w, double *acc)
+                  const rk_matd *v, const double *b_i, double *out_i, size_t nv, double *w,
+                  double *acc)
 {
     const size_t d = c->d, dv = c->d_v;
     if (nv == 0) {                                      /* sees no key: zero row */
@@ -358,7 +471,12 @@ static void row_d(const rk_attn_config *c, const double *q_i, const double *k, s
         double dot = 0.0;
         for (size_t ch = 0; ch < d; ch++) dot += q_i[ch] * k_j[ch];
         w[j] = c->scale * dot;
+        if (b_i) w[j] += b_i[j];
         if (w[j] > mx) mx = w[j];
+    }
+    if (b_i && mx == -INFINITY) {                       /* every key masked by the bias */
+        for (size_t j = 0; j < dv; j++) out_i[j] = 0.0;
+        return;
     }
     // 2. exp and sum (shifted by the max: no overflow)
     double sum = 0.0;
@@ -391,6 +509,10 @@ static int sm_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_ma
         int rc = rk_rope_apply_d(s->rope, q, &qr, rk__attn_qpos(c, 0), NULL, 0);
         if (!rc) rc = rk_rope_apply_d(s->rope, k, &kr, rk__attn_kpos(c, 0), NULL, 0);
         if (rc) return rc;
+        if (s->lnz) {
+            xpos_rows_d(s, s->qd, c->n_q, c->d, rk__attn_qpos(c, 0), 1.0);
+            xpos_rows_d(s, s->kd, c->n_kv, c->d, rk__attn_kpos(c, 0), -1.0);
+        }
         q_src = s->qd; ldq = c->d;
         k_src = s->kd; ldk = c->d;
     }
@@ -403,8 +525,8 @@ static int sm_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_ma
         double *acc = (double *)(slab + round_up(c->n_kv * sizeof(double), 64));
         #pragma omp for schedule(dynamic, 16)
         for (size_t i = 0; i < c->n_q; i++)
-            row_d(c, q_src + i * ldq, k_src, ldk, v, out->data + i * out->ld,
-                  rk__attn_visible(c, i, kv_len), w, acc);
+            row_d(c, q_src + i * ldq, k_src, ldk, v, s->bd ? s->bd + (c->n_q - 1 - i) : NULL,
+                  out->data + i * out->ld, rk__attn_visible(c, i, kv_len), w, acc);
     }
     return RK_OK;
 }

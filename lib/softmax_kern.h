@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include "ropekit.h"
+
 #define RK_SM_MR 6     /* query rows per micro-kernel block                     */
 #define RK_SM_NR 16    /* keys per panel, value columns per micro-kernel block  */
 
@@ -49,5 +51,11 @@ void rk__sm_force_portable(int on);
  * Results below 2^-126.5 flush to 0 (so -inf -> 0), NaN stays NaN. Returns 0 (nothing done)
  * when the CPU lacks AVX2+FMA. */
 int rk__sm_exp2_array(float *x, size_t n);
+
+/* Relative bias of a plan (lib/encodings.c; used by softmax.c and rpe_fft.c): NULL bias with
+ * bias_len 0 is none; otherwise bias_len must be rk_bias_len(n_q, n_kv) (RK_EDIM), entries
+ * finite or -inf (NaN, +inf: RK_ENONFINITE) and, for softmax, <= 1e30 (RK_EINVAL). `who` names
+ * the kind in the message. */
+int rk__bias_check(const rk_attn_config *c, const char *who, int softmax);
 
 #endif

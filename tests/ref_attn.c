@@ -20,8 +20,31 @@ void ref_attn_rotate(double *x, size_t d, const ref_attn_rope *rope, double pos)
     }
 }
 
+/* The xPos score of rotated q (at qp) and k (at kp): pairs scaled by zeta_i^((qp - kp)/B). */
+static double xpos_dot(const double *q, const double *k, size_t d, const ref_attn_rope *rope,
+                       const ref_attn_xpos *xp, double qp, double kp)
+{
+    size_t r = rope->rotary_dim ? rope->rotary_dim : d, half = r / 2;
+    double gamma = xp->gamma != 0.0 ? xp->gamma : 0.4, dot = 0.0;
+    for (size_t i = 0; i < half; i++) {
+        size_t ia = rope->style == RK_ROPE_HALF ? i : 2 * i;
+        size_t ib = rope->style == RK_ROPE_HALF ? i + half : 2 * i + 1;
+        double zeta = (2.0 * (double)i / (double)r + gamma) / (1.0 + gamma);
+        dot += pow(zeta, (qp - kp) / xp->scale_base) * (q[ia] * k[ia] + q[ib] * k[ib]);
+    }
+    for (size_t c = r; c < d; c++) dot += q[c] * k[c];
+    return dot;
+}
+
 void ref_softmax_attention(const rk_matd *q, const rk_matd *k, const rk_matd *v, rk_matd *out,
                            double scale, int causal, size_t kv_len, const ref_attn_rope *rope)
+{
+    ref_softmax_attention_ex(q, k, v, out, scale, causal, kv_len, rope, NULL, NULL);
+}
+
+void ref_softmax_attention_ex(const rk_matd *q, const rk_matd *k, const rk_matd *v, rk_matd *out,
+                              double scale, int causal, size_t kv_len, const ref_attn_rope *rope,
+                              const double *bias, const ref_attn_xpos *xpos)
 {
     size_t n_q = q->rows, n_kv = k->rows, d = q->cols, dv = v->cols;
     if (kv_len == RK_ALL_KEYS) kv_len = n_kv;
@@ -40,13 +63,20 @@ void ref_softmax_attention(const rk_matd *q, const rk_matd *k, const rk_matd *v,
         if (rope) ref_attn_rotate(kr + j * d, d, rope, (double)(rope->pos_offset + (int64_t)j));
     }
 
-    // 2. the whole score matrix, -inf where masked
+    // 2. the whole score matrix, -inf where masked; plus the bias of offset j - i - (n_kv - n_q)
     for (size_t i = 0; i < n_q; i++)
         for (size_t j = 0; j < n_kv; j++) {
             int seen = j < kv_len && (!causal || (double)j <= (double)i + (double)n_kv - (double)n_q);
             double dot = 0.0;
-            for (size_t c = 0; c < d; c++) dot += qr[i * d + c] * kr[j * d + c];
-            s[i * n_kv + j] = seen ? scale * dot : -INFINITY;
+            if (xpos) {
+                double qp = (double)(rope->pos_offset + (int64_t)n_kv - (int64_t)n_q + (int64_t)i);
+                double kp = (double)(rope->pos_offset + (int64_t)j);
+                dot = xpos_dot(qr + i * d, kr + j * d, d, rope, xpos, qp, kp);
+            } else {
+                for (size_t c = 0; c < d; c++) dot += qr[i * d + c] * kr[j * d + c];
+            }
+            double b = bias ? bias[j + n_q - 1 - i] : 0.0;
+            s[i * n_kv + j] = seen ? scale * dot + b : -INFINITY;
         }
 
     // 3. row softmax, 4. times V

@@ -28,4 +28,19 @@ void ref_attn_rotate(double *x, size_t d, const ref_attn_rope *rope, double pos)
 void ref_softmax_attention(const rk_matd *q, const rk_matd *k, const rk_matd *v, rk_matd *out,
                            double scale, int causal, size_t kv_len, const ref_attn_rope *rope);
 
+/* xPos as the reference applies it: pair i (of the rotary pairs of `rope`) of the rotated q at
+ * position n and k at position m contributes zeta_i^((n - m)/B) (q_a k_a + q_b k_b), with
+ * zeta_i = (2i/r + gamma)/(1 + gamma) written out here, no centring of the exponent. */
+typedef struct {
+    double scale_base;   /* B */
+    double gamma;        /* 0: 0.4 */
+} ref_attn_xpos;
+
+/* The same with a relative bias and xPos: bias (n_q + n_kv - 1 values, NULL: none) adds
+ * bias[j - i + n_q - 1] to the logit of query i and key j (-inf: weight 0; a row whose every
+ * seen key is -inf is zero); xpos (NULL: none) needs rope. */
+void ref_softmax_attention_ex(const rk_matd *q, const rk_matd *k, const rk_matd *v, rk_matd *out,
+                              double scale, int causal, size_t kv_len, const ref_attn_rope *rope,
+                              const double *bias, const ref_attn_xpos *xpos);
+
 #endif

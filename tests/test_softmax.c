@@ -1,7 +1,9 @@
 /* Exact softmax attention (lib/softmax.c): the float32 kernels (AVX2 and portable) and the
  * float64 path against the naive reference (tests/ref_attn.c) on awkward shapes, then
  * properties (convex weights, shift invariance, causality, thread-count invariance, large
- * logits, inputs untouched) and every error path of create/execute. */
+ * logits, inputs untouched) and every error path of create/execute; then the relative bias and
+ * xPos (issue 6) against the reference, zero bias = no bias bit for bit, -inf masking, threads,
+ * xPos's relative property, and their errors. */
 #include "check.h"
 #include "ref_attn.h"
 #include "softmax_kern.h"
@@ -723,6 +725,387 @@ static void test_errors(void **state)
     data_free(&t);
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* Relative bias and xPos (issue 6)                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+enum { SB_RANDOM = 1, SB_ALIBI, SB_T5, SB_MASKED, SB_ZERO };
+
+/* bias of a case (rk_bias_len values), malloc'ed */
+static double *bias_make(const tcase *cs, int kind, unsigned long seed)
+{
+    size_t len = rk_bias_len(cs->n_q, cs->n_kv);
+    double *b = malloc(len * sizeof *b);
+    assert_non_null(b);
+    gsl_rng *r = rk_test_rng(seed);
+    for (size_t i = 0; i < len; i++) {
+        double u = gsl_rng_uniform(r);
+        switch (kind) {
+        case SB_RANDOM: b[i] = 6.0 * u - 3.0; break;
+        case SB_MASKED: b[i] = u < 0.3 ? -INFINITY : 4.0 * u - 2.0; break;
+        default: b[i] = 0.0; break;
+        }
+    }
+    gsl_rng_free(r);
+    if (kind == SB_ALIBI) assert_rk_ok(rk_bias_alibi(b, cs->n_q, cs->n_kv, 0.25));
+    if (kind == SB_T5) assert_rk_ok(rk_bias_t5(b, cs->n_q, cs->n_kv, NULL, !cs->causal, 0, 0));
+    return b;
+}
+
+typedef struct {
+    tcase  tc;
+    int    bias;       /* SB_* or 0 */
+    double xpos;       /* scale base, 0: off */
+} bcase;
+
+/* One case through both kernel sets and both paths against ref_softmax_attention_ex. */
+static void check_bias_case(const bcase *bc, int portable, int nthreads)
+{
+    const tcase *cs = &bc->tc;
+    tdata t;
+    data_make(&t, cs, 2000 + cs->n_q * 31 + cs->n_kv * 7 + cs->d, 1.0);
+    double *b = bc->bias ? bias_make(cs, bc->bias, 17 + cs->n_q) : NULL;
+    ref_attn_rope rr = { cs->rope == 2 ? RK_ROPE_HALF : RK_ROPE_INTERLEAVED, cs->base,
+                         cs->rotary_dim, cs->pos_offset };
+    ref_attn_xpos xp = { bc->xpos, 0.0 };
+    ref_softmax_attention_ex(&t.qd, &t.kd, &t.vd, &t.want, 1.0 / sqrt((double)cs->d),
+                             cs->causal, cs->kv_len, cs->rope ? &rr : NULL, b,
+                             bc->xpos ? &xp : NULL);
+    rk_attn_config c = case_config(cs, nthreads);
+    c.bias = b;
+    c.bias_len = b ? rk_bias_len(cs->n_q, cs->n_kv) : 0;
+    c.xpos_scale_base = bc->xpos;
+    rk__sm_force_portable(portable);
+    rk_attn *p;
+    assert_rk_ok(rk_attn_create(&p, &c));
+    rk__sm_force_portable(0);
+    assert_rk_ok(rk_attn_execute(p, &t.q, &t.k, &t.v, &t.out, cs->kv_len));
+    assert_rk_ok(rk_attn_execute_d(p, &t.qd, &t.kd, &t.vd, &t.outd, cs->kv_len));
+    if (getenv("RK_TEST_VERBOSE"))
+        printf("   n_q %4zu n_kv %4zu d %3zu causal %d rope %d bias %d xpos %g kv_len %5lld  "
+               "float %.2e  double %.2e\n", cs->n_q, cs->n_kv, cs->d, cs->causal, cs->rope,
+               bc->bias, bc->xpos, cs->kv_len == ALL ? -1LL : (long long)cs->kv_len,
+               rk_max_abs_diff(&t.out, &t.want), rk_max_abs_diffd(&t.outd, &t.want));
+    assert_mat_close(&t.out, &t.want, F_RTOL, F_ATOL);
+    assert_matd_close(&t.outd, &t.want, D_RTOL, D_ATOL);
+    for (size_t i = 0; i < cs->n_q; i++)
+        for (size_t j = cs->dv; j < t.out.ld; j++) assert_true(isnan(t.out.data[i * t.out.ld + j]));
+    rk_attn_destroy(p);
+    free(b);
+    data_free(&t);
+}
+
+static const bcase bcases[] = {
+    /*  n_q n_kv   d  dv causal rope  off  kv_len pad rot base   bias   xpos */
+    { {    1,   1,   1,  1, 0, 0,     0, ALL, 0, 0, 0 }, SB_RANDOM, 0 },
+    { {    7,   7,   3,  3, 1, 0,     0, ALL, 1, 0, 0 }, SB_RANDOM, 0 },
+    { {   33,  50,  17,  5, 1, 0,     0, ALL, 2, 0, 0 }, SB_ALIBI, 0 },    /* n_q < n_kv */
+    { {   50,  33,  17,  9, 1, 0,     0, ALL, 0, 0, 0 }, SB_RANDOM, 0 },   /* n_q > n_kv */
+    { {   50,  33,  17,  9, 0, 0,     0, ALL, 3, 0, 0 }, SB_T5, 0 },
+    { {   97, 131,  64, 64, 0, 1,     5, ALL, 3, 0, 0 }, SB_MASKED, 0 },
+    { {   97, 131,  64, 80, 1, 2,  1000, ALL, 1, 0, 0 }, SB_T5, 0 },
+    { {  130, 130,  80, 64, 1, 0,     0,  77, 0, 0, 0 }, SB_MASKED, 0 },   /* key padding */
+    { {   65, 200,  16, 16, 0, 0,     0,   0, 1, 0, 0 }, SB_RANDOM, 0 },   /* kv_len 0 */
+    { {  144, 192,  32, 48, 1, 1,     0, 190, 0, 0, 0 }, SB_ALIBI, 0 },
+    { {  257, 700,  64, 64, 1, 1,     0, ALL, 0, 0, 0 }, SB_RANDOM, 0 },
+    { {    1, 300,  64, 64, 1, 0,     0, ALL, 0, 0, 0 }, SB_T5, 0 },       /* decoding */
+    { {  300,   1,  64, 64, 1, 0,     0, ALL, 0, 0, 0 }, SB_RANDOM, 0 },
+    /* xPos: causal RoPE with the decay, with and without a bias */
+    { {   64,  64,  64, 64, 1, 1,     0, ALL, 0, 0, 0 }, 0, 512.0 },
+    { {   97, 131,  32, 16, 1, 2,    -7, ALL, 1, 0, 0 }, SB_ALIBI, 64.0 },
+    { {  200,  70,   8, 24, 1, 1,   -30,  50, 2, 4, 500 }, 0, 32.0 },   /* partial rotary */
+    { {  144, 192,  32, 48, 1, 1,     0, 190, 0, 0, 0 }, SB_MASKED, 128.0 },
+};
+
+static void test_bias_vs_reference(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bcases / sizeof bcases[0]; i++) {
+        check_bias_case(&bcases[i], 0, 2);
+        check_bias_case(&bcases[i], 1, 2);
+    }
+}
+
+/* A zero bias gives the same bits as no bias (adding 0 changes no logit), both kernel sets
+ * and the double path. */
+static void test_bias_zero_bitwise(void **state)
+{
+    (void)state;
+    static const tcase tc[] = {
+        {  97, 131, 64, 64, 0, 1, 5, ALL, 3, 0, 0 },
+        { 130, 130, 80, 64, 1, 0, 0,  77, 0, 0, 0 },
+        {  50,  33, 18,  9, 1, 2, 0, ALL, 1, 0, 0 },
+    };
+    for (size_t ci = 0; ci < sizeof tc / sizeof tc[0]; ci++)
+        for (int portable = 0; portable < 2; portable++) {
+            const tcase *cs = &tc[ci];
+            tdata t;
+            data_make(&t, cs, 3000 + ci, 1.0);
+            double *b = bias_make(cs, SB_ZERO, 1);
+            rk_attn_config c0 = case_config(cs, 2), c1 = c0;
+            c1.bias = b;
+            c1.bias_len = rk_bias_len(cs->n_q, cs->n_kv);
+            rk_attn *p0, *p1;
+            rk__sm_force_portable(portable);
+            assert_rk_ok(rk_attn_create(&p0, &c0));
+            assert_rk_ok(rk_attn_create(&p1, &c1));
+            rk__sm_force_portable(0);
+            rk_mat o1 = rk_test_mat(cs->n_q, cs->dv, cs->dv);
+            rk_matd o1d = rk_test_matd(cs->n_q, cs->dv, cs->dv);
+            assert_rk_ok(rk_attn_execute(p0, &t.q, &t.k, &t.v, &t.out, cs->kv_len));
+            assert_rk_ok(rk_attn_execute(p1, &t.q, &t.k, &t.v, &o1, cs->kv_len));
+            assert_rk_ok(rk_attn_execute_d(p0, &t.qd, &t.kd, &t.vd, &t.outd, cs->kv_len));
+            assert_rk_ok(rk_attn_execute_d(p1, &t.qd, &t.kd, &t.vd, &o1d, cs->kv_len));
+            for (size_t i = 0; i < cs->n_q; i++) {
+                assert_memory_equal(o1.data + i * o1.ld, t.out.data + i * t.out.ld,
+                                    cs->dv * sizeof(float));
+                assert_memory_equal(o1d.data + i * o1d.ld, t.outd.data + i * t.outd.ld,
+                                    cs->dv * sizeof(double));
+            }
+            rk_attn_destroy(p0);
+            rk_attn_destroy(p1);
+            rk_test_free(&o1);
+            rk_test_freed(&o1d);
+            free(b);
+            data_free(&t);
+        }
+}
+
+/* -inf entries: masked keys get weight 0 (V = I reads the weights), a row whose every visible
+ * key is masked is zero, and the bias's bits do not depend on the thread count. */
+static void test_bias_masking(void **state)
+{
+    (void)state;
+    const size_t n_q = 60, n_kv = 70, d = 16;
+    for (int causal = 0; causal < 2; causal++)
+        for (int portable = 0; portable < 2; portable++) {
+            tcase cs = { n_q, n_kv, d, n_kv, causal, 0, 0, ALL, 0, 0, 0 };
+            tdata t;
+            data_make(&t, &cs, 4000 + (unsigned long)causal, 1.0);
+            for (size_t j = 0; j < n_kv; j++)
+                for (size_t c = 0; c < n_kv; c++) {
+                    t.v.data[j * t.v.ld + c] = j == c ? 1.0f : 0.0f;
+                    t.vd.data[j * t.vd.ld + c] = j == c ? 1.0 : 0.0;
+                }
+            /* only offsets t <= -20 (with a small slope) and t = 3 are not -inf */
+            size_t len = rk_bias_len(n_q, n_kv);
+            double *b = malloc(len * sizeof *b);
+            assert_non_null(b);
+            for (size_t idx = 0; idx < len; idx++) {
+                long long off = (long long)idx - (long long)(n_kv - 1);
+                b[idx] = off <= -20 ? -0.01 * (double)off : off == 3 ? 0.5 : -INFINITY;
+            }
+            rk_attn_config c = case_config(&cs, 2);
+            c.bias = b;
+            c.bias_len = len;
+            rk_attn *p;
+            rk__sm_force_portable(portable);
+            assert_rk_ok(rk_attn_create(&p, &c));
+            rk__sm_force_portable(0);
+            assert_rk_ok(rk_attn_execute(p, &t.q, &t.k, &t.v, &t.out, ALL));
+            assert_rk_ok(rk_attn_execute_d(p, &t.qd, &t.kd, &t.vd, &t.outd, ALL));
+            ref_softmax_attention_ex(&t.qd, &t.kd, &t.vd, &t.want, 0.25, causal, ALL, NULL, b, NULL);
+            assert_mat_close(&t.out, &t.want, F_RTOL, F_ATOL);
+            assert_matd_close(&t.outd, &t.want, D_RTOL, D_ATOL);
+            size_t empty = 0;
+            for (size_t i = 0; i < n_q; i++) {
+                double sf = 0.0, sd = 0.0;
+                for (size_t j = 0; j < n_kv; j++) {
+                    long long off = (long long)j - (long long)i - (long long)(n_kv - n_q);
+                    float wf = t.out.data[i * t.out.ld + j];
+                    double wd = t.outd.data[i * t.outd.ld + j];
+                    if (!(off <= -20 || off == 3)) assert_true(wf == 0.0f && wd == 0.0);
+                    sf += wf;
+                    sd += wd;
+                }
+                if (sd == 0.0) { empty++; assert_true(sf == 0.0); }
+                else { assert_true(fabs(sd - 1.0) < 1e-12 && fabs(sf - 1.0) < 1e-5); }
+            }
+            /* the premise: causal rows 0 .. 9 see no allowed key (bidirectional: every row
+             * has one) */
+            if (causal) assert_true(empty > 0 && empty < n_q);
+            else assert_int_equal(empty, 0);
+            rk_attn_destroy(p);
+            free(b);
+            data_free(&t);
+        }
+}
+
+/* Bias and xPos: the same bits for 1, 2 and 3 threads. */
+static void test_bias_threads_bitwise(void **state)
+{
+    (void)state;
+    static const bcase bc[] = {
+        { {  301, 301, 64, 64, 1, 1, 3, ALL, 1, 0, 0 }, SB_T5, 256.0 },
+        { {  250, 400, 24, 40, 0, 0, 0, 333, 0, 0, 0 }, SB_MASKED, 0.0 },
+    };
+    for (size_t ci = 0; ci < sizeof bc / sizeof bc[0]; ci++)
+        for (int portable = 0; portable < 2; portable++) {
+            const tcase *cs = &bc[ci].tc;
+            tdata t;
+            data_make(&t, cs, 177 + ci, 1.0);
+            double *b = bias_make(cs, bc[ci].bias, 5);
+            rk_mat o1 = rk_test_mat(cs->n_q, cs->dv, cs->dv);
+            rk_matd o1d = rk_test_matd(cs->n_q, cs->dv, cs->dv);
+            for (int nth = 1; nth <= 3; nth++) {
+                rk_attn *p;
+                rk_attn_config c = case_config(cs, nth);
+                c.bias = b;
+                c.bias_len = rk_bias_len(cs->n_q, cs->n_kv);
+                c.xpos_scale_base = bc[ci].xpos;
+                rk__sm_force_portable(portable);
+                assert_rk_ok(rk_attn_create(&p, &c));
+                rk__sm_force_portable(0);
+                rk_mat *o = nth == 1 ? &o1 : &t.out;
+                rk_matd *od = nth == 1 ? &o1d : &t.outd;
+                assert_rk_ok(rk_attn_execute(p, &t.q, &t.k, &t.v, o, cs->kv_len));
+                assert_rk_ok(rk_attn_execute_d(p, &t.qd, &t.kd, &t.vd, od, cs->kv_len));
+                for (size_t i = 0; nth > 1 && i < cs->n_q; i++) {
+                    assert_memory_equal(o1.data + i * o1.ld, t.out.data + i * t.out.ld,
+                                        cs->dv * sizeof(float));
+                    assert_memory_equal(o1d.data + i * o1d.ld, t.outd.data + i * t.outd.ld,
+                                        cs->dv * sizeof(double));
+                }
+                rk_attn_destroy(p);
+            }
+            rk_test_free(&o1);
+            rk_test_freed(&o1d);
+            free(b);
+            data_free(&t);
+        }
+}
+
+/* xPos keeps RoPE's relative property (the centred exponents cancel): moving every position
+ * by 300 changes the outputs by rounding only; and it does decay: with q = k = a fixed
+ * vector at every position, the last row's weights fall with distance faster than RoPE's. */
+static void test_xpos_relative(void **state)
+{
+    (void)state;
+    tcase cs = { 60, 80, 32, 16, 1, 1, 0, ALL, 0, 0, 0 };
+    tdata t;
+    data_make(&t, &cs, 151, 1.0);
+    rk_attn *p0, *p1;
+    rk_attn_config c0 = case_config(&cs, 2), c1;
+    c0.xpos_scale_base = 16.0;
+    c0.xpos_gamma = 0.2;
+    c1 = c0;
+    c1.pos_offset = 300;
+    assert_rk_ok(rk_attn_create(&p0, &c0));
+    assert_rk_ok(rk_attn_create(&p1, &c1));
+    assert_true(rk_attn_get_config(p0)->xpos_gamma == 0.2);
+    rk_matd o1 = rk_test_matd(cs.n_q, cs.dv, cs.dv);
+    assert_rk_ok(rk_attn_execute_d(p0, &t.qd, &t.kd, &t.vd, &t.outd, ALL));
+    assert_rk_ok(rk_attn_execute_d(p1, &t.qd, &t.kd, &t.vd, &o1, ALL));
+    assert_matd_close(&o1, &t.outd, 1e-10, 1e-11);
+    rk_mat o1f = rk_test_mat(cs.n_q, cs.dv, cs.dv);
+    assert_rk_ok(rk_attn_execute(p0, &t.q, &t.k, &t.v, &t.out, ALL));
+    assert_rk_ok(rk_attn_execute(p1, &t.q, &t.k, &t.v, &o1f, ALL));
+    rk_matd of = rk_test_matd(cs.n_q, cs.dv, cs.dv);
+    rk_test_f2d(&t.out, &of);
+    assert_mat_close(&o1f, &of, 1e-4, 1e-5);
+    /* and it is not plain RoPE */
+    rk_attn *pr;
+    rk_attn_config cr = case_config(&cs, 2);
+    assert_rk_ok(rk_attn_create(&pr, &cr));
+    assert_rk_ok(rk_attn_execute_d(pr, &t.qd, &t.kd, &t.vd, &o1, ALL));
+    assert_true(rk_max_abs_diffd(&o1, &t.outd) > 1e-3);
+    rk_attn_destroy(pr);
+    rk_attn_destroy(p0);
+    rk_attn_destroy(p1);
+    rk_test_freed(&o1); rk_test_free(&o1f); rk_test_freed(&of);
+    data_free(&t);
+}
+
+/* Errors of the bias and xPos fields; allocation failures with both on; the bias in the
+ * resolved config and in rk_attn_bytes. */
+static void test_bias_errors(void **state)
+{
+    (void)state;
+    rk_attn *p = (rk_attn *)&p;
+    rk_attn_config c = { .kind = RK_SOFTMAX, .n_q = 10, .n_kv = 12, .d = 8, .d_v = 4,
+                         .causal = 1, .rope = RK_ROPE_QK };
+    double b[21];
+    for (size_t i = 0; i < 21; i++) b[i] = 0.125 * (double)i - 1.0;
+    assert_int_equal(rk_bias_len(10, 12), 21);
+    c.bias = b;
+    c.bias_len = 21;
+    rk_attn_config e;
+    e = c; e.bias_len = 20;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EDIM);
+    assert_null(p);
+    e = c; e.bias_len = 23;                      /* 2 n_kv - 1 is not the length for n_q < n_kv */
+    assert_rk_error(rk_attn_create(&p, &e), RK_EDIM);
+    e = c; e.bias = NULL;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    b[3] = NAN;
+    assert_rk_error(rk_attn_create(&p, &c), RK_ENONFINITE);
+    b[3] = INFINITY;
+    assert_rk_error(rk_attn_create(&p, &c), RK_ENONFINITE);
+    b[3] = 2e30;
+    assert_rk_error(rk_attn_create(&p, &c), RK_EINVAL);
+    b[3] = -1e300;                               /* finite, very negative: allowed */
+    assert_rk_ok(rk_attn_create(&p, &c));
+    rk_attn_destroy(p);
+    b[3] = -INFINITY;
+    assert_rk_ok(rk_attn_create(&p, &c));
+    rk_attn_destroy(p);
+    b[3] = 0.0;
+    /* xPos */
+    e = c; e.xpos_scale_base = -1.0;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.xpos_scale_base = INFINITY;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.xpos_scale_base = 512.0; e.rope = RK_ROPE_NONE;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.xpos_scale_base = 512.0; e.causal = 0;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.xpos_scale_base = 512.0; e.xpos_gamma = -0.5;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.xpos_gamma = 0.5;                   /* gamma without xPos */
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.xpos_scale_base = 512.0; e.n_q = 40000; e.n_kv = 60000; e.bias = NULL; e.bias_len = 0;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EOVERFLOW);   /* factors beyond e^64 */
+    e.xpos_scale_base = 2048.0;                  /* a larger base covers the span */
+    assert_rk_ok(rk_attn_create(&p, &e));
+    rk_attn_destroy(p);
+    e = c; e.kind = RK_PERFORMER; e.seed = 1; e.rope = RK_ROPE_NONE;   /* bias on FAVOR+ */
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.kind = RK_LINEAR; e.bias = NULL; e.bias_len = 0; e.rope = RK_ROPE_NONE;
+    e.xpos_scale_base = 512.0;
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    e = c; e.rpe_l2norm = 1;                     /* an rpe-fft field on softmax */
+    assert_rk_error(rk_attn_create(&p, &e), RK_EINVAL);
+    assert_null(p);
+
+    /* allocation failure at every allocation, with bias and xPos: ENOMEM, no leak */
+    e = c;
+    e.xpos_scale_base = 512.0;
+    long k = 0;
+    for (;; k++) {
+        rk__alloc_fail_after(k);
+        int rc = rk_attn_create(&p, &e);
+        rk__alloc_fail_after(-1);
+        if (rc == RK_OK) break;
+        assert_int_equal(rc, RK_ENOMEM);
+        assert_null(p);
+        assert_true(k < 100);
+    }
+    assert_true(k >= 8);
+    /* the resolved config points at the plan's copy; gamma resolved; bytes count the bias */
+    const rk_attn_config *g = rk_attn_get_config(p);
+    assert_true(g->bias != b);
+    assert_memory_equal(g->bias, b, sizeof b);
+    assert_true(g->xpos_gamma == 0.4);
+    rk_attn *p0;
+    e.bias = NULL;
+    e.bias_len = 0;
+    assert_rk_ok(rk_attn_create(&p0, &e));
+    /* 21 doubles (168 B) and 21 floats (84 B), each rounded up to 64 B */
+    assert_int_equal(rk_attn_bytes(p), rk_attn_bytes(p0) + 192 + 128);
+    rk_attn_destroy(p0);
+    rk_attn_destroy(p);
+}
+
 int main(void)
 {
     gsl_set_error_handler_off();
@@ -741,6 +1124,12 @@ int main(void)
         cmocka_unit_test(test_rope_relative),
         cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_bias_vs_reference),
+        cmocka_unit_test(test_bias_zero_bitwise),
+        cmocka_unit_test(test_bias_masking),
+        cmocka_unit_test(test_bias_threads_bitwise),
+        cmocka_unit_test(test_xpos_relative),
+        cmocka_unit_test(test_bias_errors),
     };
     return cmocka_run_group_tests_name("softmax", tests, NULL, NULL);
 }
