@@ -6,12 +6,32 @@
  * follows the input dtype (float64: rk_attn_execute_d) unless --precision says otherwise, in
  * which case the inputs are converted in and the output converted back.
  *
- * Variants come from experiments/variant.c: the base names softmax, performer and linear
- * (= linear-elu with --map free) take --rope, --kernel, --map as options; every other name of
- * that table fixes its rope mode (and map) and accepts only options that agree. Options that
- * do not apply to the chosen variant are errors. FAVOR+ draws its projection from --seed
- * (default VARIANT_DEFAULT_SEED = 1), so runs are deterministic; --proj W.npy gives the
- * projection instead, --save-proj writes the one used (only if the whole run succeeds). */
+ * Variants come from experiments/variant.c: the base names softmax, performer, linear
+ * (= linear-elu with --map free) and rpe-fft take --rope, --kernel, --map as options; every
+ * other name of that table fixes its rope mode (and map) and accepts only options that agree.
+ * Options that do not apply to the chosen variant are errors. FAVOR+ draws its projection from
+ * --seed (default VARIANT_DEFAULT_SEED = 1), so runs are deterministic; --proj W.npy gives the
+ * projection instead, --save-proj writes the one used (only if the whole run succeeds).
+ *
+ * Relative position biases and encodings (issue 6; conventions in ropekit.h, "Position
+ * encodings and relative biases"):
+ *   --variant rpe-fft: RK_RPE_FFT over FAVOR+ features (the performer options apply; the same
+ *     options give the same projection), or over elu(x)+1 / relu(x) features with --map
+ *     (rpe-fft-linear fixes elu); --l2norm, --fft-wisdom. Its bias defaults to the variant
+ *     table's T5 stand-in (--bias-kind t5); RoPE is not combined with it (--sinusoidal is).
+ *   --bias B.npy (softmax, rpe-fft): (L,) for every head or (H, L) one row per head,
+ *     L = rk_bias_len(n_q, n_kv), float32 or float64 (converted to double), finite or -inf.
+ *   --bias-kind none|t5|alibi: T5 buckets (stand-in table, bidirectional unless --causal) or
+ *     ALiBi with head h's slope of rk_alibi_slopes(H), H the length of the (h) axis (1 for
+ *     (n, d) inputs), or --alibi-slope S for every head.
+ *   A per-head bias needs a plan per head (the plan copies its bias at create): the slices are
+ *     run head by head, one plan alive at a time (the plans differ only in their bias values);
+ *     the output is written only after every slice ran, so a failure at any head (e.g. a
+ *     softmax bias row above 1e30) leaves no output.
+ *   --xpos B (softmax, --rope qk, --causal), --xpos-gamma G.
+ *   --sinusoidal: rk_sinusoidal_add on the (working-precision) copies of q and k before any
+ *     variant: key j at P + j, query i at P + n_kv - n_q + i (P = --offset).
+ */
 #include "cli.h"
 #include "variant.h"
 
@@ -23,29 +43,48 @@
 #include <unistd.h>
 
 static const cli_opt opts[] = {
-    { "variant", "NAME", "softmax | performer | linear, or a named variant (listed above)" },
+    { "variant", "NAME", "softmax | performer | linear | rpe-fft, or a named variant (above)" },
     { "q", "Q.npy", "queries (n_q, d), (h, n_q, d) or (b, h, n_q, d); float32 or float64" },
     { "k", "K.npy", "keys (.., n_kv, d), same leading axes and dtype as Q" },
     { "v", "V.npy", "values (.., n_kv, d_v), same leading axes and dtype as Q" },
     { "out", "O.npy", "output (.., n_q, d_v), dtype of Q (written atomically)" },
     { "causal", NULL, "query i sees keys j <= i + (n_kv - n_q) (bottom-right aligned)" },
-    { "scale", "S", "logit scale, nonzero; > 0 for performer (default 1/sqrt(d))" },
+    { "scale", "S", "logit scale, nonzero; > 0 for FAVOR+ features (default 1/sqrt(d))" },
     { "rope", "MODE", "none (default); qk: rotate q and k inside attention (RoFormer);\n"
       "features: rotate the feature vectors, numerator only (eq. 19; performer, linear)" },
     CLI_ROPE_OPTS,
-    { "offset", "P", "with --rope: key j at position P + j, query i at P + n_kv - n_q + i" },
+    { "offset", "P", "with --rope or --sinusoidal: key j at position P + j, query i at\n"
+      "P + n_kv - n_q + i (default 0)" },
     { "freq-dim", "features|head", "--rope features: theta_i = B^(-2i/F) over the feature\n"
       "width F (default) or B^(-2i/d) over the head width" },
-    { "features", "M", "performer: number of random features m (default 256)" },
-    { "kernel", "KIND", "performer: positive (default) | hyperbolic | trig" },
-    { "iid", NULL, "performer: independent Gaussian projection rows" },
-    { "orthogonal", NULL, "performer: orthogonal blocks of rows (the default)" },
-    { "fixed-norm", NULL, "performer: rows of length sqrt(d) instead of chi(d) norms" },
-    { "seed", "S", "performer: seed of the projection, >= 1 (default 1)" },
-    { "proj", "W.npy", "performer: use this (m, d) projection (fixes the features; m = rows)" },
-    { "save-proj", "W.npy", "performer: write the (m, d) projection used, float32 (atomic;\n"
-      "only if the whole run succeeds)" },
-    { "map", "elu|relu", "linear: feature map elu(x)+1 (default) or relu(x)" },
+    { "features", "M", "performer, rpe-fft: number of random features m (default 256)" },
+    { "kernel", "KIND", "performer, rpe-fft: positive (default) | hyperbolic | trig" },
+    { "iid", NULL, "performer, rpe-fft: independent Gaussian projection rows" },
+    { "orthogonal", NULL, "performer, rpe-fft: orthogonal blocks of rows (the default)" },
+    { "fixed-norm", NULL, "performer, rpe-fft: rows of length sqrt(d) instead of chi(d) norms" },
+    { "seed", "S", "performer, rpe-fft: seed of the projection, >= 1 (default 1)" },
+    { "proj", "W.npy", "performer, rpe-fft: use this (m, d) projection (fixes the features;\n"
+      "m = rows)" },
+    { "save-proj", "W.npy", "performer, rpe-fft: write the (m, d) projection used, float32\n"
+      "(atomic; only if the whole run succeeds)" },
+    { "map", "elu|relu", "linear: feature map elu(x)+1 (default) or relu(x); rpe-fft: use\n"
+      "these features instead of FAVOR+" },
+    { "bias", "B.npy", "softmax, rpe-fft: additive bias b(t) per offset t = key - query\n"
+      "position: (L,) for every head or (H, L) per head, L = n_q + n_kv - 1,\n"
+      "offset -(n_kv - 1) first; float32 or float64; finite or -inf (a mask)" },
+    { "bias-kind", "none|t5|alibi", "softmax, rpe-fft: a standard bias instead of --bias:\n"
+      "t5: T5 buckets (stand-in table; bidirectional unless --causal);\n"
+      "alibi: ALiBi, head h of the (h) axis with slope h of H heads;\n"
+      "default none (softmax), t5 (rpe-fft)" },
+    { "alibi-slope", "S", "--bias-kind alibi: this slope (>= 0) for every head" },
+    { "l2norm", NULL, "rpe-fft: l2-normalise q and k rows first (with --scale 1: NPRF)" },
+    { "fft-wisdom", "FILE", "rpe-fft: FFTW_MEASURE plans with wisdom read from FILE (if it\n"
+      "exists) and saved back (default: FFTW_ESTIMATE, no file)" },
+    { "xpos", "B", "softmax with --rope qk and --causal: xPos with scale base B > 0\n"
+      "(512 in the paper)" },
+    { "xpos-gamma", "G", "with --xpos: gamma > 0 (default 0.4)" },
+    { "sinusoidal", NULL, "add the sinusoidal encoding (RoFormer eq. 4, base 10000) to q and k\n"
+      "at their positions before attention (any variant; see --offset)" },
     { "precision", "float|double", "arithmetic precision (default: the input dtype)" },
     { "kv-len", "L[,L...]", "valid keys per batch entry b (keys j >= L are masked): one\n"
       "value for all, or one per b of (b, h, n, d)" },
@@ -53,7 +92,7 @@ static const cli_opt opts[] = {
     { "allow-nonfinite", NULL, "accept NaN and Inf in the inputs" },
 };
 
-static char description[2048];
+static char description[4096];
 static cli_spec spec = {
     "attend", "--variant NAME --q Q.npy --k K.npy --v V.npy --out O.npy [options]",
     description, opts, sizeof opts / sizeof opts[0],
@@ -66,36 +105,57 @@ static void make_description(void)
         "  softmax    out = softmax(scale Q K^T) V (exact)\n"
         "  performer  FAVOR+ random features (Choromanski et al.); seed 1 unless --seed\n"
         "  linear     linear attention with elu(x)+1 or relu(x) features (Katharopoulos et al.)\n"
+        "  rpe-fft    kernelized attention with a relative bias, Toeplitz sums by FFT (Luo et\n"
+        "             al. 2021): FAVOR+ features, or elu(x)+1 / relu(x) with --map; bias T5\n"
+        "             unless --bias or --bias-kind\n"
+        "softmax and rpe-fft take a relative bias (--bias, --bias-kind); any variant takes\n"
+        "--sinusoidal; softmax --rope qk --causal takes --xpos.\n"
         "Named variants (the names ropekit scaling and approx use; each fixes its rope mode):");
     for (size_t i = 0; i < variant_count() && n < sizeof description; i++)
         n += (size_t)snprintf(description + n, sizeof description - n, "\n  %-26s %s",
                               variant_at(i)->name, variant_at(i)->summary);
 }
 
-/* The chosen variant: its table row, and whether the name fixes the rope mode and the map. */
+/* The chosen variant: its table row, whether the name fixes the rope mode, the map and the
+ * bias, and the kind of its features (FAVOR+ options apply to RK_PERFORMER; rpe-fft: its base). */
 typedef struct {
     const variant *row;
-    int fixed_rope, fixed_map;
+    int fixed_rope, fixed_map, fixed_bias;
+    rk_kind feat;   /* RK_SOFTMAX (no features), RK_PERFORMER or RK_LINEAR */
 } choice;
 
 static choice get_variant(cli_ctx *c)
 {
     const char *name = cli_required(c, "variant");
-    choice ch = { NULL, 1, 1 };
+    choice ch = { NULL, 1, 1, 0, RK_SOFTMAX };
     if (strcmp(name, "softmax") == 0 || strcmp(name, "performer") == 0) {
         ch.row = variant_find(name);
         ch.fixed_rope = ch.fixed_map = 0;
     } else if (strcmp(name, "linear") == 0) {
         ch.row = variant_find("linear-elu");
         ch.fixed_rope = ch.fixed_map = 0;
+    } else if (strcmp(name, "rpe-fft") == 0) {
+        ch.row = variant_find(name);
+        ch.fixed_map = 0;   /* --map picks the elu+1 / relu base */
     } else {
         ch.row = variant_find(name);
-        ch.fixed_map = ch.row && ch.row->kind == RK_LINEAR;
+        ch.fixed_map = ch.row && (ch.row->kind == RK_LINEAR ||
+                                  (ch.row->kind == RK_RPE_FFT && ch.row->base == RK_LINEAR));
+        ch.fixed_bias = ch.row && ch.row->kind == RK_SOFTMAX && ch.row->bias != VARIANT_BIAS_NONE;
     }
     if (!ch.row) {
         char list[1024];
-        cli_die(c, "unknown variant '%s' (expected: softmax, performer, linear, or one of: %s)",
-                name, variant_names(list, sizeof list));
+        cli_die(c, "unknown variant '%s' (expected: softmax, performer, linear, rpe-fft, or one "
+                "of: %s)", name, variant_names(list, sizeof list));
+    }
+    switch (ch.row->kind) {
+    case RK_PERFORMER: ch.feat = RK_PERFORMER; break;
+    case RK_LINEAR:    ch.feat = RK_LINEAR; break;
+    case RK_RPE_FFT:
+        ch.feat = ch.row->base == RK_LINEAR || (!ch.fixed_map && cli_flag(c, "map"))
+                ? RK_LINEAR : RK_PERFORMER;
+        break;
+    default:           ch.feat = RK_SOFTMAX; break;
     }
     return ch;
 }
@@ -170,19 +230,24 @@ static void check_shapes(cli_ctx *c, const rk_array *q, const rk_array *k, const
 }
 
 /* Options that only some kinds take: the message names who takes them. */
-static void check_applicable(cli_ctx *c, rk_kind kind)
+static void check_applicable(cli_ctx *c, const choice *ch)
 {
+    const rk_kind kind = ch->row->kind;
     static const char *const perf_only[] = { "features", "kernel", "iid", "orthogonal",
                                              "fixed-norm", "seed", "proj", "save-proj", NULL };
     for (int i = 0; perf_only[i]; i++)
-        if (kind != RK_PERFORMER && cli_flag(c, perf_only[i]))
-            cli_die(c, "--%s applies to --variant performer only (%s)", perf_only[i],
+        if (ch->feat != RK_PERFORMER && cli_flag(c, perf_only[i]))
+            cli_die(c, "--%s applies to --variant performer only, or rpe-fft with its FAVOR+ "
+                    "features (%s)", perf_only[i],
                     kind == RK_SOFTMAX ? "exact softmax has no features"
+                    : kind == RK_RPE_FFT ? "rpe-fft with --map, or rpe-fft-linear, uses elu+1 / "
+                                           "relu features of width d"
                     : strcmp(perf_only[i], "features") == 0
                         ? "the linear feature width is d"
                         : "linear attention has no random projection");
-    if (kind != RK_LINEAR && cli_flag(c, "map"))
-        cli_die(c, "--map applies to --variant linear only (%s)",
+    if (kind != RK_LINEAR && kind != RK_RPE_FFT && cli_flag(c, "map"))
+        cli_die(c, "--map applies to --variant linear only, or rpe-fft to use elu+1 / relu "
+                "features (%s)",
                 kind == RK_PERFORMER ? "FAVOR+ takes --kernel" : "exact softmax has no features");
     if (cli_flag(c, "iid") && cli_flag(c, "orthogonal"))
         cli_die(c, "--iid and --orthogonal exclude each other");
@@ -193,6 +258,125 @@ static void check_applicable(cli_ctx *c, rk_kind kind)
                 cli_die(c, "--%s has no effect with --proj (the projection is given, not drawn)",
                         drawn[i]);
     }
+
+    /* relative biases: exact softmax and rpe-fft */
+    static const char *const bias_opts[] = { "bias", "bias-kind", "alibi-slope", NULL };
+    for (int i = 0; bias_opts[i]; i++)
+        if (kind != RK_SOFTMAX && kind != RK_RPE_FFT && cli_flag(c, bias_opts[i]))
+            cli_die(c, "--%s applies to --variant softmax and rpe-fft only (%s attention has no "
+                    "relative bias; rpe-fft is kernelized attention with one)", bias_opts[i],
+                    kind == RK_PERFORMER ? "FAVOR+" : "linear");
+    if (cli_flag(c, "bias") && cli_flag(c, "bias-kind"))
+        cli_die(c, "--bias and --bias-kind exclude each other (a file, or a standard bias)");
+    if (ch->fixed_bias) {
+        const char *bk = cli_get(c, "bias-kind");
+        if (cli_flag(c, "bias") || (bk && strcmp(bk, "t5") != 0))
+            cli_die(c, "%s: variant '%s' fixes the bias to t5 (use --variant softmax with "
+                    "--bias or --bias-kind)", cli_flag(c, "bias") ? "--bias" : "--bias-kind",
+                    ch->row->name);
+    }
+    /* rpe-fft only */
+    static const char *const rpe_only[] = { "l2norm", "fft-wisdom", NULL };
+    for (int i = 0; rpe_only[i]; i++)
+        if (kind != RK_RPE_FFT && cli_flag(c, rpe_only[i]))
+            cli_die(c, "--%s applies to --variant rpe-fft only (%s)", rpe_only[i],
+                    strcmp(rpe_only[i], "l2norm") == 0
+                        ? "the normalisation of Luo et al.'s kernelized attention"
+                        : "the FFTs of the relative bias");
+    if (kind == RK_RPE_FFT && cli_flag(c, "allow-nonfinite"))
+        cli_die(c, "--allow-nonfinite does not apply to rpe-fft (an FFT would spread a NaN or "
+                "Inf to every row; the inputs must be finite)");
+
+    /* xPos: exact softmax with RoPE (the rope mode and --causal are checked later) */
+    if (cli_flag(c, "xpos") && kind != RK_SOFTMAX)
+        cli_die(c, "--xpos applies to --variant softmax only (xPos is RoPE with a decay in "
+                "exact attention)");
+    if (cli_flag(c, "xpos-gamma") && !cli_flag(c, "xpos"))
+        cli_die(c, "--xpos-gamma has no effect without --xpos");
+}
+
+enum { BIAS_NONE = 0, BIAS_T5, BIAS_ALIBI };
+
+/* The relative bias of one plan per row: nb rows of L values (nb = 1: every head). */
+typedef struct {
+    double *b;
+    size_t  nb, L;
+} bias_rows;
+
+/* --bias FILE: (L,) or (H, L), float32 or float64, finite or -inf. */
+static void load_bias(cli_ctx *c, rk_array *a, size_t n_q, size_t n_kv, size_t H, bias_rows *br)
+{
+    const char *path = cli_get(c, "bias");
+    cli_load_npy(c, "bias", a);
+    char sh[160];
+    cli_shape_str(a, sh, sizeof sh);
+    const size_t L = br->L;
+    if (a->ndim == 1 && a->shape[0] != L)
+        cli_die(c, "--bias: %s has %zu values, expected %zu = n_q + n_kv - 1 for n_q = %zu, "
+                "n_kv = %zu (offsets -%zu .. %zu, most negative first)", path, a->shape[0], L,
+                n_q, n_kv, n_kv - 1, n_q - 1);
+    if (a->ndim == 2 && (a->shape[0] != H || a->shape[1] != L))
+        cli_die(c, "--bias: %s has shape %s, expected (%zu, %zu): one row per head (H = %zu) of "
+                "n_q + n_kv - 1 = %zu values (or a 1-D (%zu,) for every head)", path, sh, H, L,
+                H, L, L);
+    if (a->ndim != 1 && a->ndim != 2)
+        cli_die(c, "--bias: %s has shape %s, expected (%zu,) = n_q + n_kv - 1 values (n_q = %zu, "
+                "n_kv = %zu) or (%zu, %zu) one row per head", path, sh, L, n_q, n_kv, H, L);
+    br->nb = a->ndim == 1 ? 1 : H;
+    br->b = malloc(br->nb * L * sizeof *br->b);
+    if (!br->b) cli_die(c, "--bias: out of memory");
+    cli_defer(c, free, br->b);
+    for (size_t i = 0; i < br->nb * L; i++) {
+        double x = a->dtype == RK_F32 ? (double)((const float *)a->data)[i]
+                                      : ((const double *)a->data)[i];
+        if (isnan(x) || x == INFINITY) {
+            char where[64];
+            if (a->ndim == 1) snprintf(where, sizeof where, "(%zu)", i);
+            else snprintf(where, sizeof where, "(%zu, %zu)", i / L, i % L);
+            cli_die(c, "--bias: %s: entry %s (offset %lld) is %s; bias entries must be finite "
+                    "or -inf", path, where, (long long)(i % L) - (long long)(n_kv - 1),
+                    isnan(x) ? "NaN" : "+Inf");
+        }
+        br->b[i] = x;
+    }
+}
+
+/* --bias-kind t5 | alibi (rows as load_bias). */
+static void make_bias(cli_ctx *c, int kind, size_t n_q, size_t n_kv, int causal, size_t H,
+                      const double *alibi_slope, bias_rows *br)
+{
+    const size_t L = br->L;
+    const int alibi = kind == BIAS_ALIBI, per_head = alibi && !alibi_slope && H > 1;
+    br->nb = per_head ? H : 1;
+    br->b = malloc(br->nb * L * sizeof *br->b);
+    if (!br->b) cli_die(c, "--bias-kind: out of memory");
+    cli_defer(c, free, br->b);
+    double *slopes = NULL;
+    if (per_head) {
+        if (!(slopes = malloc(H * sizeof *slopes))) cli_die(c, "--bias-kind: out of memory");
+        cli_defer(c, free, slopes);
+    }
+    int err;
+    if (!alibi) {
+        err = rk_bias_t5(br->b, n_q, n_kv, NULL, !causal, 0, 0);
+        if (err) cli_die_rk(c, err, "--bias-kind t5");
+        return;
+    }
+    if (!per_head) {
+        double slope;
+        if (alibi_slope) {
+            slope = *alibi_slope;
+        } else {
+            err = rk_alibi_slopes(&slope, 1);
+            if (err) cli_die_rk(c, err, "--bias-kind alibi");
+        }
+        err = rk_bias_alibi(br->b, n_q, n_kv, slope);
+        if (err) cli_die_rk(c, err, "--bias-kind alibi");
+        return;
+    }
+    err = rk_alibi_slopes(slopes, H);
+    for (size_t h = 0; h < H && !err; h++) err = rk_bias_alibi(br->b + h * L, n_q, n_kv, slopes[h]);
+    if (err) cli_die_rk(c, err, "--bias-kind alibi");
 }
 
 static void free_mat(void *p) { rk_mat_free(p); }
@@ -217,6 +401,32 @@ static void load_proj(cli_ctx *c, size_t d, rk_mat *w)
 
 static void unlink_path(void *p) { unlink((const char *)p); }
 
+/* The plan in *pp (NULL-safe), for cli_die / cli_finish. */
+static void destroy_plan_at(void *pp)
+{
+    rk_attn **p = pp;
+    rk_attn_destroy(*p);
+    *p = NULL;
+}
+
+/* --sinusoidal: the encoding added to every (b, h) slice of x (rows at pos0 + r). */
+static void add_sinusoidal(cli_ctx *c, const rk_array *x, size_t n, size_t d, int64_t pos0,
+                           const char *what)
+{
+    size_t slices = x->count / (n * d);
+    for (size_t s = 0; s < slices; s++) {
+        int err;
+        if (x->dtype == RK_F32) {
+            rk_mat m = rk_mat_view((float *)x->data + s * n * d, n, d, d);
+            err = rk_sinusoidal_add(&m, pos0, 0.0);
+        } else {
+            rk_matd m = rk_matd_view((double *)x->data + s * n * d, n, d, d);
+            err = rk_sinusoidal_add_d(&m, pos0, 0.0);
+        }
+        if (err) cli_die_rk(c, err, what);
+    }
+}
+
 int cmd_attend(int argc, char **argv)
 {
     static const char *const rope_modes[] = { "none", "qk", "features", NULL };
@@ -224,7 +434,8 @@ int cmd_attend(int argc, char **argv)
     static const char *const kernels[] = { "positive", "hyperbolic", "trig", NULL };
     static const char *const maps[] = { "elu", "relu", NULL };
     static const char *const freq_dims[] = { "features", "head", NULL };
-    static const char *const rope_opts[] = { "style", "base", "rotary-dim", "scaling", "offset",
+    static const char *const bias_kinds[] = { "none", "t5", "alibi", NULL };
+    static const char *const rope_opts[] = { "style", "base", "rotary-dim", "scaling",
                                              "freq-dim", NULL };
     cli_ctx c;
     make_description();
@@ -233,11 +444,12 @@ int cmd_attend(int argc, char **argv)
     /* 1. Options, all checked before any file is read. */
     const choice ch = get_variant(&c);
     const rk_kind kind = ch.row->kind;
+    const int rpe = kind == RK_RPE_FFT;
     const char *q_path = cli_required(&c, "q");
     cli_required(&c, "k");
     cli_required(&c, "v");
     const char *out_path = cli_required(&c, "out");
-    check_applicable(&c, kind);
+    check_applicable(&c, &ch);
 
     size_t m = (size_t)cli_get_integer(&c, "features", 0, 1, INT32_MAX / 2);
     unsigned long seed = (unsigned long)cli_get_integer(&c, "seed", (long long)VARIANT_DEFAULT_SEED,
@@ -248,11 +460,15 @@ int cmd_attend(int argc, char **argv)
     if (cli_get(&c, "scale")) {
         ac.scale = cli_get_double(&c, "scale", 0.0, -INFINITY, INFINITY, 0);
         if (ac.scale == 0.0) cli_die(&c, "--scale must be nonzero (0 would mean the default)");
-        if (kind == RK_PERFORMER && ac.scale < 0.0)
-            cli_die(&c, "--scale %s must be > 0 for performer (FAVOR+ uses sqrt(scale))",
-                    cli_get(&c, "scale"));
+        if (ch.feat == RK_PERFORMER && ac.scale < 0.0)
+            cli_die(&c, "--scale %s must be > 0 for %s (FAVOR+ uses sqrt(scale))",
+                    cli_get(&c, "scale"), rpe ? "rpe-fft's FAVOR+ features" : "performer");
     }
     int rope_i = cli_get_choice(&c, "rope", "--rope mode", rope_modes, -1);
+    if (rope_i > 0 && rpe)
+        cli_die(&c, "--rope %s: rpe-fft does not combine RoPE with the FFT relative bias (use "
+                "--sinusoidal, or --variant softmax, performer or linear with --rope)",
+                rope_modes[rope_i]);
     if (rope_i >= 0) {
         rk_rope_mode want = rope_i == 1 ? RK_ROPE_QK : rope_i == 2 ? RK_ROPE_FEATURES
                                                                   : RK_ROPE_NONE;
@@ -268,14 +484,17 @@ int cmd_attend(int argc, char **argv)
                 "linear (softmax takes --rope qk)");
     cli_rope_config(&c, &ac.rope_cfg);
     ac.pos_offset = cli_get_integer(&c, "offset", 0, INT64_MIN, INT64_MAX);
+    const int sinusoidal = cli_flag(&c, "sinusoidal");
     if (ac.rope == RK_ROPE_NONE)
         for (int i = 0; rope_opts[i]; i++)
             if (cli_flag(&c, rope_opts[i]))
                 cli_die(&c, "--%s has no effect without --rope", rope_opts[i]);
+    if (ac.rope == RK_ROPE_NONE && !sinusoidal && cli_flag(&c, "offset"))
+        cli_die(&c, "--offset has no effect without --rope or --sinusoidal");
     if (cli_flag(&c, "freq-dim") && ac.rope != RK_ROPE_FEATURES)
         cli_die(&c, "--freq-dim applies to --rope features only");
     ac.rope_freq_dim_head = cli_get_choice(&c, "freq-dim", "--freq-dim", freq_dims, 0) == 1;
-    if (kind == RK_PERFORMER) {
+    if (ch.feat == RK_PERFORMER) {
         ac.kernel = (rk_kernel)cli_get_choice(&c, "kernel", "kernel", kernels, RK_KERNEL_POSITIVE);
         ac.proj = cli_flag(&c, "iid") ? RK_PROJ_IID : RK_PROJ_ORTHOGONAL;
         ac.proj_norm = cli_flag(&c, "fixed-norm") ? RK_NORM_FIXED : RK_NORM_CHI;
@@ -285,20 +504,57 @@ int cmd_attend(int argc, char **argv)
             cli_die(&c, "--rope features rotates the features in pairs, but --features %zu gives "
                     "an odd feature width (use an even m, or --kernel hyperbolic|trig: 2m)", m);
     }
-    if (kind == RK_LINEAR) {
+    if (ch.feat == RK_LINEAR) {
         int mi = cli_get_choice(&c, "map", "--map", maps, -1);
         if (mi >= 0) {
             rk_map want = mi == 1 ? RK_MAP_RELU : RK_MAP_ELU;
             if (ch.fixed_map && want != ac.map)
-                cli_die(&c, "--map %s: variant '%s' fixes the map to %s (use --variant linear "
+                cli_die(&c, "--map %s: variant '%s' fixes the map to %s (use --variant %s "
                         "--map %s)", maps[mi], ch.row->name, maps[ac.map == RK_MAP_RELU],
-                        maps[mi]);
+                        rpe ? "rpe-fft" : "linear", maps[mi]);
             ac.map = want;
         }
+    }
+    if (rpe) {
+        ac.rpe_base = ch.feat;
+        if (ch.feat == RK_LINEAR) {   /* no projection: the FAVOR+ defaults of the row go */
+            ac.n_features = 0;
+            ac.seed = 0;
+            ac.kernel = RK_KERNEL_POSITIVE;
+            ac.proj = RK_PROJ_ORTHOGONAL;
+            ac.proj_norm = RK_NORM_CHI;
+        }
+        ac.rpe_l2norm = cli_flag(&c, "l2norm");
+        ac.fft_wisdom = cli_get(&c, "fft-wisdom");
+    }
+    /* the bias: a file, a standard kind, or the variant's default */
+    const int bias_file = cli_flag(&c, "bias");
+    const int bias_kind = bias_file ? BIAS_NONE
+                        : cli_get_choice(&c, "bias-kind", "--bias-kind", bias_kinds,
+                                         ch.row->bias == VARIANT_BIAS_T5 ? BIAS_T5 : BIAS_NONE);
+    if (cli_flag(&c, "alibi-slope") && bias_kind != BIAS_ALIBI)
+        cli_die(&c, "--alibi-slope applies to --bias-kind alibi only");
+    double alibi_slope = cli_get_double(&c, "alibi-slope", 0.0, 0.0, INFINITY, 0);
+    ac.bias = NULL;   /* made below, once the sizes are known */
+    ac.bias_len = 0;
+    if (cli_flag(&c, "xpos")) {
+        if (ac.rope != RK_ROPE_QK)
+            cli_die(&c, "--xpos needs --rope qk (xPos is RoPE with a decay; or --variant "
+                    "softmax-rope)");
+        if (!ac.causal)
+            cli_die(&c, "--xpos needs --causal (its factors grow without bound for keys after "
+                    "the query)");
+        ac.xpos_scale_base = cli_get_double(&c, "xpos", 0.0, 0.0, INFINITY, CLI_GT_LO);
+        ac.xpos_gamma = cli_get_double(&c, "xpos-gamma", 0.0, 0.0, INFINITY, CLI_GT_LO);
     }
     const char *save_proj = cli_get(&c, "save-proj");
     if (save_proj && strcmp(save_proj, out_path) == 0)
         cli_die(&c, "--save-proj and --out name the same file '%s'", out_path);
+    const char *wisdom = cli_get(&c, "fft-wisdom");
+    if (wisdom && strcmp(wisdom, out_path) == 0)
+        cli_die(&c, "--fft-wisdom and --out name the same file '%s'", out_path);
+    if (wisdom && save_proj && strcmp(wisdom, save_proj) == 0)
+        cli_die(&c, "--fft-wisdom and --save-proj name the same file '%s'", save_proj);
     int precision = cli_get_choice(&c, "precision", "precision", precisions, -1);
     ac.nthreads = (int)cli_get_integer(&c, "threads", 0, 1, 4096);
 
@@ -341,16 +597,22 @@ int cmd_attend(int argc, char **argv)
                 (ac.rope_cfg.rotary_dim ? ac.rope_cfg.rotary_dim : F) <= 2)
                 cli_die(&c, "--scaling ntk needs a rotary dimension > 2");
         }
+    }
+    if (ac.rope != RK_ROPE_NONE || sinusoidal) {
         int64_t last = (int64_t)(ac.n_kv > ac.n_q ? ac.n_kv : ac.n_q) - 1;
         if (ac.pos_offset > 0 && ac.pos_offset > INT64_MAX - last)
             cli_die(&c, "--offset %lld: the last position overflows a 64-bit integer",
                     (long long)ac.pos_offset);
+        if (ac.pos_offset < INT64_MIN + (int64_t)ac.n_q)
+            cli_die(&c, "--offset %lld: the first query position P + n_kv - n_q overflows a "
+                    "64-bit integer", (long long)ac.pos_offset);
     }
     cli_check_finite(&c, "q", &q);
     cli_check_finite(&c, "k", &k);
     cli_check_finite(&c, "v", &v);
 
-    /* Batch entries (axis b of (b, h, n, d)), heads per entry, and (b, h) slices. */
+    /* Batch entries (axis b of (b, h, n, d)), heads per entry (the (h) axis; 1 for (n, d)),
+     * and (b, h) slices: slice s is head s % heads of batch entry s / heads. */
     size_t batch = nd == 4 ? q.shape[0] : 1;
     size_t slices = 1;
     for (int i = 0; i < nd - 2; i++) slices *= q.shape[i];
@@ -363,6 +625,15 @@ int cmd_attend(int argc, char **argv)
             cli_die(&c, "--kv-len has %zu values but the batch has %zu entr%s (give one value, "
                     "or one per b of (b, h, n, d))", n_kv_len, batch, batch == 1 ? "y" : "ies");
     }
+
+    /* The bias rows: none, one for every head, or one per head. */
+    rk_array bias_arr;   /* at function scope: freed by cli_finish */
+    bias_rows br = { NULL, 0, rk_bias_len(ac.n_q, ac.n_kv) };
+    if (bias_file)
+        load_bias(&c, &bias_arr, ac.n_q, ac.n_kv, heads, &br);
+    else if (bias_kind != BIAS_NONE)
+        make_bias(&c, bias_kind, ac.n_q, ac.n_kv, ac.causal, heads,
+                  cli_flag(&c, "alibi-slope") ? &alibi_slope : NULL, &br);
 
     /* 3. Precision: convert the inputs if the arithmetic differs from the input dtype. */
     const rk_dtype in_dtype = q.dtype;
@@ -388,38 +659,66 @@ int cmd_attend(int argc, char **argv)
     if (err) cli_die_rk(&c, err, "cannot allocate the output");
     cli_defer_array(&c, &out);
 
-    /* 4. One plan, executed on every (b, h) slice through views. */
-    rk_attn *plan;
-    err = rk_attn_create(&plan, &ac);
-    if (err) cli_die_rk(&c, err, "cannot create the attention plan");
-    cli_defer_attn(&c, plan);
-    const size_t nq = ac.n_q, nkv = ac.n_kv, d = ac.d, dv = ac.d_v;
-    for (size_t s = 0; s < slices; s++) {
-        size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / heads];
-        if (work == RK_F32) {
-            rk_mat qs = rk_mat_view((float *)wq->data + s * nq * d, nq, d, d);
-            rk_mat ks = rk_mat_view((float *)wk->data + s * nkv * d, nkv, d, d);
-            rk_mat vs = rk_mat_view((float *)wv->data + s * nkv * dv, nkv, dv, dv);
-            rk_mat os = rk_mat_view((float *)out.data + s * nq * dv, nq, dv, dv);
-            err = rk_attn_execute(plan, &qs, &ks, &vs, &os, L);
-        } else {
-            rk_matd qs = rk_matd_view((double *)wq->data + s * nq * d, nq, d, d);
-            rk_matd ks = rk_matd_view((double *)wk->data + s * nkv * d, nkv, d, d);
-            rk_matd vs = rk_matd_view((double *)wv->data + s * nkv * dv, nkv, dv, dv);
-            rk_matd os = rk_matd_view((double *)out.data + s * nq * dv, nq, dv, dv);
-            err = rk_attn_execute_d(plan, &qs, &ks, &vs, &os, L);
-        }
-        if (err) cli_die_rk(&c, err, "attention failed");
+    /* 4. The projection of rpe-fft's FAVOR+ features, for --save-proj: an RK_PERFORMER plan of
+     * the same feature options draws the same one (ropekit.h; rpe-fft plans report none). */
+    rk_attn *plan = NULL, *proj_plan = NULL;
+    cli_defer(&c, destroy_plan_at, &plan);
+    cli_defer(&c, destroy_plan_at, &proj_plan);
+    if (save_proj && rpe) {
+        rk_attn_config pc = { .kind = RK_PERFORMER, .n_q = 1, .n_kv = 1, .d = ac.d, .d_v = 1,
+                              .scale = ac.scale, .n_features = ac.n_features,
+                              .kernel = ac.kernel, .proj = ac.proj, .proj_norm = ac.proj_norm,
+                              .seed = ac.seed, .proj_data = ac.proj_data, .nthreads = 1 };
+        err = rk_attn_create(&proj_plan, &pc);
+        if (err) cli_die_rk(&c, err, "cannot draw the projection");
     }
 
-    /* 5. The projection (under a temporary name), the output in the input dtype, then the
+    /* --sinusoidal: keys at P + j, queries at P + n_kv - n_q + i, on the working copies. */
+    if (sinusoidal) {
+        add_sinusoidal(&c, wq, ac.n_q, ac.d,
+                       ac.pos_offset + ((int64_t)ac.n_kv - (int64_t)ac.n_q), "--sinusoidal");
+        add_sinusoidal(&c, wk, ac.n_kv, ac.d, ac.pos_offset, "--sinusoidal");
+    }
+
+    /* 5. One plan per bias row (one in all for a shared bias or none), executed on the slices
+     * of its heads through views; the plans differ in their bias values only. */
+    const size_t nq = ac.n_q, nkv = ac.n_kv, d = ac.d, dv = ac.d_v;
+    const size_t nplans = br.nb ? br.nb : 1;
+    for (size_t h = 0; h < nplans; h++) {
+        destroy_plan_at(&plan);
+        if (br.nb) {
+            ac.bias = br.b + h * br.L;
+            ac.bias_len = br.L;
+        }
+        err = rk_attn_create(&plan, &ac);
+        if (err) cli_die_rk(&c, err, "cannot create the attention plan");
+        for (size_t s = h; s < slices; s += nplans) {   /* nplans is 1 or heads */
+            size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / heads];
+            if (work == RK_F32) {
+                rk_mat qs = rk_mat_view((float *)wq->data + s * nq * d, nq, d, d);
+                rk_mat ks = rk_mat_view((float *)wk->data + s * nkv * d, nkv, d, d);
+                rk_mat vs = rk_mat_view((float *)wv->data + s * nkv * dv, nkv, dv, dv);
+                rk_mat os = rk_mat_view((float *)out.data + s * nq * dv, nq, dv, dv);
+                err = rk_attn_execute(plan, &qs, &ks, &vs, &os, L);
+            } else {
+                rk_matd qs = rk_matd_view((double *)wq->data + s * nq * d, nq, d, d);
+                rk_matd ks = rk_matd_view((double *)wk->data + s * nkv * d, nkv, d, d);
+                rk_matd vs = rk_matd_view((double *)wv->data + s * nkv * dv, nkv, dv, dv);
+                rk_matd os = rk_matd_view((double *)out.data + s * nq * dv, nq, dv, dv);
+                err = rk_attn_execute_d(plan, &qs, &ks, &vs, &os, L);
+            }
+            if (err) cli_die_rk(&c, err, "attention failed");
+        }
+    }
+
+    /* 6. The projection (under a temporary name), the output in the input dtype, then the
      * projection renamed into place: both files appear only if the run succeeds. */
     char proj_tmp[4096];
     if (save_proj) {
         if (snprintf(proj_tmp, sizeof proj_tmp, "%s.part%ld", save_proj, (long)getpid()) >=
             (int)sizeof proj_tmp)
             cli_die(&c, "--save-proj: path too long");
-        err = rk_attn_proj_save(plan, proj_tmp);
+        err = rk_attn_proj_save(proj_plan ? proj_plan : plan, proj_tmp);
         if (err) {
             const char *msg = rk_last_error();
             cli_die(&c, "--save-proj: '%s': %s", save_proj, msg[0] ? msg : rk_strerror(err));

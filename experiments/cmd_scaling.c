@@ -96,6 +96,7 @@ typedef struct {
 static const char *const mask_names[] = { "bidirectional", "causal", NULL };
 
 static void restore_signals(void *p) { (void)p; progress_restore_signals(); }
+static void release_variants(void *p) { (void)p; variant_release(); }
 
 /* ---- resources of the point being measured (freed by cli_die too) ------------------------ */
 typedef struct {
@@ -329,7 +330,7 @@ static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v
     size_t plan_bytes = rk_attn_bytes(r->plan);
     size_t io_bytes = 4 * n * s->d * elt;
     long rss_peak = rss_reset ? machine_rss_peak_kb() : -1, rss_max = machine_rss_max_kb();
-    size_t m_used = v->kind == RK_PERFORMER ? rc->n_features : 0;
+    size_t m_used = variant_random(v) ? rc->n_features : 0;
     free_point(r);
 
     char b[12][32];
@@ -525,6 +526,7 @@ int cmd_scaling(int argc, char **argv)
     res.rng = gsl_rng_alloc(gsl_rng_mt19937);
     if (!res.rng) cli_die(&c, "cannot allocate a random number generator");
     cli_defer(&c, free_resources, &res);
+    cli_defer(&c, release_variants, NULL);   /* the T5 bias buffer of the bias rows */
     /* every variant can be set up (fail before any row, not in the middle of the sweep) */
     for (size_t vi = 0; vi < s.nvar; vi++) {
         rk_attn_config ac;
@@ -608,7 +610,7 @@ int cmd_scaling(int argc, char **argv)
                     if (table_addf(&res.tab, "%s\t%s\t%zu\tskipped\t%zu\t%zu\t%d\t0\tnan\tnan\tnan"
                                    "\tnan\tnan\tnan\tnan\tnan\t0\t0\t-1\t-1\t%s", v->name,
                                    mask_names[mask], n, s.d,
-                                   v->kind == RK_PERFORMER ? s.m : 0, threads,
+                                   variant_random(v) ? s.m : 0, threads,
                                    num(b, predicted)))
                         cli_die(&c, "--out: %s", res.tab.err);
                     done += w;

@@ -1,7 +1,10 @@
 /* The variant table (see variant.h). */
 #include "variant.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 double variant_pairs(const rk_attn_config *c)
@@ -15,7 +18,8 @@ double variant_pairs(const rk_attn_config *c)
 
 size_t variant_feature_dim(const rk_attn_config *c)
 {
-    switch (c->kind) {
+    rk_kind k = c->kind == RK_RPE_FFT ? (c->rpe_base ? c->rpe_base : RK_PERFORMER) : c->kind;
+    switch (k) {
     case RK_PERFORMER: return c->kernel == RK_KERNEL_POSITIVE ? c->n_features : 2 * c->n_features;
     case RK_LINEAR:    return c->d;
     default:           return 0;
@@ -28,6 +32,7 @@ static double flops_softmax(const rk_attn_config *c)
 {
     double f = variant_pairs(c) * 2.0 * ((double)c->d + (double)c->d_v);
     if (c->rope == RK_ROPE_QK) f += 3.0 * (double)(c->n_q + c->n_kv) * (double)c->d;
+    if (c->bias) f += variant_pairs(c);   /* one add per visible logit */
     return f;
 }
 
@@ -46,13 +51,74 @@ static double flops_kernel(const rk_attn_config *c)
     return f;
 }
 
+/* The FFT length of lib/rpe_fft.c: the smallest even 2^a 3^b 5^c 7^d >= L. */
+static size_t fft_len(size_t L)
+{
+    for (size_t n = L + (L & 1);; n += 2) {
+        size_t x = n;
+        static const size_t primes[] = { 2, 3, 5, 7 };
+        for (int i = 0; i < 4; i++)
+            while (x % primes[i] == 0) x /= primes[i];
+        if (x == 1) return n;
+    }
+}
+
+/* RK_RPE_FFT (lib/rpe_fft.c): F (d_v + 1) columns, each an r2c and a c2r transform of length
+ * N (5 N log2 N flops for the pair, the usual FFT count), the product with the bias spectrum
+ * (N/2 + 1 complex multiplies: ~3N) and the accumulation phi_f(q_i) y_i (2 n_q); plus the
+ * projections x W^T of the FAVOR+ base (2 m d per row of q and k). */
+static double flops_rpe(const rk_attn_config *c)
+{
+    size_t L = rk_bias_len(c->n_q, c->n_kv);
+    if (!L) return 0.0;
+    double F = (double)variant_feature_dim(c), N = (double)fft_len(L);
+    double dv = (double)(c->d_v ? c->d_v : c->d), nq = (double)c->n_q;
+    double f = F * (dv + 1.0) * (5.0 * N * log2(N) + 3.0 * N + 2.0 * nq);
+    if (c->rpe_base != RK_LINEAR)
+        f += 2.0 * (double)(c->n_q + c->n_kv) * (double)c->n_features * (double)c->d;
+    return f;
+}
+
+/* The bias of VARIANT_BIAS_T5 rows, in a buffer reused by every fill (see variant.h). */
+static double *bias_buf;
+static size_t bias_cap;
+
+void variant_release(void)
+{
+    free(bias_buf);
+    bias_buf = NULL;
+    bias_cap = 0;
+}
+
+static int make_bias(variant_bias kind, rk_attn_config *c)
+{
+    size_t L = rk_bias_len(c->n_q, c->n_kv);
+    if (kind == VARIANT_BIAS_NONE || L == 0) return RK_OK;
+    if (L > bias_cap) {
+        double *p = L <= SIZE_MAX / sizeof *p ? realloc(bias_buf, L * sizeof *p) : NULL;
+        if (!p) return RK_ENOMEM;
+        bias_buf = p;
+        bias_cap = L;
+    }
+    int rc = rk_bias_t5(bias_buf, c->n_q, c->n_kv, NULL, !c->causal, 0, 0);
+    if (rc) return rc;
+    c->bias = bias_buf;
+    c->bias_len = L;
+    return RK_OK;
+}
+
 #define EXACT(name, rope, summary) \
-    { name, summary, RK_SOFTMAX, rope, RK_MAP_ELU, NULL, 2.0, flops_softmax, NULL, VARIANT_SCALING }
+    { name, summary, RK_SOFTMAX, rope, RK_MAP_ELU, NULL, 2.0, flops_softmax, NULL, \
+      VARIANT_SCALING, RK_SOFTMAX, VARIANT_BIAS_NONE }
 #define FAVOR(name, rope, ref, summary) \
     { name, summary, RK_PERFORMER, rope, RK_MAP_ELU, ref, 1.0, flops_kernel, NULL, \
-      VARIANT_SCALING | VARIANT_APPROX }
+      VARIANT_SCALING | VARIANT_APPROX, RK_PERFORMER, VARIANT_BIAS_NONE }
 #define LINEAR(name, map, rope, flags, summary) \
-    { name, summary, RK_LINEAR, rope, map, NULL, 1.0, flops_kernel, NULL, flags }
+    { name, summary, RK_LINEAR, rope, map, NULL, 1.0, flops_kernel, NULL, flags, RK_LINEAR, \
+      VARIANT_BIAS_NONE }
+#define RPE(name, base, ref, flags, summary) \
+    { name, summary, RK_RPE_FFT, RK_ROPE_NONE, RK_MAP_ELU, ref, 1.0, flops_rpe, NULL, flags, \
+      base, VARIANT_BIAS_T5 }
 
 static const variant table[] = {
     EXACT("softmax", RK_ROPE_NONE, "exact softmax attention (eq. 2)"),
@@ -72,6 +138,17 @@ static const variant table[] = {
     LINEAR("linear-relu", RK_MAP_RELU, RK_ROPE_NONE, 0, "linear attention, relu features"),
     LINEAR("linear-relu-rope-features", RK_MAP_RELU, RK_ROPE_FEATURES, 0,
            "linear attention relu, RoPE on the features, numerator only"),
+    { "softmax-t5", "exact softmax attention with a T5 relative bias (stand-in table)",
+      RK_SOFTMAX, RK_ROPE_NONE, RK_MAP_ELU, NULL, 2.0, flops_softmax, NULL, 0, RK_SOFTMAX,
+      VARIANT_BIAS_T5 },
+    /* FFT rows: expected exponent 1, though the cost is N log N: the log alone gives a fitted
+     * ~1.1 over n = 1024..16384, and columns leaving the cache more (one run, m = 64, 1 thread,
+     * causal: 1.26, GFLOP/s of flops_rpe falling from 12 to 7.9). softmax-t5 is not in the
+     * default scaling set (one more quadratic row); without it rpe-fft is compared with softmax. */
+    RPE("rpe-fft", RK_PERFORMER, "softmax-t5", VARIANT_SCALING,
+        "FAVOR+ with a T5 relative bias, Toeplitz sums by FFT (Luo et al. 2021)"),
+    RPE("rpe-fft-linear", RK_LINEAR, NULL, 0,
+        "elu(x)+1 linear attention with a T5 relative bias by FFT (Luo et al.)"),
 };
 #define NTABLE (sizeof table / sizeof table[0])
 
@@ -106,14 +183,22 @@ int variant_fill(const variant *v, size_t n_q, size_t n_kv, size_t d, size_t d_v
     out->causal = causal != 0;
     out->rope = v->rope;
     out->map = v->map;
-    if (v->kind == RK_PERFORMER) {
+    if (v->kind == RK_RPE_FFT) out->rpe_base = v->base;
+    if (variant_random(v)) {
         out->kernel = RK_KERNEL_POSITIVE;
         out->proj = RK_PROJ_ORTHOGONAL;
         out->proj_norm = RK_NORM_CHI;
         out->n_features = m;
         out->seed = seed ? seed : VARIANT_DEFAULT_SEED;
     }
+    int rc = make_bias(v->bias, out);
+    if (rc) return rc;
     return v->setup ? v->setup(out) : 0;
+}
+
+int variant_random(const variant *v)
+{
+    return v->kind == RK_PERFORMER || (v->kind == RK_RPE_FFT && v->base == RK_PERFORMER);
 }
 
 int variant_config(const char *name, size_t n_q, size_t n_kv, size_t d, size_t d_v, int causal,

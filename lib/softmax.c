@@ -161,7 +161,10 @@ static int make_rope(const rk_attn_config *c, sm_plan *s)
     rk_rope_config rc = c->rope_cfg;
     rc.dim = c->d;
     /* A table over every position used when that is modest (about 12 d bytes per position,
-     * up to ROPE_TABLE_BYTES); beyond it the rope plan computes cos/sin directly, same bits. */
+     * up to ROPE_TABLE_BYTES); beyond it the rope plan combines the table with cos/sin of
+     * a * table_len * theta by angle addition in double (within ~5 double ulps of the direct
+     * formula, see table_len in ropekit.h), so results may differ in the last bits from a plan
+     * whose table covers every position. */
     int64_t max_pos = c->pos_offset + (int64_t)c->n_kv - 1;   /* last key and last query */
     size_t limit = ROPE_TABLE_BYTES / (12 * c->d);
     if (limit < 4096) limit = 4096;

@@ -276,9 +276,12 @@ static rk_array ref_rope(const rk_array *x, const rk_rope_config *cfg, int64_t o
     return y;
 }
 
-/* kv_len: NULL (all keys), or n_kv_len values (1: all batch entries; else one per b). */
-static rk_array ref_attend(rk_attn_config ac, rk_dtype work, const rk_array *q, const rk_array *k,
-                           const rk_array *v, const size_t *kv_len, size_t n_kv_len)
+/* kv_len: NULL (all keys), or n_kv_len values (1: all batch entries; else one per b).
+ * head_bias: NULL (ac as given), or one bias row of rk_bias_len(n_q, n_kv) values per head of the
+ * (h) axis (H = 1 for (n, d)): slice s runs a plan with row s % H. */
+static rk_array ref_attend_hb(rk_attn_config ac, rk_dtype work, const rk_array *q,
+                              const rk_array *k, const rk_array *v, const size_t *kv_len,
+                              size_t n_kv_len, const double *head_bias)
 {
     int nd = q->ndim;
     rk_array wq = convert(q, work), wk = convert(k, work), wv = convert(v, work);
@@ -291,11 +294,18 @@ static rk_array ref_attend(rk_attn_config ac, rk_dtype work, const rk_array *q, 
     shape[nd - 1] = ac.d_v;
     rk_array o = { 0 };
     assert_rk_ok(rk_array_alloc(&o, work, nd, shape));
-    rk_attn *p;
-    assert_rk_ok(rk_attn_create(&p, &ac));
+    rk_attn *p = NULL;
     size_t slices = q->count / (ac.n_q * ac.d), heads = nd == 4 ? q->shape[1] : slices;
+    size_t H = nd == 2 ? 1 : q->shape[nd - 3], bl = rk_bias_len(ac.n_q, ac.n_kv);
     size_t nq = ac.n_q, nkv = ac.n_kv, d = ac.d, dv = ac.d_v;
+    if (!head_bias) assert_rk_ok(rk_attn_create(&p, &ac));
     for (size_t s = 0; s < slices; s++) {
+        if (head_bias) {   /* a fresh plan per slice, with its head's row */
+            rk_attn_destroy(p);
+            ac.bias = head_bias + (s % H) * bl;
+            ac.bias_len = bl;
+            assert_rk_ok(rk_attn_create(&p, &ac));
+        }
         size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / heads];
         if (work == RK_F32) {
             rk_mat qs = rk_mat_view((float *)wq.data + s * nq * d, nq, d, d);
@@ -408,9 +418,39 @@ static void test_rope_round_trip(void **state)
 
 /* ---- attend -------------------------------------------------------------------------------- */
 
+/* Add the sinusoidal encoding to every (n, d) slice of x (rows at pos0 + r), as --sinusoidal. */
+static void add_sinusoidal(rk_array *x, int64_t pos0)
+{
+    size_t n = x->shape[x->ndim - 2], d = x->shape[x->ndim - 1];
+    for (size_t s = 0; s < x->count / (n * d); s++) {
+        if (x->dtype == RK_F32) {
+            rk_mat m = rk_mat_view((float *)x->data + s * n * d, n, d, d);
+            assert_rk_ok(rk_sinusoidal_add(&m, pos0, 0.0));
+        } else {
+            rk_matd m = rk_matd_view((double *)x->data + s * n * d, n, d, d);
+            assert_rk_ok(rk_sinusoidal_add_d(&m, pos0, 0.0));
+        }
+    }
+}
+
+/* The CLI on seeded Q, K, V against the library: head_bias as in ref_attend_hb; sinusoidal: the
+ * reference runs on copies of q and k (in the working precision) with the encoding added at
+ * keys P + j, queries P + n_kv - n_q + i (P = ac.pos_offset). */
+static void attend_case_x(const char *what, rk_attn_config ac, rk_dtype in_dt, rk_dtype work,
+                          int nd, const size_t *qs, const size_t *ks, const size_t *vs,
+                          const size_t *kv_len, size_t n_kv_len, const char *const *extra,
+                          const double *head_bias, int sinusoidal);
 static void attend_case(const char *what, rk_attn_config ac, rk_dtype in_dt, rk_dtype work,
                         int nd, const size_t *qs, const size_t *ks, const size_t *vs,
                         const size_t *kv_len, size_t n_kv_len, const char *const *extra)
+{
+    attend_case_x(what, ac, in_dt, work, nd, qs, ks, vs, kv_len, n_kv_len, extra, NULL, 0);
+}
+
+static void attend_case_x(const char *what, rk_attn_config ac, rk_dtype in_dt, rk_dtype work,
+                          int nd, const size_t *qs, const size_t *ks, const size_t *vs,
+                          const size_t *kv_len, size_t n_kv_len, const char *const *extra,
+                          const double *head_bias, int sinusoidal)
 {
     unsigned long seed = 1000u + (unsigned long)strlen(what) * 7u;
     rk_array q = randarr(in_dt, nd, qs, seed), k = randarr(in_dt, nd, ks, seed + 1),
@@ -419,7 +459,8 @@ static void attend_case(const char *what, rk_attn_config ac, rk_dtype in_dt, rk_
     save("k.npy", &k);
     save("v.npy", &v);
     const char *variant = ac.kind == RK_PERFORMER ? "performer"
-                        : ac.kind == RK_LINEAR ? "linear" : "softmax";
+                        : ac.kind == RK_LINEAR ? "linear"
+                        : ac.kind == RK_RPE_FFT ? "rpe-fft" : "softmax";
     int n = 11;
     if (extra && extra[0] && strcmp(extra[0], "--variant") == 0) {   /* a named variant */
         variant = extra[1];
@@ -431,7 +472,20 @@ static void attend_case(const char *what, rk_attn_config ac, rk_dtype in_dt, rk_
     argv[n] = NULL;
     run_v(argv);
     if (R.code != 0 || R.err[0]) fail_msg("%s: exit %d, stderr: %s", what, R.code, R.err);
-    rk_array want = ref_attend(ac, work, &q, &k, &v, kv_len, n_kv_len), got = load("o.npy");
+    rk_array want, got = load("o.npy");
+    if (sinusoidal) {
+        rk_array sq = convert(&q, work), sk = convert(&k, work);
+        size_t n_q = q.shape[nd - 2], n_kv = k.shape[nd - 2];
+        add_sinusoidal(&sq, ac.pos_offset + (int64_t)n_kv - (int64_t)n_q);
+        add_sinusoidal(&sk, ac.pos_offset);
+        rk_array w = ref_attend_hb(ac, work, &sq, &sk, &v, kv_len, n_kv_len, head_bias);
+        want = convert(&w, in_dt);
+        rk_array_free(&w);
+        rk_array_free(&sq);
+        rk_array_free(&sk);
+    } else {
+        want = ref_attend_hb(ac, work, &q, &k, &v, kv_len, n_kv_len, head_bias);
+    }
     print_message("attend %s: %zu values\n", what, got.count);
     assert_same(&got, &want);
     rk_array_free(&q);
@@ -536,6 +590,258 @@ static void test_attend_variants_match_library(void **state)
     c = (rk_attn_config){ .kind = RK_SOFTMAX, .rope = RK_ROPE_QK };
     attend_case("named softmax-rope", c, RK_F32, RK_F32, 2, SHAPE(4, 8), SHAPE(4, 8),
                 SHAPE(4, 8), NULL, 0, ARGS("--variant", "softmax-rope"));
+}
+
+/* ---- issue 6: relative biases, rpe-fft, xPos, sinusoidal ----------------------------------- */
+
+static void write_bytes(const char *name, const void *p, size_t n);
+
+/* The T5 stand-in bias of an (nq, nkv) plan, bidirectional unless causal (malloc'd). */
+static double *bias_t5(size_t nq, size_t nkv, int causal)
+{
+    double *b = malloc(rk_bias_len(nq, nkv) * sizeof *b);
+    assert_non_null(b);
+    assert_rk_ok(rk_bias_t5(b, nq, nkv, NULL, !causal, 0, 0));
+    return b;
+}
+
+/* H rows of ALiBi biases: row h with slope h of rk_alibi_slopes(H), or `slope` if >= 0. */
+static double *bias_alibi(size_t H, size_t nq, size_t nkv, double slope)
+{
+    size_t L = rk_bias_len(nq, nkv);
+    double *b = malloc(H * L * sizeof *b), sl[16];
+    assert_non_null(b);
+    assert_true(H <= 16);
+    assert_rk_ok(rk_alibi_slopes(sl, H));
+    for (size_t h = 0; h < H; h++)
+        assert_rk_ok(rk_bias_alibi(b + h * L, nq, nkv, slope >= 0 ? slope : sl[h]));
+    if (H > 1 && slope < 0) assert_true(sl[0] != sl[1]);   /* the heads differ */
+    return b;
+}
+
+/* A random (L,) (rows 0) or (rows, L) bias saved as `name` in dtype dt; its values as the CLI
+ * reads them (double), malloc'd. Entry `ninf` (if < count) is -inf. */
+static double *save_bias(const char *name, rk_dtype dt, size_t rows, size_t L, unsigned long seed,
+                         size_t ninf)
+{
+    rk_array a = rows ? RAND(dt, seed, rows, L) : RAND(dt, seed, L);
+    if (ninf < a.count) {
+        if (dt == RK_F32) ((float *)a.data)[ninf] = -INFINITY;
+        else ((double *)a.data)[ninf] = -INFINITY;
+    }
+    save(name, &a);
+    double *b = malloc(a.count * sizeof *b);
+    assert_non_null(b);
+    for (size_t i = 0; i < a.count; i++) b[i] = at(&a, i);
+    rk_array_free(&a);
+    return b;
+}
+
+/* rpe-fft: FAVOR+ and linear bases, causal and not, every bias source, --l2norm; the same
+ * config through the library gives the same bits (per-head biases: one plan per head). */
+static void test_attend_rpe_fft_matches_library(void **state)
+{
+    (void)state;
+    const rk_attn_config rp = { .kind = RK_RPE_FFT, .rpe_base = RK_PERFORMER, .seed = 1 };
+    const rk_attn_config rl = { .kind = RK_RPE_FFT, .rpe_base = RK_LINEAR };
+    rk_attn_config c;
+    double *b;
+
+    /* the defaults: FAVOR+ (m = 256), the T5 stand-in, bidirectional */
+    b = bias_t5(6, 6, 0);
+    c = rp; c.bias = b; c.bias_len = 11;
+    attend_case("rpe-fft defaults 2d f32", c, RK_F32, RK_F32, 2, SHAPE(6, 8), SHAPE(6, 8),
+                SHAPE(6, 8), NULL, 0, NULL);
+    free(b);
+    /* --bias file (float32), causal, n_q < n_kv, the FAVOR+ options */
+    b = save_bias("b.npy", RK_F32, 0, 11, 501, SIZE_MAX);
+    c = rp; c.causal = 1; c.bias = b; c.bias_len = 11; c.n_features = 12;
+    c.kernel = RK_KERNEL_HYPERBOLIC; c.proj = RK_PROJ_IID; c.proj_norm = RK_NORM_FIXED;
+    c.seed = 7; c.scale = 0.5;
+    attend_case("rpe-fft bias file causal hyperbolic iid 3d f64", c, RK_F64, RK_F64, 3,
+                SHAPE(2, 5, 8), SHAPE(2, 7, 8), SHAPE(2, 7, 3), NULL, 0,
+                ARGS("--causal", "--bias", P("b.npy"), "--features", "12", "--kernel",
+                     "hyperbolic", "--iid", "--fixed-norm", "--seed", "7", "--scale", "0.5"));
+    free(b);
+    /* linear base by --map relu, ALiBi with a slope per head of (h = 3, n, d), causal */
+    b = bias_alibi(3, 6, 6, -1.0);
+    c = rl; c.map = RK_MAP_RELU; c.causal = 1;
+    attend_case_x("rpe-fft relu alibi per head causal 3d f32", c, RK_F32, RK_F32, 3,
+                  SHAPE(3, 6, 8), SHAPE(3, 6, 8), SHAPE(3, 6, 8), NULL, 0,
+                  ARGS("--map", "relu", "--bias-kind", "alibi", "--causal"), b, 0);
+    free(b);
+    /* linear base by --map elu, T5 causal (future keys share bucket 0, then masked) */
+    b = bias_t5(6, 6, 1);
+    c = rl; c.causal = 1; c.bias = b; c.bias_len = 11;
+    attend_case("rpe-fft elu t5 causal 2d f64", c, RK_F64, RK_F64, 2, SHAPE(6, 8), SHAPE(6, 8),
+                SHAPE(6, 5), NULL, 0, ARGS("--map", "elu", "--bias-kind", "t5", "--causal"));
+    free(b);
+    /* rpe-fft-linear, --l2norm, its T5 default, 4d with per-batch kv-len, double on float32 */
+    b = bias_t5(5, 6, 0);
+    c = rl; c.rpe_l2norm = 1; c.bias = b; c.bias_len = 10;
+    attend_case("rpe-fft-linear l2norm t5 4d kv-len precision double", c, RK_F32, RK_F64, 4,
+                SHAPE(2, 2, 5, 8), SHAPE(2, 2, 6, 8), SHAPE(2, 2, 6, 4), SHAPE(4, 6), 2,
+                ARGS("--variant", "rpe-fft-linear", "--l2norm", "--kv-len", "4,6", "--precision",
+                     "double"));
+    free(b);
+    /* NPRF: FAVOR+ with --l2norm --scale 1, no bias, causal */
+    c = rp; c.rpe_l2norm = 1; c.scale = 1.0; c.causal = 1; c.n_features = 16;
+    attend_case("rpe-fft nprf no bias causal 2d f64", c, RK_F64, RK_F64, 2, SHAPE(7, 8),
+                SHAPE(7, 8), SHAPE(7, 8), NULL, 0,
+                ARGS("--l2norm", "--scale", "1", "--bias-kind", "none", "--causal", "--features",
+                     "16"));
+    /* an (H, L) bias file: one row per head; float64 with a -inf entry (a mask) */
+    b = save_bias("bh.npy", RK_F64, 2, 9, 502, 12);
+    c = rp; c.n_features = 8;
+    attend_case_x("rpe-fft per-head bias file 3d f32", c, RK_F32, RK_F32, 3, SHAPE(2, 5, 8),
+                  SHAPE(2, 5, 8), SHAPE(2, 5, 8), NULL, 0,
+                  ARGS("--bias", P("bh.npy"), "--features", "8"), b, 0);
+    free(b);
+    /* one ALiBi slope for every head of a 4d input, trig features, causal */
+    b = bias_alibi(1, 4, 4, 0.25);
+    c = rp; c.bias = b; c.bias_len = 7; c.causal = 1; c.n_features = 8;
+    c.kernel = RK_KERNEL_TRIG;
+    attend_case("rpe-fft alibi-slope 4d", c, RK_F32, RK_F32, 4, SHAPE(2, 2, 4, 8),
+                SHAPE(2, 2, 4, 8), SHAPE(2, 2, 4, 8), NULL, 0,
+                ARGS("--bias-kind", "alibi", "--alibi-slope", "0.25", "--causal", "--features",
+                     "8", "--kernel", "trig"));
+    free(b);
+    /* ALiBi on (n, d): slope of head 0 of 1 (1/256) */
+    b = bias_alibi(1, 5, 5, -1.0);
+    c = rp; c.bias = b; c.bias_len = 9; c.n_features = 8;
+    attend_case("rpe-fft alibi 2d one head", c, RK_F64, RK_F64, 2, SHAPE(5, 8), SHAPE(5, 8),
+                SHAPE(5, 8), NULL, 0, ARGS("--bias-kind", "alibi", "--features", "8"));
+    free(b);
+}
+
+/* Exact softmax with a relative bias, xPos, and --sinusoidal on every kind of variant. */
+static void test_attend_bias_xpos_sinusoidal(void **state)
+{
+    (void)state;
+    const rk_attn_config sm = { .kind = RK_SOFTMAX };
+    rk_attn_config c;
+    double *b;
+
+    /* --bias file (float64, one -inf entry: a mask), n_q > n_kv */
+    b = save_bias("b.npy", RK_F64, 0, 9, 511, 2);
+    c = sm; c.bias = b; c.bias_len = 9;
+    attend_case("softmax bias file -inf 2d f32", c, RK_F32, RK_F32, 2, SHAPE(6, 8), SHAPE(4, 8),
+                SHAPE(4, 8), NULL, 0, ARGS("--bias", P("b.npy")));
+    free(b);
+    /* --bias-kind t5 causal; and the named softmax-t5 (bidirectional) */
+    b = bias_t5(5, 7, 1);
+    c = sm; c.causal = 1; c.bias = b; c.bias_len = 11;
+    attend_case("softmax t5 causal 3d f64", c, RK_F64, RK_F64, 3, SHAPE(2, 5, 8), SHAPE(2, 7, 8),
+                SHAPE(2, 7, 8), NULL, 0, ARGS("--bias-kind", "t5", "--causal"));
+    free(b);
+    b = bias_t5(6, 6, 0);
+    c = sm; c.bias = b; c.bias_len = 11;
+    attend_case("named softmax-t5", c, RK_F32, RK_F32, 2, SHAPE(6, 8), SHAPE(6, 8), SHAPE(6, 8),
+                NULL, 0, ARGS("--variant", "softmax-t5"));
+    free(b);
+    /* ALiBi per head of (b = 2, h = 4, n, d), causal with RoPE */
+    b = bias_alibi(4, 5, 5, -1.0);
+    c = sm; c.causal = 1; c.rope = RK_ROPE_QK;
+    attend_case_x("softmax alibi per head rope 4d f32", c, RK_F32, RK_F32, 4, SHAPE(2, 4, 5, 8),
+                  SHAPE(2, 4, 5, 8), SHAPE(2, 4, 5, 8), NULL, 0,
+                  ARGS("--bias-kind", "alibi", "--causal", "--rope", "qk"), b, 0);
+    free(b);
+    /* xPos: softmax --rope qk --causal --xpos 512 --offset 3 */
+    c = sm; c.causal = 1; c.rope = RK_ROPE_QK; c.xpos_scale_base = 512; c.pos_offset = 3;
+    attend_case("softmax xpos 3d f32", c, RK_F32, RK_F32, 3, SHAPE(2, 6, 8), SHAPE(2, 6, 8),
+                SHAPE(2, 6, 8), NULL, 0,
+                ARGS("--rope", "qk", "--causal", "--xpos", "512", "--offset", "3"));
+    /* xPos with gamma, half pairs, a T5 bias, via softmax-rope, f64, n_q < n_kv */
+    b = bias_t5(4, 7, 1);
+    c = sm; c.causal = 1; c.rope = RK_ROPE_QK; c.xpos_scale_base = 64; c.xpos_gamma = 0.5;
+    c.rope_cfg = (rk_rope_config){ .style = RK_ROPE_HALF }; c.bias = b; c.bias_len = 10;
+    attend_case("softmax-rope xpos gamma t5 2d f64", c, RK_F64, RK_F64, 2, SHAPE(4, 8),
+                SHAPE(7, 8), SHAPE(7, 8), NULL, 0,
+                ARGS("--variant", "softmax-rope", "--causal", "--xpos", "64", "--xpos-gamma",
+                     "0.5", "--style", "half", "--bias-kind", "t5"));
+    free(b);
+    /* --sinusoidal: softmax with an offset (n_q < n_kv: queries at P + 2 + i) */
+    c = sm; c.pos_offset = 3;
+    attend_case_x("softmax sinusoidal offset 3d f32", c, RK_F32, RK_F32, 3, SHAPE(2, 4, 8),
+                  SHAPE(2, 6, 8), SHAPE(2, 6, 8), NULL, 0,
+                  ARGS("--sinusoidal", "--offset", "3"), NULL, 1);
+    /* with RoPE on a performer (both encodings), f64 */
+    c = (rk_attn_config){ .kind = RK_PERFORMER, .seed = 1, .n_features = 8, .rope = RK_ROPE_QK,
+                          .pos_offset = 2 };
+    attend_case_x("performer sinusoidal rope qk 2d f64", c, RK_F64, RK_F64, 2, SHAPE(5, 8),
+                  SHAPE(5, 8), SHAPE(5, 8), NULL, 0,
+                  ARGS("--sinusoidal", "--rope", "qk", "--offset", "2", "--features", "8"),
+                  NULL, 1);
+    /* with rpe-fft and its T5 default, a negative offset, n_q > n_kv; and linear */
+    b = bias_t5(6, 4, 0);
+    c = (rk_attn_config){ .kind = RK_RPE_FFT, .rpe_base = RK_PERFORMER, .seed = 1,
+                          .n_features = 8, .pos_offset = -4, .bias = b, .bias_len = 9 };
+    attend_case_x("rpe-fft sinusoidal negative offset 2d f64", c, RK_F64, RK_F64, 2,
+                  SHAPE(6, 8), SHAPE(4, 8), SHAPE(4, 8), NULL, 0,
+                  ARGS("--sinusoidal", "--offset=-4", "--features", "8"), NULL, 1);
+    free(b);
+    c = (rk_attn_config){ .kind = RK_LINEAR, .causal = 1 };
+    attend_case_x("linear sinusoidal causal 4d f32", c, RK_F32, RK_F32, 4, SHAPE(1, 2, 5, 8),
+                  SHAPE(1, 2, 5, 8), SHAPE(1, 2, 5, 8), NULL, 0, ARGS("--sinusoidal", "--causal"),
+                  NULL, 1);
+}
+
+/* rpe-fft's FAVOR+ projection: --save-proj writes the one a performer with the same options
+ * draws, --proj reproduces the output; --fft-wisdom writes FFTW wisdom and reuses it. */
+static void test_attend_rpe_fft_proj_wisdom(void **state)
+{
+    (void)state;
+    rk_array q = RAND(RK_F64, 521, 2, 7, 8), k = RAND(RK_F64, 522, 2, 9, 8),
+             v = RAND(RK_F64, 523, 2, 9, 5);
+    save("q.npy", &q);
+    save("k.npy", &k);
+    save("v.npy", &v);
+#define RPE(...) run("attend", "--variant", "rpe-fft", "--q", P("q.npy"), "--k", P("k.npy"), \
+                     "--v", P("v.npy"), __VA_ARGS__, NULL)
+    RPE("--out", P("o1.npy"), "--features", "12", "--seed", "5", "--iid", "--kernel",
+        "hyperbolic", "--causal", "--save-proj", P("w1.npy"));
+    expect_ok();
+    run("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+        P("v.npy"), "--out", P("o2.npy"), "--features", "12", "--seed", "5", "--iid", "--kernel",
+        "hyperbolic", "--save-proj", P("w2.npy"), NULL);
+    expect_ok();
+    rk_array w1 = load("w1.npy"), w2 = load("w2.npy");
+    assert_int_equal(w1.shape[0], 12);
+    assert_same(&w1, &w2);
+    RPE("--out", P("o3.npy"), "--proj", P("w1.npy"), "--kernel", "hyperbolic", "--causal");
+    expect_ok();
+    rk_array o1 = load("o1.npy"), o3 = load("o3.npy");
+    assert_same(&o3, &o1);
+
+    /* wisdom: created by the first run, read (and saved again) by the second; FFTW_MEASURE may
+     * pick other algorithms than FFTW_ESTIMATE, so the outputs agree to rounding only */
+    RPE("--out", P("o4.npy"), "--features", "12", "--seed", "5", "--iid", "--kernel",
+        "hyperbolic", "--causal", "--fft-wisdom", P("fftw.wis"));
+    expect_ok();
+    struct stat st;
+    assert_int_equal(stat(P("fftw.wis"), &st), 0);
+    assert_true(st.st_size > 0);
+    RPE("--out", P("o5.npy"), "--features", "12", "--seed", "5", "--iid", "--kernel",
+        "hyperbolic", "--causal", "--fft-wisdom", P("fftw.wis"));
+    expect_ok();
+    rk_array o4 = load("o4.npy"), o5 = load("o5.npy");
+    assert_close(&o4, &o1, 1e-10, 1e-12);
+    assert_close(&o5, &o1, 1e-10, 1e-12);
+    /* a file that is not wisdom is refused, and nothing is written */
+    write_bytes("bad.wis", "not wisdom\n", 11);
+    int n = dir_count();
+    RPE("--out", P("o6.npy"), "--fft-wisdom", P("bad.wis"));
+    expect_fail(n, "cannot create the attention plan", "bad.wis", "not FFTW wisdom", NULL);
+#undef RPE
+    rk_array_free(&q);
+    rk_array_free(&k);
+    rk_array_free(&v);
+    rk_array_free(&w1);
+    rk_array_free(&w2);
+    rk_array_free(&o1);
+    rk_array_free(&o3);
+    rk_array_free(&o4);
+    rk_array_free(&o5);
 }
 
 /* --save-proj writes the projection the plan drew (the library's bits); --proj with that file
@@ -816,7 +1122,8 @@ static void test_errors_attend(void **state)
     run("attend", "--variant", "favor", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
         P("v.npy"), "--out", P("o.npy"), NULL);
     expect_fail(n, "ropekit attend: unknown variant 'favor' (expected: softmax, performer, linear, "
-                "or one of: softmax, softmax-rope, performer, ", "linear-elu-rope-features", NULL);
+                "rpe-fft, or one of: softmax, softmax-rope, performer, ", "linear-elu-rope-features",
+                "rpe-fft-linear", NULL);
     run("attend", "--q", P("q.npy"), "--k", P("k.npy"), "--v", P("v.npy"), "--out", P("o.npy"),
         NULL);
     expect_fail(n, "missing required option --variant", NULL);
@@ -963,6 +1270,172 @@ static void test_errors_attend_variants(void **state)
     rk_array_free(&w16);
     rk_array_free(&w7);
     rk_array_free(&odd);
+}
+
+/* Issue-6 options: bad biases, options that do not apply, xPos preconditions; all before any
+ * file is written. */
+static void test_errors_attend_issue6(void **state)
+{
+    (void)state;
+    attend_inputs();   /* q, k, v (4, 8) float32: L = 7 */
+    free(save_bias("b6.npy", RK_F64, 0, 6, 531, SIZE_MAX));
+    free(save_bias("b27.npy", RK_F32, 2, 7, 532, SIZE_MAX));
+    free(save_bias("b117.npy", RK_F64, 1, 7, 533, SIZE_MAX));
+    rk_array b3d = RAND(RK_F64, 534, 1, 1, 7), bnan = RAND(RK_F32, 535, 7),
+             binf = RAND(RK_F64, 536, 7), bbig = RAND(RK_F64, 537, 7);
+    ((float *)bnan.data)[3] = NAN;
+    ((double *)binf.data)[0] = INFINITY;
+    ((double *)bbig.data)[5] = 1e31;
+    save("b3d.npy", &b3d);
+    save("bnan.npy", &bnan);
+    save("binf.npy", &binf);
+    save("bbig.npy", &bbig);
+    write_int32_npy("bint.npy");
+    int n = dir_count();
+#define VARIANT(name, ...) run("attend", "--variant", name, "--q", P("q.npy"), "--k", P("k.npy"), \
+                               "--v", P("v.npy"), "--out", P("o.npy"), __VA_ARGS__, NULL)
+    /* the bias file */
+    ATTEND("--bias", P("b6.npy"));
+    expect_fail(n, "--bias:", "b6.npy has 6 values, expected 7 = n_q + n_kv - 1 for n_q = 4, "
+                "n_kv = 4 (offsets -3 .. 3", NULL);
+    VARIANT("rpe-fft", "--bias", P("b27.npy"));
+    expect_fail(n, "--bias:", "b27.npy has shape (2, 7), expected (1, 7): one row per head", NULL);
+    ATTEND("--bias", P("b3d.npy"));
+    expect_fail(n, "--bias:", "b3d.npy has shape (1, 1, 7), expected (7,)", NULL);
+    ATTEND("--bias", P("bnan.npy"));
+    expect_fail(n, "--bias:", "bnan.npy: entry (3) (offset 0) is NaN", "finite or -inf", NULL);
+    VARIANT("rpe-fft", "--bias", P("binf.npy"));
+    expect_fail(n, "--bias:", "binf.npy: entry (0) (offset -3) is +Inf", NULL);
+    ATTEND("--bias", P("bbig.npy"));
+    expect_fail(n, "cannot create the attention plan", "exceeds 1e30", NULL);
+    ATTEND("--bias", P("bint.npy"));
+    expect_fail(n, "--bias:", "bint.npy", "<i4", NULL);
+    /* a per-head row that fails at the second head's plan: still no output */
+    rk_array h3 = RAND(RK_F32, 538, 2, 4, 8), bh = RAND(RK_F64, 539, 2, 7);
+    ((double *)bh.data)[7 + 3] = 1e31;
+    save("h3.npy", &h3);
+    save("bh.npy", &bh);
+    n = dir_count();
+    run("attend", "--variant", "softmax", "--q", P("h3.npy"), "--k", P("h3.npy"), "--v",
+        P("h3.npy"), "--out", P("o.npy"), "--bias", P("bh.npy"), NULL);
+    expect_fail(n, "cannot create the attention plan", "exceeds 1e30", NULL);
+    rk_array_free(&h3);
+    rk_array_free(&bh);
+    ATTEND("--bias", P("missing.npy"));
+    expect_fail(n, "--bias:", "missing.npy", NULL);
+    /* which variants take a bias, and how */
+    VARIANT("performer", "--bias", P("b117.npy"));
+    expect_fail(n, "--bias applies to --variant softmax and rpe-fft only", "FAVOR+", NULL);
+    VARIANT("linear", "--bias-kind", "t5");
+    expect_fail(n, "--bias-kind applies to --variant softmax and rpe-fft only", NULL);
+    ATTEND("--bias", P("b117.npy"), "--bias-kind", "t5");
+    expect_fail(n, "--bias and --bias-kind exclude each other", NULL);
+    ATTEND("--bias-kind", "rope");
+    expect_fail(n, "unknown --bias-kind 'rope' (expected: none, t5, alibi)", NULL);
+    ATTEND("--alibi-slope", "0.5");
+    expect_fail(n, "--alibi-slope applies to --bias-kind alibi only", NULL);
+    VARIANT("rpe-fft", "--bias-kind", "t5", "--alibi-slope", "0.5");
+    expect_fail(n, "--alibi-slope applies to --bias-kind alibi only", NULL);
+    ATTEND("--bias-kind", "alibi", "--alibi-slope", "-1");
+    expect_fail(n, "--alibi-slope -1 must be >= 0", NULL);
+    VARIANT("softmax-t5", "--bias-kind", "alibi");
+    expect_fail(n, "--bias-kind: variant 'softmax-t5' fixes the bias to t5", NULL);
+    VARIANT("softmax-t5", "--bias", P("b117.npy"));
+    expect_fail(n, "--bias: variant 'softmax-t5' fixes the bias to t5", NULL);
+    /* xPos */
+    ATTEND("--rope", "qk", "--xpos", "512");
+    expect_fail(n, "--xpos needs --causal", NULL);
+    ATTEND("--causal", "--xpos", "512");
+    expect_fail(n, "--xpos needs --rope qk", NULL);
+    VARIANT("performer", "--rope", "qk", "--causal", "--xpos", "512");
+    expect_fail(n, "--xpos applies to --variant softmax only", NULL);
+    VARIANT("rpe-fft", "--xpos", "512");
+    expect_fail(n, "--xpos applies to --variant softmax only", NULL);
+    ATTEND("--rope", "qk", "--causal", "--xpos", "0");
+    expect_fail(n, "--xpos 0 must be > 0", NULL);
+    ATTEND("--rope", "qk", "--causal", "--xpos-gamma", "0.5");
+    expect_fail(n, "--xpos-gamma has no effect without --xpos", NULL);
+    ATTEND("--rope", "qk", "--causal", "--xpos", "0.01");
+    expect_fail(n, "cannot create the attention plan", "e^64", NULL);
+    /* rpe-fft only, and what rpe-fft refuses */
+    ATTEND("--l2norm");
+    expect_fail(n, "--l2norm applies to --variant rpe-fft only", NULL);
+    VARIANT("performer", "--fft-wisdom", P("w.wis"));
+    expect_fail(n, "--fft-wisdom applies to --variant rpe-fft only", NULL);
+    VARIANT("rpe-fft", "--fft-wisdom", P("o.npy"));
+    expect_fail(n, "--fft-wisdom and --out name the same file", NULL);
+    VARIANT("rpe-fft", "--rope", "qk");
+    expect_fail(n, "--rope qk: rpe-fft does not combine RoPE with the FFT relative bias", NULL);
+    VARIANT("rpe-fft", "--base", "500");
+    expect_fail(n, "--base has no effect without --rope", NULL);
+    VARIANT("rpe-fft", "--map", "relu", "--features", "8");
+    expect_fail(n, "--features applies to --variant performer only, or rpe-fft with its FAVOR+ "
+                "features", "rpe-fft with --map", NULL);
+    VARIANT("rpe-fft-linear", "--seed", "2");
+    expect_fail(n, "--seed applies to --variant performer only", NULL);
+    VARIANT("rpe-fft-linear", "--map", "relu");
+    expect_fail(n, "--map relu: variant 'rpe-fft-linear' fixes the map to elu (use --variant "
+                "rpe-fft --map relu)", NULL);
+    VARIANT("rpe-fft", "--map", "tanh");
+    expect_fail(n, "unknown --map 'tanh' (expected: elu, relu)", NULL);
+    VARIANT("rpe-fft", "--allow-nonfinite");
+    expect_fail(n, "--allow-nonfinite does not apply to rpe-fft", NULL);
+    VARIANT("rpe-fft", "--scale", "-1");
+    expect_fail(n, "--scale -1 must be > 0 for rpe-fft's FAVOR+ features", NULL);
+    VARIANT("rpe-fft", "--proj", P("b117.npy"));
+    expect_fail(n, "--proj:", "b117.npy", "d = 8", NULL);
+    /* positions */
+    ATTEND("--offset", "3");
+    expect_fail(n, "--offset has no effect without --rope or --sinusoidal", NULL);
+    ATTEND("--sinusoidal", "--offset", "9223372036854775807");
+    expect_fail(n, "--offset 9223372036854775807: the last position overflows", NULL);
+    ATTEND("--sinusoidal", "--offset=-9223372036854775808");
+    expect_fail(n, "the first query position P + n_kv - n_q overflows", NULL);
+#undef VARIANT
+    rk_array_free(&b3d);
+    rk_array_free(&bnan);
+    rk_array_free(&binf);
+    rk_array_free(&bbig);
+}
+
+/* scaling with the relative-bias rows: summary lines, crossover against softmax-t5, the m column
+ * (random features only), and a point over the cap skipped cleanly. */
+static void test_sweeps_rpe(void **state)
+{
+    (void)state;
+    run("scaling", "--variants", "rpe-fft,rpe-fft-linear,softmax-t5", "--n-min", "16", "--n-max",
+        "64", "--d", "8", "--m", "8", "--repeats", "2", "--warmup", "0", "--fit-min", "16",
+        "--out", P("r.tsv"), NULL);
+    if (R.code != 0 || R.err[0]) fail_msg("scaling: exit %d, stderr: %s", R.code, R.err);
+    assert_non_null(strstr(R.out, "\nrpe-fft bidirectional: exponent = "));
+    assert_non_null(strstr(R.out, "\nrpe-fft causal: exponent = "));
+    assert_non_null(strstr(R.out, "\nrpe-fft-linear causal: exponent = "));
+    assert_non_null(strstr(R.out, "\nsoftmax-t5 bidirectional: exponent = "));
+    assert_non_null(strstr(R.out, "\nrpe-fft causal: ") && strstr(R.out, " softmax-t5"));
+    FILE *f = fopen(P("r.tsv"), "rb");
+    assert_non_null(f);
+    static char tab[65536];
+    size_t nt = fread(tab, 1, sizeof tab - 1, f);
+    fclose(f);
+    tab[nt] = '\0';
+    /* variant, mask, n, status, d, m */
+    assert_non_null(strstr(tab, "\nrpe-fft\tbidirectional\t16\tok\t8\t8\t"));
+    assert_non_null(strstr(tab, "\nrpe-fft-linear\tcausal\t64\tok\t8\t0\t"));
+    assert_non_null(strstr(tab, "\nsoftmax-t5\tcausal\t32\tok\t8\t0\t"));
+
+    /* a cap below any time: the first length runs, the next is skipped */
+    run("scaling", "--variants", "rpe-fft", "--masks", "causal", "--n-min", "16", "--n-max", "32",
+        "--d", "8", "--m", "8", "--repeats", "1", "--warmup", "0", "--max-seconds", "1e-12",
+        "--out", P("r2.tsv"), NULL);
+    if (R.code != 0 || R.err[0]) fail_msg("scaling: exit %d, stderr: %s", R.code, R.err);
+    assert_non_null(strstr(R.out, "skipped rpe-fft causal n=32 (predicted "));
+    assert_non_null(strstr(R.out, "rpe-fft causal: exponent = n/a (1 measured length)"));
+    f = fopen(P("r2.tsv"), "rb");
+    assert_non_null(f);
+    nt = fread(tab, 1, sizeof tab - 1, f);
+    fclose(f);
+    tab[nt] = '\0';
+    assert_non_null(strstr(tab, "\nrpe-fft\tcausal\t32\tskipped\t8\t8\t"));
 }
 
 /* scaling and approx: usage errors exit 2 before any output; tiny sweeps print their summary
@@ -1124,6 +1597,9 @@ static void test_help(void **state)
     assert_non_null(strstr(R.out, "performer-rope-features"));
     assert_non_null(strstr(R.out, "--save-proj W.npy"));
     assert_non_null(strstr(R.out, "--kv-len L[,L...]"));
+    assert_non_null(strstr(R.out, "rpe-fft-linear"));
+    assert_non_null(strstr(R.out, "--bias-kind none|t5|alibi"));
+    assert_non_null(strstr(R.out, "--fft-wisdom FILE"));
     run("attend", "-h", NULL);
     expect_help("usage: ropekit attend");
     run("help", "rope", NULL);
@@ -1149,12 +1625,17 @@ int main(void)
         cmocka_unit_test_setup(test_attend_precision_dtype, clean),
         cmocka_unit_test_setup(test_attend_variants_match_library, clean),
         cmocka_unit_test_setup(test_attend_proj_round_trip, clean),
+        cmocka_unit_test_setup(test_attend_rpe_fft_matches_library, clean),
+        cmocka_unit_test_setup(test_attend_bias_xpos_sinusoidal, clean),
+        cmocka_unit_test_setup(test_attend_rpe_fft_proj_wisdom, clean),
         cmocka_unit_test_setup(test_errors_attend_variants, clean),
+        cmocka_unit_test_setup(test_errors_attend_issue6, clean),
         cmocka_unit_test_setup(test_errors_files, clean),
         cmocka_unit_test_setup(test_errors_rope, clean),
         cmocka_unit_test_setup(test_errors_attend, clean),
         cmocka_unit_test_setup(test_errors_top, clean),
         cmocka_unit_test_setup(test_sweeps, clean),
+        cmocka_unit_test_setup(test_sweeps_rpe, clean),
         cmocka_unit_test_setup(test_existing_output_untouched, clean),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
