@@ -52,7 +52,7 @@ BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 TEST_AUX := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
 
-.PHONY: all test asan bench install clean help plots-%
+.PHONY: all test asan bench install clean help plots-% paper paper-check paper-figures
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -117,6 +117,29 @@ bench: $(BENCH)
 # Each script reads ROPEKIT and OUTDIR; extra arguments go in PLOT_ARGS (e.g. PLOT_ARGS=--quick).
 plots-%: $(CLI)
 	ROPEKIT=$(abspath $(CLI)) OUTDIR=out/$* sh plots/$*.sh $(PLOT_ARGS)
+
+# The paper: every theory check, experiment and figure, and one report (scripts/paper.sh) in
+# $(PAPER_OUT)/REPORT.md and index.html. FULL=1: the thorough settings; FORCE=1: rerun the steps
+# that finished before (they are skipped otherwise). paper-check: a reduced run end to end into
+# $(BUILD)/paper-check, then scripts/paper_check.sh (every file there, no FAIL verdict).
+# paper-figures: copy the README's figures from $(PAPER_OUT) (run make paper first).
+PAPER_OUT ?= out/paper
+PAPER_FIGURES := decay/fig2.png:fig2.png scaling/time.png:scaling-time.png \
+                 approx/error_m.png:approx-error-m.png
+paper: $(CLI)
+	@ROPEKIT=$(abspath $(CLI)) PAPER_OUT='$(PAPER_OUT)' FULL='$(FULL)' FORCE='$(FORCE)' PAPER_SMOKE= \
+	  sh scripts/paper.sh
+paper-check: $(CLI)
+	@ROPEKIT=$(abspath $(CLI)) PAPER_OUT=$(BUILD)/paper-check FULL= FORCE=1 PAPER_SMOKE=1 \
+	  sh scripts/paper.sh
+	@sh scripts/paper_check.sh $(BUILD)/paper-check
+paper-figures:
+	@mkdir -p docs/figures; for p in $(PAPER_FIGURES); do \
+	  src='$(PAPER_OUT)'/$${p%%:*}; dst=docs/figures/$${p#*:}; \
+	  [ -s "$$src" ] || { echo "paper-figures: no $$src (run make paper first)" >&2; exit 1; }; \
+	  cp "$$src" "$$dst"; size=$$(wc -c < "$$dst"); echo "$$dst: $$size bytes"; \
+	  [ $$size -le 153600 ] || echo "paper-figures: warning: $$dst is over 150 KB" >&2; \
+	done
 
 $(BUILD)/ropekit.pc: lib/ropekit.h Makefile
 	@mkdir -p $(@D)

@@ -1,15 +1,14 @@
 #!/bin/sh
 # Attention patterns of the position encodings: runs `ropekit pattern` into OUTDIR/pattern.tsv,
 # then plots/pattern.gp into PNG and SVG.
-#   plots/pattern.sh [ROPEKIT [OUTDIR [ropekit pattern options...]]]
-#                    (defaults: build/ropekit, out/pattern, no options; `make plots-pattern`)
+#   plots/pattern.sh [ropekit pattern options...]         (`make plots-pattern PLOT_ARGS=...`)
+# Environment: ROPEKIT (default build/ropekit), OUTDIR (default out/pattern).
 # Outputs in OUTDIR: pattern.tsv, pattern.{png,svg} (weights), pattern_score.{png,svg} (scores).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-rk=${1:-$root/build/ropekit}
-out=${2:-$root/out/pattern}
-[ $# -gt 2 ] && shift 2 || set --
+rk=${ROPEKIT:-$root/build/ropekit}
+out=${OUTDIR:-$root/out/pattern}
 
 command -v gnuplot >/dev/null 2>&1 || {
     echo "plots/pattern.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }

@@ -1,0 +1,80 @@
+#!/bin/sh
+# The end-to-end check of `make paper` (make paper-check runs a reduced paper first):
+#   sh scripts/paper_check.sh [OUT]          (default out/paper)
+# Fails (exit 1, every problem listed) unless:
+#   - every expected file of every step exists and is non-empty (PNGs: a PNG signature),
+#   - every step finished (its stamp exists),
+#   - REPORT.md has its five claims and no FAIL or NOT RUN verdict (NOT CONFIRMED, a timing or
+#     fitted slope the run does not support, is printed as a warning: it depends on the machine),
+#   - index.html is a whole HTML document that references every PNG under OUT.
+set -eu
+out=${1:-out/paper}
+bad=0
+problem() { echo "paper-check: FAIL: $*" >&2; bad=$((bad + 1)); }
+
+[ -d "$out" ] || { echo "paper-check: no directory $out (run make paper first)" >&2; exit 1; }
+
+expected="REPORT.md index.html steps.tsv
+theory/theory.tsv theory/theory.txt
+decay/fig2.tsv decay/scores_normal.tsv decay/scores_same.tsv decay/bases.tsv decay/scalings.tsv
+decay/fig2.png decay/fig2.svg decay/scores.png decay/scores.svg decay/bases.png decay/bases.svg
+approx/approx.tsv approx/summary.txt
+approx/error_m.png approx/error_m.svg approx/rope_m.png approx/rope_m.svg
+approx/error_norm.png approx/error_norm.svg
+pattern/pattern.tsv pattern/pattern.png pattern/pattern.svg pattern/pattern_score.png pattern/pattern_score.svg
+scaling/scaling.tsv scaling/summary.txt
+scaling/time.png scaling/time.svg scaling/memory.png scaling/memory.svg
+scaling/throughput.png scaling/throughput.svg scaling/crossover.png scaling/crossover.svg"
+n=0
+for f in $expected; do
+    n=$((n + 1))
+    if [ ! -e "$out/$f" ]; then problem "missing $out/$f"
+    elif [ ! -s "$out/$f" ]; then problem "empty $out/$f"
+    fi
+done
+for s in theory decay approx pattern scaling; do
+    [ -f "$out/$s/.stamp" ] || problem "step $s did not finish (no $out/$s/.stamp; see $out/$s/run.log)"
+done
+
+# Every PNG is a PNG, and the HTML shows it.
+pngs=$(cd "$out" && find . -name '*.png' ! -path './.*' | sed 's#^\./##' | sort)
+npng=0
+for p in $pngs; do
+    npng=$((npng + 1))
+    sig=$(head -c 4 "$out/$p" | od -An -tx1 | tr -d ' \n')
+    [ "$sig" = 89504e47 ] || problem "$out/$p is not a PNG"
+    grep -q "src=\"$p\"" "$out/index.html" 2>/dev/null || problem "index.html does not show $p"
+done
+[ "$npng" -gt 0 ] || problem "no PNG under $out"
+
+if [ -s "$out/index.html" ]; then
+    head -n 1 "$out/index.html" | grep -q '^<!DOCTYPE html>' || problem "index.html: no doctype"
+    tail -n 1 "$out/index.html" | grep -q '^</html>' || problem "index.html: not closed (</html>)"
+fi
+
+# The verdicts: the Summary table's rows "| <n> | <claim> | **<VERDICT>** |".
+if [ -s "$out/REPORT.md" ]; then
+    verdicts=$(sed -n '/^## Summary/,/^## /s/^| \([0-9]\) | .* | \*\*\([A-Z ]*\)\*\* |$/\1 \2/p' "$out/REPORT.md")
+    nclaims=$(printf '%s\n' "$verdicts" | grep -c '^[0-9]' || true)
+    [ "$nclaims" -eq 5 ] || problem "REPORT.md: $nclaims claims in the summary, expected 5"
+    printf '%s\n' "$verdicts" | while read -r c v; do
+        [ -n "$c" ] || continue
+        case $v in
+            PASS) echo "paper-check: claim $c: PASS" ;;
+            "NOT CONFIRMED") echo "paper-check: claim $c: NOT CONFIRMED (a measurement this run does not support; see REPORT.md)" ;;
+            *) echo "paper-check: claim $c: $v" ;;
+        esac
+    done
+    nfail=$(printf '%s\n' "$verdicts" | grep -c ' FAIL$\| NOT RUN$' || true)
+    [ "$nfail" -eq 0 ] || problem "REPORT.md: $nfail claim(s) FAIL or NOT RUN"
+    # any FAIL elsewhere (a theory row, a checkpoint) must also have failed its claim
+    if grep -q '| \*\*FAIL\*\* |' "$out/REPORT.md" && [ "$nfail" -eq 0 ]; then
+        problem "REPORT.md: a FAIL row under a claim that is not FAIL"
+    fi
+fi
+
+if [ "$bad" -gt 0 ]; then
+    echo "paper-check: $bad problem(s) in $out" >&2
+    exit 1
+fi
+echo "paper-check: $out complete: $n expected files, $npng PNGs shown in index.html, no FAIL verdict"
