@@ -52,7 +52,7 @@ BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 TEST_AUX := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
 
-.PHONY: all test asan bench install clean help plots-% paper paper-check paper-figures
+.PHONY: all test asan bench install clean help plots-% paper paper-check paper-figures fuzz valgrind
 .SECONDARY:
 .DELETE_ON_ERROR:
 
@@ -63,6 +63,11 @@ help:
 	@echo "make test      build and run the cmocka suite"
 	@echo "make asan      the suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench     benchmarks (figures, not pass/fail)"
+	@echo "make paper     every check, experiment and figure, and out/paper/REPORT.md (FULL=1, FORCE=1)"
+	@echo "make paper-check  a reduced make paper end to end (CI)"
+	@echo "make plots-NAME  one experiment's figures (decay, scaling, approx, pattern) into out/NAME"
+	@echo "make fuzz      libFuzzer on the .npy reader and the command line (FUZZ_SECONDS=60)"
+	@echo "make valgrind  the test suite under valgrind memcheck"
 	@echo "make install PREFIX=/usr/local"
 
 $(BUILD)/%.o: %.c
@@ -117,6 +122,13 @@ bench: $(BENCH)
 # Each script reads ROPEKIT and OUTDIR; extra arguments go in PLOT_ARGS (e.g. PLOT_ARGS=--quick).
 plots-%: $(CLI)
 	ROPEKIT=$(abspath $(CLI)) OUTDIR=out/$* sh plots/$*.sh $(PLOT_ARGS)
+
+# Robustness: libFuzzer targets (.npy reader, every subcommand's command line) for FUZZ_SECONDS
+# each, replaying kept findings first; the whole suite under valgrind memcheck.
+fuzz:
+	sh scripts/fuzz.sh
+valgrind: $(TEST_BIN) $(CLI)
+	sh scripts/valgrind.sh
 
 # The paper: every theory check, experiment and figure, and one report (scripts/paper.sh) in
 # $(PAPER_OUT)/REPORT.md and index.html. FULL=1: the thorough settings; FORCE=1: rerun the steps

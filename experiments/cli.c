@@ -22,13 +22,49 @@ static void run_deferred(cli_ctx *c)
     }
 }
 
+cli_exit_fn cli_exit_hook;
+
+/* The message as one line: control characters (a newline or tab inside a file name or an
+ * argument) are written as \n, \t, \r or \xNN. Returns a malloc'd string, or NULL. */
+static char *one_line(const char *fmt, va_list ap)
+{
+    va_list aq;
+    va_copy(aq, ap);
+    int n = vsnprintf(NULL, 0, fmt, aq);
+    va_end(aq);
+    char *raw = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    char *out = raw ? malloc(4 * (size_t)n + 1) : NULL;
+    if (!out) { free(raw); return NULL; }
+    vsnprintf(raw, (size_t)n + 1, fmt, ap);
+    char *o = out;
+    for (const unsigned char *p = (const unsigned char *)raw; *p; p++) {
+        if (*p >= 0x20 && *p != 0x7f) *o++ = (char)*p;
+        else if (*p == '\n') { *o++ = '\\'; *o++ = 'n'; }
+        else if (*p == '\t') { *o++ = '\\'; *o++ = 't'; }
+        else if (*p == '\r') { *o++ = '\\'; *o++ = 'r'; }
+        else o += sprintf(o, "\\x%02x", *p);
+    }
+    *o = '\0';
+    free(raw);
+    return out;
+}
+
 static _Noreturn void vdie(cli_ctx *c, const char *fmt, va_list ap)
 {
+    char *msg = one_line(fmt, ap);
+    const char *text = msg ? msg : "out of memory (while reporting an error)";
+    if (cli_exit_hook) {
+        static char copy[4096];
+        snprintf(copy, sizeof copy, "%s", text);
+        free(msg);
+        run_deferred(c);
+        cli_exit_hook(CLI_EXIT_ERROR, copy);
+        exit(CLI_EXIT_ERROR);
+    }
     fflush(stdout);
-    if (c && c->spec) fprintf(stderr, "ropekit %s: ", c->spec->cmd);
-    else fputs("ropekit: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (c && c->spec) fprintf(stderr, "ropekit %s: %s\n", c->spec->cmd, text);
+    else fprintf(stderr, "ropekit: %s\n", text);
+    free(msg);
     run_deferred(c);
     exit(CLI_EXIT_ERROR);
 }
@@ -101,6 +137,7 @@ void cli_parse(cli_ctx *c, const cli_spec *spec, int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             cli_help(spec, stdout);
+            if (cli_exit_hook) cli_exit_hook(0, NULL);
             exit(0);
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
