@@ -588,23 +588,7 @@ int cmd_approx(int argc, char **argv)
     const char *out = cli_get(&c, "out");
     if (table_open(&res.tab, out, config, HEADER, 5, cli_flag(&c, "resume")))
         cli_die(&c, "--out: %s", res.tab.err);
-    char desc[2048], ts[64];
-    machine_describe(desc, sizeof desc);
-    printf("# %s\n# run %s%s\n", config, machine_timestamp(ts, sizeof ts),
-           res.tab.kept ? " (resumed)" : "");
-    if (table_comment(&res.tab, "run %s%s", ts, res.tab.kept ? " (resumed)" : ""))
-        cli_die(&c, "--out: %s", res.tab.err);
-    for (char *line = desc; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
-        printf("# %s\n", line);
-        if (table_comment(&res.tab, "%s", line)) cli_die(&c, "--out: %s", res.tab.err);
-        line = nl ? nl + 1 : NULL;
-    }
-    if (res.tab.kept || res.tab.torn)
-        printf("# resumed %s: %zu finished rows kept%s\n", out, res.tab.kept,
-               res.tab.torn ? ", a torn last line dropped" : "");
-    fflush(stdout);
+    if (machine_run_header(&res.tab, out, config)) cli_die(&c, "--out: %s", res.tab.err);
 
 
     /* progress in units of seeds x features */

@@ -543,23 +543,7 @@ int cmd_scaling(int argc, char **argv)
         cli_die(&c, "--out: %s", res.tab.err);
 
     /* run header: stdout and the table */
-    char desc[2048], ts[64];
-    machine_describe(desc, sizeof desc);
-    printf("# %s\n# run %s%s\n", config, machine_timestamp(ts, sizeof ts),
-           res.tab.kept ? " (resumed)" : "");
-    if (table_comment(&res.tab, "run %s%s", ts, res.tab.kept ? " (resumed)" : ""))
-        cli_die(&c, "--out: %s", res.tab.err);
-    for (char *line = desc; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
-        printf("# %s\n", line);
-        if (table_comment(&res.tab, "%s", line)) cli_die(&c, "--out: %s", res.tab.err);
-        line = nl ? nl + 1 : NULL;
-    }
-    if (res.tab.kept || res.tab.torn)
-        printf("# resumed %s: %zu finished rows kept%s\n", out, res.tab.kept,
-               res.tab.torn ? ", a torn last line dropped" : "");
-    fflush(stdout);
+    if (machine_run_header(&res.tab, out, config)) cli_die(&c, "--out: %s", res.tab.err);
 
     progress_catch_signals();
     cli_defer(&c, restore_signals, NULL);

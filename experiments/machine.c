@@ -145,3 +145,24 @@ long machine_rss_peak_kb(void)
     fclose(f);
     return kb;
 }
+
+int machine_run_header(table *t, const char *path, const char *config)
+{
+    char desc[2048], ts[64];
+    machine_describe(desc, sizeof desc);
+    printf("# %s\n# run %s%s\n", config, machine_timestamp(ts, sizeof ts),
+           t->kept ? " (resumed)" : "");
+    if (table_comment(t, "run %s%s", ts, t->kept ? " (resumed)" : "")) return 1;
+    for (char *line = desc; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        printf("# %s\n", line);
+        if (table_comment(t, "%s", line)) return 1;
+        line = nl ? nl + 1 : NULL;
+    }
+    if (t->kept || t->torn)
+        printf("# resumed %s: %zu finished rows kept%s\n", path, t->kept,
+               t->torn ? ", a torn last line dropped" : "");
+    fflush(stdout);
+    return 0;
+}

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "table.h"
+
 /* Threads for OpenMP (and OpenBLAS); n <= 0 leaves the defaults. Returns the OpenMP count in
  * effect afterwards. */
 int machine_set_threads(int n);
@@ -28,6 +30,12 @@ const char *machine_describe(char *buf, size_t len);
 
 /* "2024-05-01T12:00:00Z" (UTC now). */
 const char *machine_timestamp(char *buf, size_t len);
+
+/* The run header of a long experiment: "# <config>", "# run <time>[ (resumed)]" and the
+ * machine_describe lines on stdout, the same (but the config, which the table already holds)
+ * as comments in the table at `path`, and a note when a resumed table kept rows. Returns 0,
+ * or nonzero if the table could not be written (its message is in t->err). */
+int machine_run_header(table *t, const char *path, const char *config);
 
 /* Peak resident set size of the process so far in KiB (getrusage), and the peak since the
  * last machine_rss_reset (VmHWM; -1 if the kernel cannot reset it, then use the former). */
