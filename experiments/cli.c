@@ -428,3 +428,18 @@ void cli_check_rope_dim(cli_ctx *c, const rk_rope_config *rc, size_t d, const ch
     if (rc->scaling == RK_SCALE_NTK && (rc->rotary_dim ? rc->rotary_dim : d) <= 2)
         cli_die(c, "--scaling ntk needs a rotary dimension > 2 (base' = base * s^(r/(r-2)))");
 }
+
+size_t cli_split_list(cli_ctx *c, const char *opt, char *s, char **item, size_t max)
+{
+    size_t n = 0;
+    for (char *p = s;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        if (!*p) cli_die(c, "--%s: empty item in the list", opt);
+        if (n == max) cli_die(c, "--%s: more than %zu items", opt, max);
+        item[n++] = p;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return n;
+}

@@ -82,6 +82,9 @@ typedef struct {
  * ("--offset -3") but not with "--" (then the value is missing; write --name=--x). */
 void cli_parse(cli_ctx *c, const cli_spec *spec, int argc, char **argv);
 void cli_help(const cli_spec *spec, FILE *f);
+/* Split the comma list s of option --opt in place into at most max items (item[] points into
+ * s); dies on an empty item or too many items. Returns the count. */
+size_t cli_split_list(cli_ctx *c, const char *opt, char *s, char **item, size_t max);
 
 /* Print "ropekit <cmd>: <message>" on stderr, run the deferred cleanups, exit 2. */
 _Noreturn void cli_die(cli_ctx *c, const char *fmt, ...)

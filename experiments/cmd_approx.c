@@ -98,21 +98,6 @@ typedef struct {
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-static size_t split_list(cli_ctx *c, const char *opt, char *s, char **item, size_t max)
-{
-    size_t n = 0;
-    for (char *p = s;;) {
-        char *comma = strchr(p, ',');
-        if (comma) *comma = '\0';
-        if (!*p) cli_die(c, "--%s: empty item in the list", opt);
-        if (n == max) cli_die(c, "--%s: more than %zu items", opt, max);
-        item[n++] = p;
-        if (!comma) break;
-        p = comma + 1;
-    }
-    return n;
-}
-
 /* Names of a list option as indices into `names` (or all of `dflt` if absent). */
 static size_t parse_names(cli_ctx *c, const char *opt, const char *const *names, int *out,
                           size_t max, const char *dflt)
@@ -123,7 +108,7 @@ static size_t parse_names(cli_ctx *c, const char *opt, const char *const *names,
     if (strlen(s) >= sizeof buf) cli_die(c, "--%s: list too long", opt);
     strcpy(buf, s);
     char *item[8];
-    size_t n = split_list(c, opt, buf, item, max);
+    size_t n = cli_split_list(c, opt, buf, item, max);
     for (size_t i = 0; i < n; i++) {
         int k = -1;
         for (int j = 0; names[j]; j++)
@@ -152,7 +137,7 @@ static void parse_settings(cli_ctx *c, settings *s, int quick)
         if (strlen(vs) >= sizeof buf) cli_die(c, "--variants: list too long");
         strcpy(buf, vs);
         char *item[MAXVAR];
-        size_t n = split_list(c, "variants", buf, item, MAXVAR);
+        size_t n = cli_split_list(c, "variants", buf, item, MAXVAR);
         for (size_t i = 0; i < n; i++) {
             const variant *v = variant_find(item[i]);
             if (!v) {
@@ -195,7 +180,7 @@ static void parse_settings(cli_ctx *c, settings *s, int quick)
         if (strlen(ns) >= sizeof buf) cli_die(c, "--norms: list too long");
         strcpy(buf, ns);
         char *item[MAXNORM];
-        s->nnorm = split_list(c, "norms", buf, item, MAXNORM);
+        s->nnorm = cli_split_list(c, "norms", buf, item, MAXNORM);
         for (size_t i = 0; i < s->nnorm; i++) {
             s->norm[i] = cli_double(c, "--norms", item[i]);
             if (!(s->norm[i] > 0.0) || s->norm[i] > 1e3)

@@ -125,22 +125,6 @@ static void free_resources(void *p)
 
 /* ---- options ------------------------------------------------------------------------------ */
 
-/* Split a comma list in place into at most max items; dies on an empty item. */
-static size_t split_list(cli_ctx *c, const char *opt, char *s, char **item, size_t max)
-{
-    size_t n = 0;
-    for (char *p = s;;) {
-        char *comma = strchr(p, ',');
-        if (comma) *comma = '\0';
-        if (!*p) cli_die(c, "--%s: empty item in the list", opt);
-        if (n == max) cli_die(c, "--%s: more than %zu items", opt, max);
-        item[n++] = p;
-        if (!comma) break;
-        p = comma + 1;
-    }
-    return n;
-}
-
 static void parse_settings(cli_ctx *c, settings *s, int quick)
 {
     static char vbuf[1024], mbuf[128];
@@ -150,7 +134,7 @@ static void parse_settings(cli_ctx *c, settings *s, int quick)
         if (strlen(vs) >= sizeof vbuf) cli_die(c, "--variants: list too long");
         strcpy(vbuf, vs);
         char *item[MAXVAR];
-        size_t n = split_list(c, "variants", vbuf, item, MAXVAR);
+        size_t n = cli_split_list(c, "variants", vbuf, item, MAXVAR);
         for (size_t i = 0; i < n; i++) {
             const variant *v = variant_find(item[i]);
             if (!v) {
@@ -171,7 +155,7 @@ static void parse_settings(cli_ctx *c, settings *s, int quick)
         if (strlen(ms) >= sizeof mbuf) cli_die(c, "--masks: list too long");
         strcpy(mbuf, ms);
         char *item[4];
-        size_t n = split_list(c, "masks", mbuf, item, 2);
+        size_t n = cli_split_list(c, "masks", mbuf, item, 2);
         for (size_t i = 0; i < n; i++) {
             int k = strcmp(item[i], "bidirectional") == 0 ? 0
                   : strcmp(item[i], "causal") == 0 ? 1 : -1;
