@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         const command *cmd = argc == 3 ? find(argv[2]) : NULL;
         if (!cmd) {
             if (argc > 3) fprintf(stderr, "ropekit: help takes at most one command\n");
-            else fprintf(stderr, "ropekit: unknown command '%s' (run 'ropekit help')\n", argv[2]);
+            else cli_die(NULL, "unknown command '%s' (run 'ropekit help')", argv[2]);
             return CLI_EXIT_ERROR;
         }
         static char help_opt[] = "--help";
@@ -72,8 +72,7 @@ int main(int argc, char **argv)
     }
     const command *cmd = find(name);
     if (!cmd) {
-        fprintf(stderr, "ropekit: unknown command '%s' (run 'ropekit help')\n", name);
-        return CLI_EXIT_ERROR;
+        cli_die(NULL, "unknown command '%s' (run 'ropekit help')", name);  /* escapes, exits 2 */
     }
     return cmd->run(argc - 1, argv + 1);
 }

@@ -43,11 +43,14 @@ make -s BUILD=$BUILD all $TESTS
 
 rm -rf "$LOG"
 mkdir -p "$LOG"
-# The processes log into a world-writable temporary directory first (a test runs ropekit as user
-# nobody to check file permissions as root, and some file systems let only root create files
-# under the build tree), then the logs are moved to $LOG.
+# The processes log into a world-writable temporary directory first, then the logs are moved to
+# $LOG: a test runs ropekit as user nobody (file permissions as root; tests/run_cli.c sets
+# RK_RUN_AS for it, which goes into the log's name), and some file systems let only root create
+# files under the build tree.
 RUNLOG=$(mktemp -d "${TMPDIR:-/tmp}/ropekit-valgrind-XXXXXX")
-chmod 1777 "$RUNLOG"
+chmod 0777 "$RUNLOG"
+export RK_RUN_AS=''
+
 trap 'rm -rf "$RUNLOG"' EXIT
 VG="valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect
     --show-leak-kinds=definite,indirect --suppressions=$(pwd)/tests/valgrind.supp --vgdb=no
@@ -68,7 +71,7 @@ for t in $TESTS; do
     start=$(date +%s)
     rc=0
     # shellcheck disable=SC2086
-    $VG --log-file="$RUNLOG/$name.%p.log" "$t" > "$LOG/$name.out" 2>&1 || rc=$?
+    $VG --log-file="$RUNLOG/$name.%p%q{RK_RUN_AS}.log" "$t" > "$LOG/$name.out" 2>&1 || rc=$?
     secs=$(( $(date +%s) - start ))
     mv "$RUNLOG/$name".*.log "$LOG/" 2>/dev/null || true
     bad=$(grep -lE "$ERRORS" "$LOG/$name".*.log 2>/dev/null || true)

@@ -52,8 +52,16 @@ static pid_t spawn(const char *const *args, const char *cwd, int out, int err,
         rl.rlim_cur = rl.rlim_max = (rlim_t)o->mem_limit_mb << 20;
         if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(126);
     }
-    if (o && o->uid >= 0 && (setgid((gid_t)o->uid) != 0 || setuid((uid_t)o->uid) != 0))
-        _exit(126);
+    if (o && o->uid >= 0) {
+        /* RK_RUN_AS names the user in the environment, so a tool that names per-process files
+         * by pid (scripts/valgrind.sh: --log-file=...%p%q{RK_RUN_AS}) does not reopen, as the
+         * new user, the file it created as root before the exec */
+        char tag[32];
+        snprintf(tag, sizeof tag, ".uid%ld", o->uid);
+        if (setenv("RK_RUN_AS", tag, 1) != 0 || setgid((gid_t)o->uid) != 0 ||
+            setuid((uid_t)o->uid) != 0)
+            _exit(126);
+    }
     execv(argv[0], argv);
     _exit(127);
 }
