@@ -16,44 +16,9 @@
 #include <omp.h>
 #include <stdio.h>
 
-#define RK_BENCH_MAXREP 64
 #define RK_BENCH_SOFTMAX_MAX_S 3.0   /* full runs: time softmax beyond 16384 while one run < this */
 #define NSIZES 7
 
-static double time_attn(const bench_opts *o, rk_attn *p, const rk_mat *q, const rk_mat *k,
-                        const rk_mat *v, rk_mat *out)
-{
-    double t[RK_BENCH_MAXREP];
-    int reps = o->repeats < RK_BENCH_MAXREP ? o->repeats : RK_BENCH_MAXREP;
-    if (reps < 1) reps = 1;
-    for (int r = -1; r < reps; r++) {
-        double t0 = bench_now();
-        int rc = rk_attn_execute(p, q, k, v, out, RK_ALL_KEYS);
-        double dt = bench_now() - t0;
-        if (rc) {
-            fprintf(o->out, "# performer: execute failed: %s: %s\n", rk_strerror(rc), rk_last_error());
-            return 0.0;
-        }
-        if (r >= 0) t[r] = dt;
-    }
-    return bench_median(t, (size_t)reps);
-}
-
-static size_t rss_now(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long pages_total = 0, pages_res = 0;
-    if (!f) return 0;
-    int ok = fscanf(f, "%lu %lu", &pages_total, &pages_res) == 2;
-    fclose(f);
-    return ok ? (size_t)pages_res * 4096u : 0;
-}
-
-static void fill(rk_mat *m, unsigned salt)
-{
-    for (size_t i = 0; i < m->rows * m->cols; i++)
-        m->data[i] = (float)(((i + salt) * 2654435761u) % 2001) * 1e-3f - 1.0f;
-}
 
 /* One timed plan; 0 on failure (reported). */
 static double run(const bench_opts *o, const rk_attn_config *c, const rk_mat *q, const rk_mat *k,
@@ -64,7 +29,7 @@ static double run(const bench_opts *o, const rk_attn_config *c, const rk_mat *q,
         fprintf(o->out, "# performer: create failed: %s\n", rk_last_error());
         return 0.0;
     }
-    double t = time_attn(o, p, q, k, v, out);
+    double t = bench_time_attn(o, "performer", p, q, k, v, out);
     *plan_mb = (double)rk_attn_bytes(p) / 1048576.0;
     rk_attn_destroy(p);
     return t;
@@ -96,7 +61,7 @@ void bench_performer(const bench_opts *o)
             rk_mat_free(&q); rk_mat_free(&k); rk_mat_free(&v); rk_mat_free(&out);
             break;
         }
-        fill(&q, 1); fill(&k, 2); fill(&v, 3);
+        bench_fill(&q, 1); bench_fill(&k, 2); bench_fill(&v, 3);
         double flops = 4.0 * (double)n * (double)m * (double)d + 4.0 * (double)n * (double)F * (double)d;
         for (int mode = 0; mode < 2; mode++) {
             rk_attn_config c = { .kind = RK_PERFORMER, .n_q = n, .n_kv = n, .d = d, .causal = mode,
@@ -120,7 +85,7 @@ void bench_performer(const bench_opts *o)
             }
             fprintf(o->out, "performer\t%s\t%d\t%zu\t%zu\t%.3f\t%.2f\t%.3f\t%s\t%s\t%.2f\t%.1f\t%.1f\n",
                     mode ? "causal" : "bidir", nt, n, m, t * 1e3, gf, sg > 0.0 ? gf / sg : 0.0, sm, sp,
-                    plan_mb, (double)rss_now() / 1048576.0, (double)bench_peak_rss() / 1048576.0);
+                    plan_mb, (double)bench_rss_now() / 1048576.0, (double)bench_peak_rss() / 1048576.0);
             fflush(o->out);
         }
         rk_mat_free(&q); rk_mat_free(&k); rk_mat_free(&v); rk_mat_free(&out);

@@ -11,45 +11,7 @@
 #include <omp.h>
 #include <stdio.h>
 
-#define RK_BENCH_MAXREP 64
 
-/* Median seconds of one execute over the repeats, after one warm-up; 0 on failure. */
-static double time_attn(const bench_opts *o, rk_attn *p, const rk_mat *q, const rk_mat *k,
-                        const rk_mat *v, rk_mat *out)
-{
-    double t[RK_BENCH_MAXREP];
-    int reps = o->repeats < RK_BENCH_MAXREP ? o->repeats : RK_BENCH_MAXREP;
-    if (reps < 1) reps = 1;
-    for (int r = -1; r < reps; r++) {
-        double t0 = bench_now();
-        int rc = rk_attn_execute(p, q, k, v, out, RK_ALL_KEYS);
-        double dt = bench_now() - t0;
-        if (rc) {
-            fprintf(o->out, "# softmax: execute failed: %s: %s\n", rk_strerror(rc), rk_last_error());
-            return 0.0;
-        }
-        if (r >= 0) t[r] = dt;
-    }
-    return bench_median(t, (size_t)reps);
-}
-
-/* Current resident set size in bytes (Linux /proc/self/statm; 0 elsewhere). Unlike the
- * process peak it is not inflated by earlier sections or the n x n sgemm baseline. */
-static size_t rss_now(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long pages_total = 0, pages_res = 0;
-    if (!f) return 0;
-    int ok = fscanf(f, "%lu %lu", &pages_total, &pages_res) == 2;
-    fclose(f);
-    return ok ? (size_t)pages_res * 4096u : 0;
-}
-
-static void fill(rk_mat *m, unsigned salt)
-{
-    for (size_t i = 0; i < m->rows * m->cols; i++)
-        m->data[i] = (float)(((i + salt) * 2654435761u) % 2001) * 1e-3f - 1.0f;
-}
 
 void bench_softmax(const bench_opts *o)
 {
@@ -74,7 +36,7 @@ void bench_softmax(const bench_opts *o)
             rk_mat_free(&q); rk_mat_free(&k); rk_mat_free(&v); rk_mat_free(&out);
             return;
         }
-        fill(&q, 1); fill(&k, 2); fill(&v, 3);
+        bench_fill(&q, 1); bench_fill(&k, 2); bench_fill(&v, 3);
         double flops = 4.0 * (double)n * (double)n * (double)d;
 
         for (int it = 0; it < ntn; it++) {
@@ -94,9 +56,9 @@ void bench_softmax(const bench_opts *o)
                     fprintf(o->out, "# softmax: create failed: %s\n", rk_last_error());
                     continue;
                 }
-                t[mode] = time_attn(o, p, &q, &k, &v, &out);
+                t[mode] = bench_time_attn(o, "softmax", p, &q, &k, &v, &out);
                 plan_mb[mode] = (double)rk_attn_bytes(p) / 1048576.0;
-                rss_mb[mode] = (double)rss_now() / 1048576.0;
+                rss_mb[mode] = (double)bench_rss_now() / 1048576.0;
                 peak_mb[mode] = (double)bench_peak_rss() / 1048576.0;
                 ran[mode] = 1;
                 rk_attn_destroy(p);

@@ -87,3 +87,39 @@ double bench_triad_gbs(const bench_opts *o, size_t n, int nthreads)
     free(a); free(b); free(c);
     return 12.0 * (double)n / bench_median(t, (size_t)reps) * 1e-9;
 }
+
+double bench_time_attn(const bench_opts *o, const char *section, rk_attn *p, const rk_mat *q,
+                       const rk_mat *k, const rk_mat *v, rk_mat *out)
+{
+    double t[64];
+    int reps = o->repeats < 64 ? o->repeats : 64;
+    if (reps < 1) reps = 1;
+    for (int r = -1; r < reps; r++) {
+        double t0 = bench_now();
+        int rc = rk_attn_execute(p, q, k, v, out, RK_ALL_KEYS);
+        double dt = bench_now() - t0;
+        if (rc) {
+            fprintf(o->out, "# %s: execute failed: %s: %s\n", section, rk_strerror(rc),
+                    rk_last_error());
+            return 0.0;
+        }
+        if (r >= 0) t[r] = dt;
+    }
+    return bench_median(t, (size_t)reps);
+}
+
+size_t bench_rss_now(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages_total = 0, pages_res = 0;
+    if (!f) return 0;
+    int ok = fscanf(f, "%lu %lu", &pages_total, &pages_res) == 2;
+    fclose(f);
+    return ok ? (size_t)pages_res * 4096u : 0;
+}
+
+void bench_fill(rk_mat *m, unsigned salt)
+{
+    for (size_t i = 0; i < m->rows * m->cols; i++)
+        m->data[i] = (float)(((i + salt) * 2654435761u) % 2001) * 1e-3f - 1.0f;
+}
