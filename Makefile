@@ -39,14 +39,19 @@ LDLIBS   += $(PKG_LIBS) -lm
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
 LIB_A    := $(BUILD)/libropekit.a
+# The shared library: real file libropekit.so.$(SOVERSION).<minor>.<patch>, soname
+# libropekit.so.$(SOVERSION), development link libropekit.so. Only the public rk_ API is exported
+# (lib/ objects are built with -fvisibility=hidden; ropekit.h marks its declarations default).
+SOVERSION := 0
+RK_VER   := $(shell sed -n 's/^\#define RK_VERSION "\(.*\)"/\1/p' lib/ropekit.h)
+LIB_SONAME := libropekit.so.$(SOVERSION)
 LIB_SO   := $(BUILD)/libropekit.so
+LIB_SO_REAL := $(BUILD)/libropekit.so.$(RK_VER)
 CLI      := $(BUILD)/ropekit
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard experiments/*.c))
-# The drivers without their main(), for tests of their internals.
-EXP_OBJ  := $(filter-out $(BUILD)/experiments/ropekit.o,$(CLI_OBJ))
-EXP_A    := $(BUILD)/libropekit-drivers.a
 # Everything of the command line but its main(): tests link it to test drivers' internals.
 EXP_OBJ  := $(filter-out $(BUILD)/experiments/ropekit.o,$(CLI_OBJ))
+EXP_A    := $(BUILD)/libropekit-drivers.a
 BENCH    := $(BUILD)/ropekit-bench
 BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
@@ -77,8 +82,13 @@ $(BUILD)/%.o: %.c
 $(LIB_A): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
-$(LIB_SO): $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(LIB_SO_REAL): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(LIB_SONAME) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(LIB_SO): $(LIB_SO_REAL)
+	ln -sf $(notdir $(LIB_SO_REAL)) $(BUILD)/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $@
+# Library objects export nothing but the public API (ropekit.h pushes default visibility).
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
 $(CLI): $(CLI_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BENCH): $(BENCH_OBJ) $(LIB_A)
@@ -98,7 +108,7 @@ $(BUILD)/tests/%.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_D
 $(TEST_BIN): | $(CLI)
 
 # Runs every test binary (each a cmocka group), then one closing line with the totals.
-test: $(TEST_BIN) $(CLI)
+test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	@mkdir -p $(BUILD)/log; fail=0; \
 	for t in $(TEST_BIN); do \
 	  echo "== $$t"; \
@@ -155,14 +165,16 @@ paper-figures:
 
 $(BUILD)/ropekit.pc: lib/ropekit.h Makefile
 	@mkdir -p $(@D)
-	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ropekit\nDescription: RoPE and attention kernels (softmax, FAVOR+, linear)\nVersion: %s\nRequires.private: $(LIB_PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lropekit\nLibs.private: -fopenmp -lm\n' \
-	  '$(PREFIX)' "$$(sed -n 's/^#define RK_VERSION "\(.*\)"/\1/p' lib/ropekit.h)" > $@
+	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ropekit\nDescription: RoPE and attention kernels (softmax, FAVOR+, linear)\nVersion: %s\nRequires.private: $(LIB_PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -Wl,-rpath,$${libdir} -lropekit\nLibs.private: -fopenmp -lm\n' \
+	  '$(PREFIX)' '$(RK_VER)' > $@
 
 install: all $(BUILD)/ropekit.pc
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 lib/ropekit.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(LIB_SO_REAL) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(notdir $(LIB_SO_REAL)) $(DESTDIR)$(PREFIX)/lib/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(PREFIX)/lib/libropekit.so
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/ropekit.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 

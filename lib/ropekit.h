@@ -30,6 +30,12 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: only what this header declares is exported
+ * from libropekit.so (internal rk__ symbols stay in the static archive for the tests). */
+#if defined(__GNUC__)
+#  pragma GCC visibility push(default)
+#endif
+
 #if defined(__GNUC__)
 #  define RK_NODISCARD __attribute__((warn_unused_result))
 #else
@@ -378,6 +384,10 @@ RK_NODISCARD int rk_array_alloc(rk_array *a, rk_dtype dt, int ndim, const size_t
 void rk_array_free(rk_array *a);                               /* safe on a zeroed struct */
 /* RK_ENONFINITE naming `name` and the first bad (multi-)index, or RK_OK. */
 RK_NODISCARD int rk_array_check_finite(const rk_array *a, const char *name);
+
+#if defined(__GNUC__)
+#  pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
