@@ -117,17 +117,19 @@ static void make_description(void)
 }
 
 /* The chosen variant: its table row, whether the name fixes the rope mode, the map and the
- * bias, and the kind of its features (FAVOR+ options apply to RK_PERFORMER; rpe-fft: its base). */
+ * bias, and whether it takes rpe-fft's elu+1 / relu base (--map with --variant rpe-fft). */
 typedef struct {
     const variant *row;
     int fixed_rope, fixed_map, fixed_bias;
-    rk_kind feat;   /* RK_SOFTMAX (no features), RK_PERFORMER or RK_LINEAR */
+    rk_kind base;   /* RK_RPE_FFT rows: the feature base (--map picks RK_LINEAR) */
 } choice;
 
+/* The base names (softmax, performer, linear, rpe-fft) leave the rope mode (and the map) to the
+ * options; every other name of the variant table fixes them. */
 static choice get_variant(cli_ctx *c)
 {
     const char *name = cli_required(c, "variant");
-    choice ch = { NULL, 1, 1, 0, RK_SOFTMAX };
+    choice ch = { NULL, 1, 1, 0, 0 };
     if (strcmp(name, "softmax") == 0 || strcmp(name, "performer") == 0) {
         ch.row = variant_find(name);
         ch.fixed_rope = ch.fixed_map = 0;
@@ -141,23 +143,24 @@ static choice get_variant(cli_ctx *c)
         ch.row = variant_find(name);
         ch.fixed_map = ch.row && (ch.row->kind == RK_LINEAR ||
                                   (ch.row->kind == RK_RPE_FFT && ch.row->base == RK_LINEAR));
-        ch.fixed_bias = ch.row && ch.row->kind == RK_SOFTMAX && ch.row->bias != VARIANT_BIAS_NONE;
+        ch.fixed_bias = ch.row && ch.row->bias != VARIANT_BIAS_NONE && ch.row->kind != RK_RPE_FFT;
     }
     if (!ch.row) {
         char list[1024];
         cli_die(c, "unknown variant '%s' (expected: softmax, performer, linear, rpe-fft, or one "
                 "of: %s)", name, variant_names(list, sizeof list));
     }
-    switch (ch.row->kind) {
-    case RK_PERFORMER: ch.feat = RK_PERFORMER; break;
-    case RK_LINEAR:    ch.feat = RK_LINEAR; break;
-    case RK_RPE_FFT:
-        ch.feat = ch.row->base == RK_LINEAR || (!ch.fixed_map && cli_flag(c, "map"))
+    if (ch.row->kind == RK_RPE_FFT)
+        ch.base = ch.row->base == RK_LINEAR || (!ch.fixed_map && cli_flag(c, "map"))
                 ? RK_LINEAR : RK_PERFORMER;
-        break;
-    default:           ch.feat = RK_SOFTMAX; break;
-    }
     return ch;
+}
+
+/* The config field groups of the choice (the library's rule; rpe-fft: those of its base). */
+static unsigned choice_fields(const choice *ch)
+{
+    rk_attn_config probe = { .kind = ch->row->kind, .rpe_base = ch->base };
+    return rk_attn_fields(&probe);
 }
 
 static const char *rope_name(rk_rope_mode r)
@@ -229,26 +232,88 @@ static void check_shapes(cli_ctx *c, const rk_array *q, const rk_array *k, const
     if (v->shape[nd - 1] == 0) cli_die(c, "--v: %s has shape %s: d_v must be > 0", pv, sv);
 }
 
-/* Options that only some kinds take: the message names who takes them. */
-static void check_applicable(cli_ctx *c, const choice *ch)
+/* Options a variant takes only if its kind reads their config field group (rk_attn_fields):
+ * option, group, and who takes it (for the message). */
+typedef struct {
+    const char *opt;
+    unsigned    group;
+    const char *who;
+} group_opt;
+
+#define FAVOR_WHO "--variant performer only, or rpe-fft with its FAVOR+ features"
+static const group_opt group_opts[] = {
+    { "features",    RK_FIELD_PROJ,   FAVOR_WHO },
+    { "kernel",      RK_FIELD_KERNEL, FAVOR_WHO },
+    { "iid",         RK_FIELD_PROJ,   FAVOR_WHO },
+    { "orthogonal",  RK_FIELD_PROJ,   FAVOR_WHO },
+    { "fixed-norm",  RK_FIELD_PROJ,   FAVOR_WHO },
+    { "seed",        RK_FIELD_PROJ,   FAVOR_WHO },
+    { "proj",        RK_FIELD_PROJ,   FAVOR_WHO },
+    { "save-proj",   RK_FIELD_PROJ,   FAVOR_WHO },
+    { "map",         RK_FIELD_MAP,    "--variant linear only, or rpe-fft to use elu+1 / relu features" },
+    { "bias",        RK_FIELD_BIAS,   "--variant softmax and rpe-fft only" },
+    { "bias-kind",   RK_FIELD_BIAS,   "--variant softmax and rpe-fft only" },
+    { "alibi-slope", RK_FIELD_BIAS,   "--variant softmax and rpe-fft only" },
+    { "l2norm",      RK_FIELD_FFT,    "--variant rpe-fft only" },
+    { "fft-wisdom",  RK_FIELD_FFT,    "--variant rpe-fft only" },
+    { "xpos",        RK_FIELD_XPOS,   "--variant softmax only" },
+    { "scale",       RK_FIELD_SCALE,  "--variant softmax, performer and rpe-fft with FAVOR+ features only" },
+};
+
+/* Why the chosen variant does not take an option of `group` (wording only: a kind without an
+ * entry gets the generic reason). */
+static const char *why_not(const choice *ch, unsigned group, const char *opt)
 {
     const rk_kind kind = ch->row->kind;
-    static const char *const perf_only[] = { "features", "kernel", "iid", "orthogonal",
-                                             "fixed-norm", "seed", "proj", "save-proj", NULL };
-    for (int i = 0; perf_only[i]; i++)
-        if (ch->feat != RK_PERFORMER && cli_flag(c, perf_only[i]))
-            cli_die(c, "--%s applies to --variant performer only, or rpe-fft with its FAVOR+ "
-                    "features (%s)", perf_only[i],
-                    kind == RK_SOFTMAX ? "exact softmax has no features"
-                    : kind == RK_RPE_FFT ? "rpe-fft with --map, or rpe-fft-linear, uses elu+1 / "
-                                           "relu features of width d"
-                    : strcmp(perf_only[i], "features") == 0
-                        ? "the linear feature width is d"
-                        : "linear attention has no random projection");
-    if (kind != RK_LINEAR && kind != RK_RPE_FFT && cli_flag(c, "map"))
-        cli_die(c, "--map applies to --variant linear only, or rpe-fft to use elu+1 / relu "
-                "features (%s)",
-                kind == RK_PERFORMER ? "FAVOR+ takes --kernel" : "exact softmax has no features");
+    switch (group) {
+    case RK_FIELD_PROJ:
+    case RK_FIELD_KERNEL:
+        if (kind == RK_SOFTMAX) return "exact softmax has no features";
+        if (kind == RK_RPE_FFT)
+            return "rpe-fft with --map, or rpe-fft-linear, uses elu+1 / relu features of width d";
+        if (kind == RK_LINEAR)
+            return strcmp(opt, "features") == 0 ? "the linear feature width is d"
+                                                 : "linear attention has no random projection";
+        break;
+    case RK_FIELD_MAP:
+        if (kind == RK_PERFORMER) return "FAVOR+ takes --kernel";
+        if (kind == RK_SOFTMAX) return "exact softmax has no features";
+        break;
+    case RK_FIELD_BIAS:
+        if (kind == RK_PERFORMER || kind == RK_LINEAR)
+            return kind == RK_PERFORMER
+                ? "FAVOR+ attention has no relative bias; rpe-fft is kernelized attention with one"
+                : "linear attention has no relative bias; rpe-fft is kernelized attention with one";
+        break;
+    case RK_FIELD_FFT:
+        return strcmp(opt, "l2norm") == 0 ? "the normalisation of Luo et al.'s kernelized attention"
+                                          : "the FFTs of the relative bias";
+    case RK_FIELD_XPOS:
+        return "xPos is RoPE with a decay in exact attention";
+    case RK_FIELD_SCALE:
+        if (kind == RK_LINEAR || kind == RK_RPE_FFT)
+            return "elu+1 / relu features take q and k as given";
+        break;
+    }
+    return NULL;
+}
+
+/* Refuse every option the variant's kind does not read, then the combinations that make no
+ * sense for any kind. */
+static void check_applicable(cli_ctx *c, const choice *ch)
+{
+    const unsigned own = choice_fields(ch);
+    for (size_t i = 0; i < sizeof group_opts / sizeof group_opts[0]; i++) {
+        const group_opt *g = &group_opts[i];
+        if ((own & g->group) || !cli_flag(c, g->opt)) continue;
+        const char *why = why_not(ch, g->group, g->opt);
+        char generic[160];
+        if (!why) {
+            snprintf(generic, sizeof generic, "a %s plan does not use it", ch->row->name);
+            why = generic;
+        }
+        cli_die(c, "--%s applies to %s (%s)", g->opt, g->who, why);
+    }
     if (cli_flag(c, "iid") && cli_flag(c, "orthogonal"))
         cli_die(c, "--iid and --orthogonal exclude each other");
     if (cli_flag(c, "proj")) {
@@ -258,14 +323,6 @@ static void check_applicable(cli_ctx *c, const choice *ch)
                 cli_die(c, "--%s has no effect with --proj (the projection is given, not drawn)",
                         drawn[i]);
     }
-
-    /* relative biases: exact softmax and rpe-fft */
-    static const char *const bias_opts[] = { "bias", "bias-kind", "alibi-slope", NULL };
-    for (int i = 0; bias_opts[i]; i++)
-        if (kind != RK_SOFTMAX && kind != RK_RPE_FFT && cli_flag(c, bias_opts[i]))
-            cli_die(c, "--%s applies to --variant softmax and rpe-fft only (%s attention has no "
-                    "relative bias; rpe-fft is kernelized attention with one)", bias_opts[i],
-                    kind == RK_PERFORMER ? "FAVOR+" : "linear");
     if (cli_flag(c, "bias") && cli_flag(c, "bias-kind"))
         cli_die(c, "--bias and --bias-kind exclude each other (a file, or a standard bias)");
     if (ch->fixed_bias) {
@@ -275,22 +332,9 @@ static void check_applicable(cli_ctx *c, const choice *ch)
                     "--bias or --bias-kind)", cli_flag(c, "bias") ? "--bias" : "--bias-kind",
                     ch->row->name);
     }
-    /* rpe-fft only */
-    static const char *const rpe_only[] = { "l2norm", "fft-wisdom", NULL };
-    for (int i = 0; rpe_only[i]; i++)
-        if (kind != RK_RPE_FFT && cli_flag(c, rpe_only[i]))
-            cli_die(c, "--%s applies to --variant rpe-fft only (%s)", rpe_only[i],
-                    strcmp(rpe_only[i], "l2norm") == 0
-                        ? "the normalisation of Luo et al.'s kernelized attention"
-                        : "the FFTs of the relative bias");
-    if (kind == RK_RPE_FFT && cli_flag(c, "allow-nonfinite"))
+    if ((own & RK_FIELD_FFT) && cli_flag(c, "allow-nonfinite"))
         cli_die(c, "--allow-nonfinite does not apply to rpe-fft (an FFT would spread a NaN or "
                 "Inf to every row; the inputs must be finite)");
-
-    /* xPos: exact softmax with RoPE (the rope mode and --causal are checked later) */
-    if (cli_flag(c, "xpos") && kind != RK_SOFTMAX)
-        cli_die(c, "--xpos applies to --variant softmax only (xPos is RoPE with a decay in "
-                "exact attention)");
     if (cli_flag(c, "xpos-gamma") && !cli_flag(c, "xpos"))
         cli_die(c, "--xpos-gamma has no effect without --xpos");
 }
@@ -427,107 +471,229 @@ static void add_sinusoidal(cli_ctx *c, const rk_array *x, size_t n, size_t d, in
     }
 }
 
+/* ---- the configuration from the options ------------------------------------------------ */
+
+static const char *const rope_modes[] = { "none", "qk", "features", NULL };
+static const char *const kernels[] = { "positive", "hyperbolic", "trig", NULL };
+static const char *const maps[] = { "elu", "relu", NULL };
+static const char *const freq_dims[] = { "features", "head", NULL };
+static const char *const bias_kinds[] = { "none", "t5", "alibi", NULL };
+static const char *const rope_opts[] = { "style", "base", "rotary-dim", "scaling", "freq-dim",
+                                         NULL };
+
+/* --rope MODE against what the variant fixes and what its kind reads. */
+static void set_rope(cli_ctx *c, const choice *ch, unsigned own, rk_attn_config *ac)
+{
+    int rope_i = cli_get_choice(c, "rope", "--rope mode", rope_modes, -1);
+    if (rope_i < 0) return;
+    rk_rope_mode want = rope_i == 1 ? RK_ROPE_QK : rope_i == 2 ? RK_ROPE_FEATURES : RK_ROPE_NONE;
+    unsigned need = want == RK_ROPE_QK ? RK_FIELD_ROPE_QK
+                  : want == RK_ROPE_FEATURES ? RK_FIELD_ROPE_FEATURES : 0;
+    if (need && !(own & need)) {
+        if (own & RK_FIELD_FFT)
+            cli_die(c, "--rope %s: rpe-fft does not combine RoPE with the FFT relative bias (use "
+                    "--sinusoidal, or --variant softmax, performer or linear with --rope)",
+                    rope_modes[rope_i]);
+        if (want == RK_ROPE_FEATURES && (own & RK_FIELD_ROPE_QK))
+            cli_die(c, "--rope features rotates feature vectors: use --variant performer or "
+                    "linear (%s takes --rope qk)", ch->row->name);
+        cli_die(c, "--rope %s: variant '%s' takes no RoPE", rope_modes[rope_i], ch->row->name);
+    }
+    if (ch->fixed_rope && want != ac->rope)
+        cli_die(c, "--rope %s: variant '%s' fixes the rope mode to %s (use --variant %s "
+                "with --rope)", rope_modes[rope_i], ch->row->name, rope_name(ac->rope),
+                rk_attn_kind_name(ch->row->kind));
+    ac->rope = want;
+}
+
+/* Everything the options say about the plan (sizes, bias and projection come later). */
+static void config_from_options(cli_ctx *c, const choice *ch, rk_attn_config *ac)
+{
+    const unsigned own = choice_fields(ch);
+    const int favor = (own & RK_FIELD_PROJ) != 0;
+    size_t m = (size_t)cli_get_integer(c, "features", 0, 1, INT32_MAX / 2);
+    unsigned long seed = (unsigned long)cli_get_integer(c, "seed", (long long)VARIANT_DEFAULT_SEED,
+                                                        1, INT64_MAX);
+    if (variant_fill(ch->row, 0, 0, 0, 0, cli_flag(c, "causal"), m, seed, ac))
+        cli_die(c, "internal error: variant '%s' cannot be set up", ch->row->name);
+    if (ch->row->kind == RK_RPE_FFT) ac->rpe_base = ch->base;
+    if (!favor) {                 /* no projection: the FAVOR+ defaults of the row go */
+        ac->n_features = 0;
+        ac->seed = 0;
+        ac->kernel = RK_KERNEL_POSITIVE;
+        ac->proj = RK_PROJ_ORTHOGONAL;
+        ac->proj_norm = RK_NORM_CHI;
+    }
+    if (cli_get(c, "scale")) {
+        ac->scale = cli_get_double(c, "scale", 0.0, -INFINITY, INFINITY, 0);
+        if (ac->scale == 0.0) cli_die(c, "--scale must be nonzero (0 would mean the default)");
+        if (favor && ac->scale < 0.0)
+            cli_die(c, "--scale %s must be > 0 for %s (FAVOR+ uses sqrt(scale))",
+                    cli_get(c, "scale"), ch->row->kind == RK_RPE_FFT
+                                         ? "rpe-fft's FAVOR+ features" : "performer");
+    }
+    set_rope(c, ch, own, ac);
+    cli_rope_config(c, &ac->rope_cfg);
+    ac->pos_offset = cli_get_integer(c, "offset", 0, INT64_MIN, INT64_MAX);
+    if (ac->rope == RK_ROPE_NONE)
+        for (int i = 0; rope_opts[i]; i++)
+            if (cli_flag(c, rope_opts[i]))
+                cli_die(c, "--%s has no effect without --rope", rope_opts[i]);
+    if (ac->rope == RK_ROPE_NONE && !cli_flag(c, "sinusoidal") && cli_flag(c, "offset"))
+        cli_die(c, "--offset has no effect without --rope or --sinusoidal");
+    if (cli_flag(c, "freq-dim") && ac->rope != RK_ROPE_FEATURES)
+        cli_die(c, "--freq-dim applies to --rope features only");
+    ac->rope_freq_dim_head = cli_get_choice(c, "freq-dim", "--freq-dim", freq_dims, 0) == 1;
+    if (own & RK_FIELD_KERNEL) {
+        ac->kernel = (rk_kernel)cli_get_choice(c, "kernel", "kernel", kernels, RK_KERNEL_POSITIVE);
+        ac->proj = cli_flag(c, "iid") ? RK_PROJ_IID : RK_PROJ_ORTHOGONAL;
+        ac->proj_norm = cli_flag(c, "fixed-norm") ? RK_NORM_FIXED : RK_NORM_CHI;
+        /* an odd m with positive features gives an odd feature width (checked again with
+         * --proj, whose m is known only after loading) */
+        if (ac->rope == RK_ROPE_FEATURES && ac->kernel == RK_KERNEL_POSITIVE && m % 2)
+            cli_die(c, "--rope features rotates the features in pairs, but --features %zu gives "
+                    "an odd feature width (use an even m, or --kernel hyperbolic|trig: 2m)", m);
+    }
+    if (own & RK_FIELD_MAP) {
+        int mi = cli_get_choice(c, "map", "--map", maps, -1);
+        if (mi >= 0) {
+            rk_map want = mi == 1 ? RK_MAP_RELU : RK_MAP_ELU;
+            if (ch->fixed_map && want != ac->map)
+                cli_die(c, "--map %s: variant '%s' fixes the map to %s (use --variant %s "
+                        "--map %s)", maps[mi], ch->row->name, maps[ac->map == RK_MAP_RELU],
+                        ch->row->kind == RK_RPE_FFT ? "rpe-fft" : "linear", maps[mi]);
+            ac->map = want;
+        }
+    }
+    if (own & RK_FIELD_FFT) {
+        ac->rpe_l2norm = cli_flag(c, "l2norm");
+        ac->fft_wisdom = cli_get(c, "fft-wisdom");
+    }
+    if (cli_flag(c, "xpos")) {
+        if (ac->rope != RK_ROPE_QK)
+            cli_die(c, "--xpos needs --rope qk (xPos is RoPE with a decay; or --variant "
+                    "softmax-rope)");
+        if (!ac->causal)
+            cli_die(c, "--xpos needs --causal (its factors grow without bound for keys after "
+                    "the query)");
+        ac->xpos_scale_base = cli_get_double(c, "xpos", 0.0, 0.0, INFINITY, CLI_GT_LO);
+        ac->xpos_gamma = cli_get_double(c, "xpos-gamma", 0.0, 0.0, INFINITY, CLI_GT_LO);
+    }
+    ac->bias = NULL;   /* made once the sizes are known */
+    ac->bias_len = 0;
+    ac->nthreads = (int)cli_get_integer(c, "threads", 0, 1, 4096);
+}
+
+/* Output names that clash with each other. */
+static void check_output_names(cli_ctx *c, const char *out_path)
+{
+    const char *save_proj = cli_get(c, "save-proj"), *wisdom = cli_get(c, "fft-wisdom");
+    if (save_proj && strcmp(save_proj, out_path) == 0)
+        cli_die(c, "--save-proj and --out name the same file '%s'", out_path);
+    if (wisdom && strcmp(wisdom, out_path) == 0)
+        cli_die(c, "--fft-wisdom and --out name the same file '%s'", out_path);
+    if (wisdom && save_proj && strcmp(wisdom, save_proj) == 0)
+        cli_die(c, "--fft-wisdom and --save-proj name the same file '%s'", save_proj);
+}
+
+/* RoPE against the width it rotates (d for qk; the feature width, asked of the library, for
+ * features) and positions that must fit 64 bits. */
+static void check_rope_width(cli_ctx *c, const rk_attn_config *ac, const char *q_path)
+{
+    if (ac->rope != RK_ROPE_NONE) {
+        char what[600];
+        snprintf(what, sizeof what, "--q %s", q_path);
+        if (ac->rope == RK_ROPE_QK) {
+            cli_check_rope_dim(c, &ac->rope_cfg, ac->d, what);
+        } else {
+            /* the rotation acts on the F features: m or 2m (FAVOR+), d (linear) */
+            rk_attn_config probe = *ac;
+            rk_attn_info info;
+            probe.rope = RK_ROPE_NONE;
+            probe.rope_freq_dim_head = 0;
+            if (rk_attn_resolve(&probe, &info)) cli_die_rk(c, RK_EINVAL, "the attention plan");
+            size_t F = info.feature_dim;
+            if (F % 2)
+                cli_die(c, "--rope features rotates the features in pairs, but the feature "
+                        "width is d = %zu of %s (odd)", F, what);
+            if (ac->rope_cfg.rotary_dim > F)
+                cli_die(c, "--rotary-dim %zu exceeds the feature width %zu (--rope features "
+                        "rotates the features)", ac->rope_cfg.rotary_dim, F);
+            if (ac->rope_cfg.scaling == RK_SCALE_NTK &&
+                (ac->rope_cfg.rotary_dim ? ac->rope_cfg.rotary_dim : F) <= 2)
+                cli_die(c, "--scaling ntk needs a rotary dimension > 2");
+        }
+    }
+    if (ac->rope != RK_ROPE_NONE || cli_flag(c, "sinusoidal")) {
+        int64_t last = (int64_t)(ac->n_kv > ac->n_q ? ac->n_kv : ac->n_q) - 1;
+        if (ac->pos_offset > 0 && ac->pos_offset > INT64_MAX - last)
+            cli_die(c, "--offset %lld: the last position overflows a 64-bit integer",
+                    (long long)ac->pos_offset);
+        if (ac->pos_offset < INT64_MIN + (int64_t)ac->n_q)
+            cli_die(c, "--offset %lld: the first query position P + n_kv - n_q overflows a "
+                    "64-bit integer", (long long)ac->pos_offset);
+    }
+}
+
+/* The (b, h) slices of Q, K, V and the output in the working precision. */
+typedef struct {
+    const rk_array *q, *k, *v;
+    rk_array       *out;
+    size_t          slices, heads, batch;
+} slices_t;
+
+/* One plan per bias row (one in all for a shared bias or none), executed on the slices of its
+ * heads through views; the plans differ in their bias values only. */
+static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, const slices_t *sl,
+                       const size_t *kv_len, size_t n_kv_len, rk_attn **plan)
+{
+    const size_t nq = ac->n_q, nkv = ac->n_kv, d = ac->d, dv = ac->d_v;
+    const size_t nplans = br->nb ? br->nb : 1;
+    for (size_t h = 0; h < nplans; h++) {
+        destroy_plan_at(plan);
+        if (br->nb) {
+            ac->bias = br->b + h * br->L;
+            ac->bias_len = br->L;
+        }
+        int err = rk_attn_create(plan, ac);
+        if (err) cli_die_rk(c, err, "cannot create the attention plan");
+        for (size_t s = h; s < sl->slices; s += nplans) {   /* nplans is 1 or heads */
+            size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / sl->heads];
+            if (sl->q->dtype == RK_F32) {
+                rk_mat qs = rk_mat_view((float *)sl->q->data + s * nq * d, nq, d, d);
+                rk_mat ks = rk_mat_view((float *)sl->k->data + s * nkv * d, nkv, d, d);
+                rk_mat vs = rk_mat_view((float *)sl->v->data + s * nkv * dv, nkv, dv, dv);
+                rk_mat os = rk_mat_view((float *)sl->out->data + s * nq * dv, nq, dv, dv);
+                err = rk_attn_execute(*plan, &qs, &ks, &vs, &os, L);
+            } else {
+                rk_matd qs = rk_matd_view((double *)sl->q->data + s * nq * d, nq, d, d);
+                rk_matd ks = rk_matd_view((double *)sl->k->data + s * nkv * d, nkv, d, d);
+                rk_matd vs = rk_matd_view((double *)sl->v->data + s * nkv * dv, nkv, dv, dv);
+                rk_matd os = rk_matd_view((double *)sl->out->data + s * nq * dv, nq, dv, dv);
+                err = rk_attn_execute_d(*plan, &qs, &ks, &vs, &os, L);
+            }
+            if (err) cli_die_rk(c, err, "attention failed");
+        }
+    }
+}
+
 int cmd_attend(int argc, char **argv)
 {
-    static const char *const rope_modes[] = { "none", "qk", "features", NULL };
     static const char *const precisions[] = { "float", "double", NULL };
-    static const char *const kernels[] = { "positive", "hyperbolic", "trig", NULL };
-    static const char *const maps[] = { "elu", "relu", NULL };
-    static const char *const freq_dims[] = { "features", "head", NULL };
-    static const char *const bias_kinds[] = { "none", "t5", "alibi", NULL };
-    static const char *const rope_opts[] = { "style", "base", "rotary-dim", "scaling",
-                                             "freq-dim", NULL };
     cli_ctx c;
     make_description();
     cli_parse(&c, &spec, argc, argv);
 
     /* 1. Options, all checked before any file is read. */
     const choice ch = get_variant(&c);
-    const rk_kind kind = ch.row->kind;
-    const int rpe = kind == RK_RPE_FFT;
     const char *q_path = cli_required(&c, "q");
     cli_required(&c, "k");
     cli_required(&c, "v");
     const char *out_path = cli_required(&c, "out");
     check_applicable(&c, &ch);
-
-    size_t m = (size_t)cli_get_integer(&c, "features", 0, 1, INT32_MAX / 2);
-    unsigned long seed = (unsigned long)cli_get_integer(&c, "seed", (long long)VARIANT_DEFAULT_SEED,
-                                                        1, INT64_MAX);
     rk_attn_config ac;
-    if (variant_fill(ch.row, 0, 0, 0, 0, cli_flag(&c, "causal"), m, seed, &ac))
-        cli_die(&c, "internal error: variant '%s' cannot be set up", ch.row->name);
-    if (cli_get(&c, "scale")) {
-        ac.scale = cli_get_double(&c, "scale", 0.0, -INFINITY, INFINITY, 0);
-        if (ac.scale == 0.0) cli_die(&c, "--scale must be nonzero (0 would mean the default)");
-        if (ch.feat == RK_PERFORMER && ac.scale < 0.0)
-            cli_die(&c, "--scale %s must be > 0 for %s (FAVOR+ uses sqrt(scale))",
-                    cli_get(&c, "scale"), rpe ? "rpe-fft's FAVOR+ features" : "performer");
-    }
-    int rope_i = cli_get_choice(&c, "rope", "--rope mode", rope_modes, -1);
-    if (rope_i > 0 && rpe)
-        cli_die(&c, "--rope %s: rpe-fft does not combine RoPE with the FFT relative bias (use "
-                "--sinusoidal, or --variant softmax, performer or linear with --rope)",
-                rope_modes[rope_i]);
-    if (rope_i >= 0) {
-        rk_rope_mode want = rope_i == 1 ? RK_ROPE_QK : rope_i == 2 ? RK_ROPE_FEATURES
-                                                                  : RK_ROPE_NONE;
-        if (ch.fixed_rope && want != ac.rope)
-            cli_die(&c, "--rope %s: variant '%s' fixes the rope mode to %s (use --variant %s "
-                    "with --rope)", rope_modes[rope_i], ch.row->name, rope_name(ac.rope),
-                    kind == RK_SOFTMAX ? "softmax" : kind == RK_PERFORMER ? "performer"
-                                                                          : "linear");
-        ac.rope = want;
-    }
-    if (ac.rope == RK_ROPE_FEATURES && kind == RK_SOFTMAX)
-        cli_die(&c, "--rope features rotates feature vectors: use --variant performer or "
-                "linear (softmax takes --rope qk)");
-    cli_rope_config(&c, &ac.rope_cfg);
-    ac.pos_offset = cli_get_integer(&c, "offset", 0, INT64_MIN, INT64_MAX);
+    config_from_options(&c, &ch, &ac);
     const int sinusoidal = cli_flag(&c, "sinusoidal");
-    if (ac.rope == RK_ROPE_NONE)
-        for (int i = 0; rope_opts[i]; i++)
-            if (cli_flag(&c, rope_opts[i]))
-                cli_die(&c, "--%s has no effect without --rope", rope_opts[i]);
-    if (ac.rope == RK_ROPE_NONE && !sinusoidal && cli_flag(&c, "offset"))
-        cli_die(&c, "--offset has no effect without --rope or --sinusoidal");
-    if (cli_flag(&c, "freq-dim") && ac.rope != RK_ROPE_FEATURES)
-        cli_die(&c, "--freq-dim applies to --rope features only");
-    ac.rope_freq_dim_head = cli_get_choice(&c, "freq-dim", "--freq-dim", freq_dims, 0) == 1;
-    if (ch.feat == RK_PERFORMER) {
-        ac.kernel = (rk_kernel)cli_get_choice(&c, "kernel", "kernel", kernels, RK_KERNEL_POSITIVE);
-        ac.proj = cli_flag(&c, "iid") ? RK_PROJ_IID : RK_PROJ_ORTHOGONAL;
-        ac.proj_norm = cli_flag(&c, "fixed-norm") ? RK_NORM_FIXED : RK_NORM_CHI;
-        /* an odd m with positive features gives an odd feature width (checked again with
-         * --proj, whose m is known only after loading) */
-        if (ac.rope == RK_ROPE_FEATURES && ac.kernel == RK_KERNEL_POSITIVE && m % 2)
-            cli_die(&c, "--rope features rotates the features in pairs, but --features %zu gives "
-                    "an odd feature width (use an even m, or --kernel hyperbolic|trig: 2m)", m);
-    }
-    if (ch.feat == RK_LINEAR) {
-        int mi = cli_get_choice(&c, "map", "--map", maps, -1);
-        if (mi >= 0) {
-            rk_map want = mi == 1 ? RK_MAP_RELU : RK_MAP_ELU;
-            if (ch.fixed_map && want != ac.map)
-                cli_die(&c, "--map %s: variant '%s' fixes the map to %s (use --variant %s "
-                        "--map %s)", maps[mi], ch.row->name, maps[ac.map == RK_MAP_RELU],
-                        rpe ? "rpe-fft" : "linear", maps[mi]);
-            ac.map = want;
-        }
-    }
-    if (rpe) {
-        ac.rpe_base = ch.feat;
-        if (ch.feat == RK_LINEAR) {   /* no projection: the FAVOR+ defaults of the row go */
-            ac.n_features = 0;
-            ac.seed = 0;
-            ac.kernel = RK_KERNEL_POSITIVE;
-            ac.proj = RK_PROJ_ORTHOGONAL;
-            ac.proj_norm = RK_NORM_CHI;
-        }
-        ac.rpe_l2norm = cli_flag(&c, "l2norm");
-        ac.fft_wisdom = cli_get(&c, "fft-wisdom");
-    }
-    /* the bias: a file, a standard kind, or the variant's default */
     const int bias_file = cli_flag(&c, "bias");
     const int bias_kind = bias_file ? BIAS_NONE
                         : cli_get_choice(&c, "bias-kind", "--bias-kind", bias_kinds,
@@ -535,28 +701,9 @@ int cmd_attend(int argc, char **argv)
     if (cli_flag(&c, "alibi-slope") && bias_kind != BIAS_ALIBI)
         cli_die(&c, "--alibi-slope applies to --bias-kind alibi only");
     double alibi_slope = cli_get_double(&c, "alibi-slope", 0.0, 0.0, INFINITY, 0);
-    ac.bias = NULL;   /* made below, once the sizes are known */
-    ac.bias_len = 0;
-    if (cli_flag(&c, "xpos")) {
-        if (ac.rope != RK_ROPE_QK)
-            cli_die(&c, "--xpos needs --rope qk (xPos is RoPE with a decay; or --variant "
-                    "softmax-rope)");
-        if (!ac.causal)
-            cli_die(&c, "--xpos needs --causal (its factors grow without bound for keys after "
-                    "the query)");
-        ac.xpos_scale_base = cli_get_double(&c, "xpos", 0.0, 0.0, INFINITY, CLI_GT_LO);
-        ac.xpos_gamma = cli_get_double(&c, "xpos-gamma", 0.0, 0.0, INFINITY, CLI_GT_LO);
-    }
     const char *save_proj = cli_get(&c, "save-proj");
-    if (save_proj && strcmp(save_proj, out_path) == 0)
-        cli_die(&c, "--save-proj and --out name the same file '%s'", out_path);
-    const char *wisdom = cli_get(&c, "fft-wisdom");
-    if (wisdom && strcmp(wisdom, out_path) == 0)
-        cli_die(&c, "--fft-wisdom and --out name the same file '%s'", out_path);
-    if (wisdom && save_proj && strcmp(wisdom, save_proj) == 0)
-        cli_die(&c, "--fft-wisdom and --save-proj name the same file '%s'", save_proj);
+    check_output_names(&c, out_path);
     int precision = cli_get_choice(&c, "precision", "precision", precisions, -1);
-    ac.nthreads = (int)cli_get_integer(&c, "threads", 0, 1, 4096);
 
     /* 2. Inputs. */
     rk_array q, k, v;
@@ -578,67 +725,41 @@ int cmd_attend(int argc, char **argv)
             cli_die(&c, "--rope features rotates the features in pairs, but --proj %s has an "
                     "odd m = %zu (positive features: width m)", cli_get(&c, "proj"), proj.rows);
     }
-    if (ac.rope != RK_ROPE_NONE) {
-        char what[600];
-        snprintf(what, sizeof what, "--q %s", q_path);
-        if (ac.rope == RK_ROPE_QK) {
-            cli_check_rope_dim(&c, &ac.rope_cfg, ac.d, what);
-        } else {
-            /* the rotation acts on the F features: m or 2m (FAVOR+), d (linear) */
-            size_t F = variant_feature_dim(&ac);
-            if (kind == RK_PERFORMER && F == 0) F = 256;   /* library default m */
-            if (F % 2)
-                cli_die(&c, "--rope features rotates the features in pairs, but the feature "
-                        "width is d = %zu of %s (odd)", F, what);
-            if (ac.rope_cfg.rotary_dim > F)
-                cli_die(&c, "--rotary-dim %zu exceeds the feature width %zu (--rope features "
-                        "rotates the features)", ac.rope_cfg.rotary_dim, F);
-            if (ac.rope_cfg.scaling == RK_SCALE_NTK &&
-                (ac.rope_cfg.rotary_dim ? ac.rope_cfg.rotary_dim : F) <= 2)
-                cli_die(&c, "--scaling ntk needs a rotary dimension > 2");
-        }
-    }
-    if (ac.rope != RK_ROPE_NONE || sinusoidal) {
-        int64_t last = (int64_t)(ac.n_kv > ac.n_q ? ac.n_kv : ac.n_q) - 1;
-        if (ac.pos_offset > 0 && ac.pos_offset > INT64_MAX - last)
-            cli_die(&c, "--offset %lld: the last position overflows a 64-bit integer",
-                    (long long)ac.pos_offset);
-        if (ac.pos_offset < INT64_MIN + (int64_t)ac.n_q)
-            cli_die(&c, "--offset %lld: the first query position P + n_kv - n_q overflows a "
-                    "64-bit integer", (long long)ac.pos_offset);
-    }
+    check_rope_width(&c, &ac, q_path);
     cli_check_finite(&c, "q", &q);
     cli_check_finite(&c, "k", &k);
     cli_check_finite(&c, "v", &v);
 
     /* Batch entries (axis b of (b, h, n, d)), heads per entry (the (h) axis; 1 for (n, d)),
      * and (b, h) slices: slice s is head s % heads of batch entry s / heads. */
-    size_t batch = nd == 4 ? q.shape[0] : 1;
-    size_t slices = 1;
-    for (int i = 0; i < nd - 2; i++) slices *= q.shape[i];
-    size_t heads = slices / batch;
+    slices_t sl = { 0 };
+    sl.batch = nd == 4 ? q.shape[0] : 1;
+    sl.slices = 1;
+    for (int i = 0; i < nd - 2; i++) sl.slices *= q.shape[i];
+    sl.heads = sl.slices / sl.batch;
     size_t *kv_len = NULL, n_kv_len = 0;
     const char *kv_str = cli_get(&c, "kv-len");
     if (kv_str) {
         n_kv_len = parse_kv_len(&c, kv_str, ac.n_kv, &kv_len);
-        if (n_kv_len != 1 && n_kv_len != batch)
+        if (n_kv_len != 1 && n_kv_len != sl.batch)
             cli_die(&c, "--kv-len has %zu values but the batch has %zu entr%s (give one value, "
-                    "or one per b of (b, h, n, d))", n_kv_len, batch, batch == 1 ? "y" : "ies");
+                    "or one per b of (b, h, n, d))", n_kv_len, sl.batch,
+                    sl.batch == 1 ? "y" : "ies");
     }
 
     /* The bias rows: none, one for every head, or one per head. */
     rk_array bias_arr;   /* at function scope: freed by cli_finish */
     bias_rows br = { NULL, 0, rk_bias_len(ac.n_q, ac.n_kv) };
     if (bias_file)
-        load_bias(&c, &bias_arr, ac.n_q, ac.n_kv, heads, &br);
+        load_bias(&c, &bias_arr, ac.n_q, ac.n_kv, sl.heads, &br);
     else if (bias_kind != BIAS_NONE)
-        make_bias(&c, bias_kind, ac.n_q, ac.n_kv, ac.causal, heads,
+        make_bias(&c, bias_kind, ac.n_q, ac.n_kv, ac.causal, sl.heads,
                   cli_flag(&c, "alibi-slope") ? &alibi_slope : NULL, &br);
 
     /* 3. Precision: convert the inputs if the arithmetic differs from the input dtype. */
     const rk_dtype in_dtype = q.dtype;
     const rk_dtype work = precision < 0 ? in_dtype : precision == 0 ? RK_F32 : RK_F64;
-    const rk_array *wq = &q, *wk = &k, *wv = &v;
+    sl.q = &q, sl.k = &k, sl.v = &v;
     rk_array cq, ck, cv;
     if (work != in_dtype) {
         cli_convert(&c, &q, work, &cq);
@@ -648,7 +769,7 @@ int cmd_attend(int argc, char **argv)
         cli_check_finite(&c, "q", &cq);
         cli_check_finite(&c, "k", &ck);
         cli_check_finite(&c, "v", &cv);
-        wq = &cq, wk = &ck, wv = &cv;
+        sl.q = &cq, sl.k = &ck, sl.v = &cv;
     }
     rk_array out;
     size_t out_shape[4];
@@ -658,13 +779,14 @@ int cmd_attend(int argc, char **argv)
     int err = rk_array_alloc(&out, work, nd, out_shape);
     if (err) cli_die_rk(&c, err, "cannot allocate the output");
     cli_defer_array(&c, &out);
+    sl.out = &out;
 
     /* 4. The projection of rpe-fft's FAVOR+ features, for --save-proj: an RK_PERFORMER plan of
      * the same feature options draws the same one (ropekit.h; rpe-fft plans report none). */
     rk_attn *plan = NULL, *proj_plan = NULL;
     cli_defer(&c, destroy_plan_at, &plan);
     cli_defer(&c, destroy_plan_at, &proj_plan);
-    if (save_proj && rpe) {
+    if (save_proj && ac.kind == RK_RPE_FFT) {
         rk_attn_config pc = { .kind = RK_PERFORMER, .n_q = 1, .n_kv = 1, .d = ac.d, .d_v = 1,
                               .scale = ac.scale, .n_features = ac.n_features,
                               .kernel = ac.kernel, .proj = ac.proj, .proj_norm = ac.proj_norm,
@@ -675,41 +797,13 @@ int cmd_attend(int argc, char **argv)
 
     /* --sinusoidal: keys at P + j, queries at P + n_kv - n_q + i, on the working copies. */
     if (sinusoidal) {
-        add_sinusoidal(&c, wq, ac.n_q, ac.d,
+        add_sinusoidal(&c, sl.q, ac.n_q, ac.d,
                        ac.pos_offset + ((int64_t)ac.n_kv - (int64_t)ac.n_q), "--sinusoidal");
-        add_sinusoidal(&c, wk, ac.n_kv, ac.d, ac.pos_offset, "--sinusoidal");
+        add_sinusoidal(&c, sl.k, ac.n_kv, ac.d, ac.pos_offset, "--sinusoidal");
     }
 
-    /* 5. One plan per bias row (one in all for a shared bias or none), executed on the slices
-     * of its heads through views; the plans differ in their bias values only. */
-    const size_t nq = ac.n_q, nkv = ac.n_kv, d = ac.d, dv = ac.d_v;
-    const size_t nplans = br.nb ? br.nb : 1;
-    for (size_t h = 0; h < nplans; h++) {
-        destroy_plan_at(&plan);
-        if (br.nb) {
-            ac.bias = br.b + h * br.L;
-            ac.bias_len = br.L;
-        }
-        err = rk_attn_create(&plan, &ac);
-        if (err) cli_die_rk(&c, err, "cannot create the attention plan");
-        for (size_t s = h; s < slices; s += nplans) {   /* nplans is 1 or heads */
-            size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / heads];
-            if (work == RK_F32) {
-                rk_mat qs = rk_mat_view((float *)wq->data + s * nq * d, nq, d, d);
-                rk_mat ks = rk_mat_view((float *)wk->data + s * nkv * d, nkv, d, d);
-                rk_mat vs = rk_mat_view((float *)wv->data + s * nkv * dv, nkv, dv, dv);
-                rk_mat os = rk_mat_view((float *)out.data + s * nq * dv, nq, dv, dv);
-                err = rk_attn_execute(plan, &qs, &ks, &vs, &os, L);
-            } else {
-                rk_matd qs = rk_matd_view((double *)wq->data + s * nq * d, nq, d, d);
-                rk_matd ks = rk_matd_view((double *)wk->data + s * nkv * d, nkv, d, d);
-                rk_matd vs = rk_matd_view((double *)wv->data + s * nkv * dv, nkv, dv, dv);
-                rk_matd os = rk_matd_view((double *)out.data + s * nq * dv, nq, dv, dv);
-                err = rk_attn_execute_d(plan, &qs, &ks, &vs, &os, L);
-            }
-            if (err) cli_die_rk(&c, err, "attention failed");
-        }
-    }
+    /* 5. The slices. */
+    run_slices(&c, &ac, &br, &sl, kv_len, n_kv_len, &plan);
 
     /* 6. The projection (under a temporary name), the output in the input dtype, then the
      * projection renamed into place: both files appear only if the run succeeds. */

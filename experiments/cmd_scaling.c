@@ -310,7 +310,7 @@ static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v
     free(t);
 
     const rk_attn_config *rc = rk_attn_get_config(r->plan);
-    double flops = v->flops ? v->flops(rc) : NAN;
+    double flops = v->flops ? v->flops(rc, rk_attn_get_info(r->plan)) : NAN;
     size_t plan_bytes = rk_attn_bytes(r->plan);
     size_t io_bytes = 4 * n * s->d * elt;
     long rss_peak = rss_reset ? machine_rss_peak_kb() : -1, rss_max = machine_rss_max_kb();
@@ -490,9 +490,11 @@ static void summarize(cli_ctx *c, table *t, const settings *s)
 static double weight(const settings *s, const variant *v, int mask, size_t n)
 {
     rk_attn_config ac;
-    if (variant_fill(v, n, n, s->d, s->d, mask, s->m, s->seed, &ac)) return 0.01;
-    if (ac.kind == RK_PERFORMER && !ac.n_features) ac.n_features = 256;
-    double per = v->flops ? fmin(v->flops(&ac) / 5e9, s->max_seconds) : s->max_seconds;
+    rk_attn_info info;
+    if (variant_fill(v, n, n, s->d, s->d, mask, s->m, s->seed, &ac) ||
+        rk_attn_resolve(&ac, &info))
+        return 0.01;
+    double per = v->flops ? fmin(v->flops(&ac, &info) / 5e9, s->max_seconds) : s->max_seconds;
     return (double)(s->warmup + s->repeats) * per + 0.01;
 }
 

@@ -19,6 +19,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "ropekit.h"
+#include "rk_file.h"
 
 /* sum_{j=1}^{h} |S_j(dist)| for the h frequencies theta. 0 when h == 0. */
 double decay_sum_abs_s(const double *theta, size_t h, double dist);
@@ -98,19 +99,16 @@ void decay_run_free(decay_run *r);             /* frees the thetas; safe to repe
  * then one row per distance. rk status (RK_ENOMEM, RK_EINVAL; RK_EIO if a write failed). */
 int  decay_write(FILE *f, const decay_run *r);
 
-/* ---- atomic text output (temporary file in the target's directory, then rename(2)) ----- */
-/* Shared by `ropekit decay` and `ropekit theory`; a candidate for cli.c (rk_npy_save does the
- * same for .npy files). */
-typedef struct {
-    FILE *f;
-    char *path;     /* target                                                                */
-    char *tmp;      /* temporary name, NULL once committed or aborted                         */
-} decay_atomic;
+/* ---- atomic text output: the library's one writer (lib/rk_file.h) ---------------------- */
+/* Shared by `ropekit decay`, `pattern` and `theory`: a temporary file renamed over the target,
+ * devices and FIFOs written directly, symbolic links followed. */
+typedef rk__out decay_atomic;
 /* 0 or an errno value. On success a->f is open for writing. */
-int  decay_atomic_open(decay_atomic *a, const char *path);
-/* Flush, close, rename over the target. 0 or an errno value (then the temporary is removed). */
-int  decay_atomic_commit(decay_atomic *a);
+static inline int decay_atomic_open(decay_atomic *a, const char *path)
+{ return rk__out_open(a, path); }
+/* Flush, fsync, close, rename over the target. 0 or an errno value (the temporary removed). */
+static inline int decay_atomic_commit(decay_atomic *a) { return rk__out_commit(a); }
 /* Close and remove the temporary (NULL-safe, idempotent): for cleanup on any error. */
-void decay_atomic_abort(decay_atomic *a);
+static inline void decay_atomic_abort(decay_atomic *a) { rk__out_abort(a); }
 
 #endif

@@ -1,5 +1,6 @@
 /* TSV tables for long runs, with resume (see table.h). */
 #include "table.h"
+#include "rk_file.h"
 
 #include <errno.h>
 #include <math.h>
@@ -143,37 +144,15 @@ void table_close(table *t)
     memcpy(t->err, err, sizeof err);
 }
 
-/* Write `text` to path atomically: a temporary file in the same directory, fsync, rename. */
+/* Write `text` to path through the library's one atomic writer (temporary file, fsync, rename). */
 static int write_atomic(table *t, const char *text, size_t len)
 {
-    size_t pl = strlen(t->path);
-    char *tmp = malloc(pl + 16);
-    if (!tmp) return fail(t, "out of memory");
-    memcpy(tmp, t->path, pl);
-    memcpy(tmp + pl, ".tmpXXXXXX", 11);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fail(t, "cannot create a file next to '%s': %s", t->path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
-    int ok = off == len && fsync(fd) == 0;
-    int e = errno;
-    if (close(fd) != 0) ok = 0;
-    if (ok && rename(tmp, t->path) != 0) { ok = 0; e = errno; }
-    if (!ok) {
-        unlink(tmp);
-        fail(t, "cannot write '%s': %s", t->path, strerror(e));
-    }
-    free(tmp);
-    return ok ? 0 : -1;
+    const char *step = NULL;
+    int e = rk__out_write_file(t->path, text, len, &step);
+    if (!e) return 0;
+    if (step && strcmp(step, "create") == 0)
+        return fail(t, "cannot create a file next to '%s': %s", t->path, strerror(e));
+    return fail(t, "cannot write '%s': %s", t->path, strerror(e));
 }
 
 /* Text buffer that grows. */

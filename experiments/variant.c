@@ -16,20 +16,11 @@ double variant_pairs(const rk_attn_config *c)
     return nkv * (nkv + 1.0) / 2.0;   /* the first n_q - n_kv queries see none */
 }
 
-size_t variant_feature_dim(const rk_attn_config *c)
-{
-    rk_kind k = c->kind == RK_RPE_FFT ? (c->rpe_base ? c->rpe_base : RK_PERFORMER) : c->kind;
-    switch (k) {
-    case RK_PERFORMER: return c->kernel == RK_KERNEL_POSITIVE ? c->n_features : 2 * c->n_features;
-    case RK_LINEAR:    return c->d;
-    default:           return 0;
-    }
-}
-
 /* Exact attention: scores q.k and the weighted sum of v over the visible pairs; RoPE qk adds
  * 3 flops per element of q and k. */
-static double flops_softmax(const rk_attn_config *c)
+static double flops_softmax(const rk_attn_config *c, const rk_attn_info *info)
 {
+    (void)info;
     double f = variant_pairs(c) * 2.0 * ((double)c->d + (double)c->d_v);
     if (c->rope == RK_ROPE_QK) f += 3.0 * (double)(c->n_q + c->n_kv) * (double)c->d;
     if (c->bias) f += variant_pairs(c);   /* one add per visible logit */
@@ -40,9 +31,9 @@ static double flops_softmax(const rk_attn_config *c)
  * the key state sum phi(k) [v 1]^T (2 F (d_v + 1) per key) and the query side
  * phi(q)^T [S z] (2 F (d_v + 1) per query); causal prefix sums cost the same. RoPE on the
  * features or on q, k adds 3 flops per rotated element. */
-static double flops_kernel(const rk_attn_config *c)
+static double flops_kernel(const rk_attn_config *c, const rk_attn_info *info)
 {
-    double F = (double)variant_feature_dim(c), d = (double)c->d, dv = (double)c->d_v;
+    double F = (double)info->feature_dim, d = (double)c->d, dv = (double)c->d_v;
     double n = (double)(c->n_q + c->n_kv);
     double f = 2.0 * F * (dv + 1.0) * n;
     if (c->kind == RK_PERFORMER) f += 2.0 * (double)c->n_features * d * n;
@@ -51,32 +42,26 @@ static double flops_kernel(const rk_attn_config *c)
     return f;
 }
 
-/* The FFT length of lib/rpe_fft.c: the smallest even 2^a 3^b 5^c 7^d >= L. */
-static size_t fft_len(size_t L)
-{
-    for (size_t n = L + (L & 1);; n += 2) {
-        size_t x = n;
-        static const size_t primes[] = { 2, 3, 5, 7 };
-        for (int i = 0; i < 4; i++)
-            while (x % primes[i] == 0) x /= primes[i];
-        if (x == 1) return n;
-    }
-}
-
 /* RK_RPE_FFT (lib/rpe_fft.c): F (d_v + 1) columns, each an r2c and a c2r transform of length
  * N (5 N log2 N flops for the pair, the usual FFT count), the product with the bias spectrum
  * (N/2 + 1 complex multiplies: ~3N) and the accumulation phi_f(q_i) y_i (2 n_q); plus the
  * projections x W^T of the FAVOR+ base (2 m d per row of q and k). */
-static double flops_rpe(const rk_attn_config *c)
+static double flops_rpe(const rk_attn_config *c, const rk_attn_info *info)
 {
-    size_t L = rk_bias_len(c->n_q, c->n_kv);
-    if (!L) return 0.0;
-    double F = (double)variant_feature_dim(c), N = (double)fft_len(L);
-    double dv = (double)(c->d_v ? c->d_v : c->d), nq = (double)c->n_q;
+    double F = (double)info->feature_dim, N = (double)info->fft_len;
+    double dv = (double)c->d_v, nq = (double)c->n_q;
     double f = F * (dv + 1.0) * (5.0 * N * log2(N) + 3.0 * N + 2.0 * nq);
     if (c->rpe_base != RK_LINEAR)
         f += 2.0 * (double)(c->n_q + c->n_kv) * (double)c->n_features * (double)c->d;
     return f;
+}
+
+/* RK_UNIFORM: the running sum of the visible values (one add per key and channel) and one
+ * division per output element. */
+static double flops_uniform(const rk_attn_config *c, const rk_attn_info *info)
+{
+    (void)info;
+    return ((double)c->n_kv + (double)c->n_q) * (double)c->d_v;
 }
 
 /* The bias of VARIANT_BIAS_T5 rows, in a buffer reused by every fill (see variant.h). */
@@ -149,6 +134,9 @@ static const variant table[] = {
         "FAVOR+ with a T5 relative bias, Toeplitz sums by FFT (Luo et al. 2021)"),
     RPE("rpe-fft-linear", RK_LINEAR, NULL, 0,
         "elu(x)+1 linear attention with a T5 relative bias by FFT (Luo et al.)"),
+    { "uniform", "every visible key weighs the same: the mean of the values (a baseline)",
+      RK_UNIFORM, RK_ROPE_NONE, RK_MAP_ELU, NULL, 1.0, flops_uniform, NULL, 0, RK_UNIFORM,
+      VARIANT_BIAS_NONE },
 };
 #define NTABLE (sizeof table / sizeof table[0])
 
@@ -184,7 +172,7 @@ int variant_fill(const variant *v, size_t n_q, size_t n_kv, size_t d, size_t d_v
     out->rope = v->rope;
     out->map = v->map;
     if (v->kind == RK_RPE_FFT) out->rpe_base = v->base;
-    if (variant_random(v)) {
+    if (variant_random(v)) {    /* the paper's FAVOR+ settings */
         out->kernel = RK_KERNEL_POSITIVE;
         out->proj = RK_PROJ_ORTHOGONAL;
         out->proj_norm = RK_NORM_CHI;
@@ -198,7 +186,8 @@ int variant_fill(const variant *v, size_t n_q, size_t n_kv, size_t d, size_t d_v
 
 int variant_random(const variant *v)
 {
-    return v->kind == RK_PERFORMER || (v->kind == RK_RPE_FFT && v->base == RK_PERFORMER);
+    rk_attn_config c = { .kind = v->kind, .rpe_base = v->kind == RK_RPE_FFT ? v->base : 0 };
+    return (rk_attn_fields(&c) & RK_FIELD_PROJ) != 0;
 }
 
 int variant_config(const char *name, size_t n_q, size_t n_kv, size_t d, size_t d_v, int causal,

@@ -49,8 +49,9 @@ typedef struct variant {
     const char  *reference;    /* the exact variant this one approximates (NULL: exact)       */
     double       exponent;     /* expected growth of time with length: 2 quadratic, 1 linear  */
     /* Floating-point operations of one execute (the usual 2 per multiply-add; exp, max and
-     * the like not counted), for GFLOP/s. */
-    double     (*flops)(const rk_attn_config *c);
+     * the like not counted), for GFLOP/s, of a resolved config (rk_attn_resolve: the feature
+     * width and FFT length are the library's). */
+    double     (*flops)(const rk_attn_config *c, const rk_attn_info *info);
     /* Extra settings of kinds with fields of their own (NULL: none); 0 or an rk status. */
     int        (*setup)(rk_attn_config *c);
     unsigned     flags;
@@ -83,14 +84,11 @@ int variant_fill(const variant *v, size_t n_q, size_t n_kv, size_t d, size_t d_v
 /* Free the bias buffer of variant_fill (a later fill makes a new one). */
 void variant_release(void);
 
-/* The row draws a random projection (FAVOR+: performer rows, rpe-fft with the FAVOR+ base), so
- * its m and seed matter. */
+/* The row draws a random projection (its kind reads RK_FIELD_PROJ: performer rows, rpe-fft with
+ * the FAVOR+ base), so its m and seed matter. */
 int variant_random(const variant *v);
 
 /* Visible (query, key) pairs of a plan: n_q * n_kv, or fewer when causal (bottom-right). */
 double variant_pairs(const rk_attn_config *c);
-/* Feature width F of a config (m, 2m for hyperbolic / trig, d for linear; 0 for softmax);
- * RK_RPE_FFT: that of its rpe_base (0: RK_PERFORMER). */
-size_t variant_feature_dim(const rk_attn_config *c);
 
 #endif

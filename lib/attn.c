@@ -1,34 +1,148 @@
-/* The attention plan: validation and defaults common to every kind, then dispatch. */
+/* The attention plan: the table of kinds, the validation and defaults common to every kind
+ * (including the refusal of config fields a kind does not read), then dispatch to the kind. */
 #include "attn_impl.h"
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <string.h>
 
-/* Kinds and their implementations; a kind without an entry is RK_EUNSUP. */
-static const rk__attn_ops *ops_for(rk_kind kind)
+/* Every kind built into the library, one entry each: X(name) stands for the description
+ * rk__<name>_kind that lib/<file>.c defines (see attn_impl.h). A new kind is this entry, its
+ * file and its rk_kind value. */
+#define RK_KINDS(X) X(softmax) X(performer) X(linear) X(rpe_fft) X(uniform)
+
+#define RK_KIND_DECLARE(name) extern const rk__attn_kind rk__##name##_kind;
+RK_KINDS(RK_KIND_DECLARE)
+#define RK_KIND_ENTRY(name) &rk__##name##_kind,
+static const rk__attn_kind *const kinds[] = { RK_KINDS(RK_KIND_ENTRY) };
+#define NKINDS (sizeof kinds / sizeof kinds[0])
+
+static const rk__attn_kind *kind_of(rk_kind k)
 {
-    switch (kind) {
-    case RK_SOFTMAX:   return &rk__softmax_ops;
-    case RK_PERFORMER: return &rk__performer_ops;
-    case RK_LINEAR:    return &rk__linear_ops;
-    case RK_RPE_FFT:   return &rk__rpe_fft_ops;
-    }
+    for (size_t i = 0; i < NKINDS; i++)
+        if (kinds[i]->kind == k) return kinds[i];
     return NULL;
 }
 
-static int resolve(rk_attn_config *c)
+const char *rk_attn_kind_name(rk_kind k)
 {
-    if (c->kind != RK_SOFTMAX && c->kind != RK_PERFORMER && c->kind != RK_LINEAR &&
-        c->kind != RK_RPE_FFT)
-        RK_FAIL(RK_EINVAL, "unknown attention kind %d", (int)c->kind);
-    /* issue-6 fields on kinds that would silently ignore them */
-    if ((c->bias || c->bias_len) && c->kind != RK_SOFTMAX && c->kind != RK_RPE_FFT)
-        RK_FAIL(RK_EINVAL, "a relative bias is for softmax and rpe-fft plans only");
-    if ((c->xpos_scale_base != 0.0 || c->xpos_gamma != 0.0) && c->kind != RK_SOFTMAX)
-        RK_FAIL(RK_EINVAL, "xPos is implemented for softmax plans only");
-    if ((c->rpe_base || c->rpe_l2norm || c->fft_wisdom) && c->kind != RK_RPE_FFT)
-        RK_FAIL(RK_EINVAL, "rpe_base, rpe_l2norm and fft_wisdom are for rpe-fft plans only");
+    const rk__attn_kind *ops = kind_of(k);
+    return ops ? ops->name : NULL;
+}
+
+unsigned rk_attn_kind_fields(rk_kind k)
+{
+    const rk__attn_kind *ops = kind_of(k);
+    return ops ? ops->fields : 0;
+}
+
+static unsigned fields_of(const rk__attn_kind *ops, const rk_attn_config *c)
+{
+    return ops->fields_of ? ops->fields_of(c) : ops->fields;
+}
+
+unsigned rk_attn_fields(const rk_attn_config *c)
+{
+    const rk__attn_kind *ops = c ? kind_of(c->kind) : NULL;
+    return ops ? fields_of(ops, c) : 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Config fields by group                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/* A field a kind may or may not read: set (nonzero) in c? */
+typedef struct {
+    const char *name;
+    unsigned    group;
+    int       (*set)(const rk_attn_config *c);
+} field;
+
+static int set_scale(const rk_attn_config *c) { return c->scale != 0.0; }
+static int set_freq_dim(const rk_attn_config *c) { return c->rope_freq_dim_head != 0; }
+static int set_n_features(const rk_attn_config *c) { return c->n_features != 0; }
+static int set_kernel(const rk_attn_config *c) { return c->kernel != 0; }
+static int set_proj(const rk_attn_config *c) { return c->proj != 0; }
+static int set_proj_norm(const rk_attn_config *c) { return c->proj_norm != 0; }
+static int set_proj_data(const rk_attn_config *c) { return c->proj_data != NULL; }
+static int set_map(const rk_attn_config *c) { return c->map != 0; }
+static int set_bias(const rk_attn_config *c) { return c->bias != NULL; }
+static int set_bias_len(const rk_attn_config *c) { return c->bias_len != 0; }
+static int set_xpos(const rk_attn_config *c) { return c->xpos_scale_base != 0.0; }
+static int set_xpos_gamma(const rk_attn_config *c) { return c->xpos_gamma != 0.0; }
+static int set_rpe_base(const rk_attn_config *c) { return c->rpe_base != 0; }
+static int set_l2norm(const rk_attn_config *c) { return c->rpe_l2norm != 0; }
+static int set_wisdom(const rk_attn_config *c) { return c->fft_wisdom != NULL; }
+
+static const field fields[] = {
+    { "scale",              RK_FIELD_SCALE,         set_scale },
+    { "rope_freq_dim_head", RK_FIELD_ROPE_FEATURES, set_freq_dim },
+    { "n_features",         RK_FIELD_FEATURES,      set_n_features },
+    { "kernel",             RK_FIELD_KERNEL,        set_kernel },
+    { "proj",               RK_FIELD_PROJ,          set_proj },
+    { "proj_norm",          RK_FIELD_PROJ,          set_proj_norm },
+    { "proj_data",          RK_FIELD_PROJ,          set_proj_data },
+    { "map",                RK_FIELD_MAP,           set_map },
+    { "bias",               RK_FIELD_BIAS,          set_bias },
+    { "bias_len",           RK_FIELD_BIAS,          set_bias_len },
+    { "xpos_scale_base",    RK_FIELD_XPOS,          set_xpos },
+    { "xpos_gamma",         RK_FIELD_XPOS,          set_xpos_gamma },
+    { "rpe_base",           RK_FIELD_FFT,           set_rpe_base },
+    { "rpe_l2norm",         RK_FIELD_FFT,           set_l2norm },
+    { "fft_wisdom",         RK_FIELD_FFT,           set_wisdom },
+};
+
+/* "softmax, performer" : the kinds whose own field groups include `group`. */
+static const char *kinds_with(unsigned group, char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < NKINDS && n < len; i++)
+        if (kinds[i]->fields & group)
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", kinds[i]->name);
+    if (!n) snprintf(buf, len, "none");
+    return buf;
+}
+
+/* Refuse every field the kind does not read, naming field and kind. */
+static int refuse_foreign(const rk__attn_kind *ops, const rk_attn_config *c, unsigned own)
+{
+    char who[128];
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (!(own & fields[i].group) && fields[i].set(c))
+            RK_FAIL(RK_EINVAL, "%s is set, but a %s plan does not use it (%s is read by: %s)",
+                    fields[i].name, ops->name, fields[i].name,
+                    kinds_with(fields[i].group, who, sizeof who));
+    if (c->rope != RK_ROPE_NONE && c->rope != RK_ROPE_QK && c->rope != RK_ROPE_FEATURES)
+        RK_FAIL(RK_EINVAL, "unknown rope mode %d", (int)c->rope);
+    unsigned need = c->rope == RK_ROPE_QK ? RK_FIELD_ROPE_QK
+                  : c->rope == RK_ROPE_FEATURES ? RK_FIELD_ROPE_FEATURES : 0;
+    if (need && !(own & need))
+        RK_FAIL(RK_EINVAL, "rope = %s is not available for a %s plan (it is for: %s)",
+                c->rope == RK_ROPE_QK ? "qk" : "features", ops->name,
+                kinds_with(need, who, sizeof who));
+    if (c->rope_freq_dim_head && c->rope != RK_ROPE_FEATURES)
+        RK_FAIL(RK_EINVAL, "%s: rope_freq_dim_head applies to rope = features only", ops->name);
+    return RK_OK;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Resolve                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+int rk_attn_resolve(rk_attn_config *c, rk_attn_info *info)
+{
+    rk__clear_error();
+    rk_attn_info tmp;
+    if (!info) info = &tmp;
+    memset(info, 0, sizeof *info);
+    if (!c) RK_FAIL(RK_EINVAL, "attention: NULL config");
+    const rk__attn_kind *ops = kind_of(c->kind);
+    if (!ops) RK_FAIL(RK_EINVAL, "unknown attention kind %d", (int)c->kind);
+    unsigned own = fields_of(ops, c);
+    int rc = refuse_foreign(ops, c, own);
+    if (rc) return rc;
     if (c->n_q == 0 || c->n_kv == 0)
         RK_FAIL(RK_EDIM, "n_q = %zu and n_kv = %zu must both be > 0", c->n_q, c->n_kv);
     if (c->d == 0) RK_FAIL(RK_EDIM, "d must be > 0");
@@ -40,28 +154,37 @@ static int resolve(rk_attn_config *c)
         rk__mul(c->n_kv, c->d > c->d_v ? c->d : c->d_v, &b) || rk__bytes(b, sizeof(double), &b))
         RK_FAIL(RK_EOVERFLOW, "sizes n_q = %zu, n_kv = %zu, d = %zu, d_v = %zu are too large",
                 c->n_q, c->n_kv, c->d, c->d_v);
-    if (c->scale == 0.0) c->scale = 1.0 / sqrt((double)c->d);
-    if (!isfinite(c->scale)) RK_FAIL(RK_EINVAL, "scale must be finite");
-    if (c->rope != RK_ROPE_NONE && c->rope != RK_ROPE_QK && c->rope != RK_ROPE_FEATURES)
-        RK_FAIL(RK_EINVAL, "unknown rope mode %d", (int)c->rope);
+    if (own & RK_FIELD_SCALE) {
+        if (c->scale == 0.0) c->scale = 1.0 / sqrt((double)c->d);
+        if (!isfinite(c->scale)) RK_FAIL(RK_EINVAL, "scale must be finite");
+    }
     if (c->nthreads < 0) RK_FAIL(RK_EINVAL, "nthreads = %d must be >= 0", c->nthreads);
     if (c->nthreads == 0) c->nthreads = omp_get_max_threads();
-    return RK_OK;
+    info->name = ops->name;
+    info->fields = own;
+    return ops->resolve ? ops->resolve(c, info) : RK_OK;
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* Plans                                                                                */
+/* ------------------------------------------------------------------------------------ */
 
 int rk_attn_create(rk_attn **out, const rk_attn_config *cfg)
 {
     rk__clear_error();
+    if (!out) RK_FAIL(RK_EINVAL, "attention: NULL plan pointer");
     *out = NULL;
+    if (!cfg) RK_FAIL(RK_EINVAL, "attention: NULL config");
     rk_attn_config c = *cfg;
-    int rc = resolve(&c);
+    rk_attn_info info;
+    int rc = rk_attn_resolve(&c, &info);
     if (rc) return rc;
-    const rk__attn_ops *ops = ops_for(c.kind);
-    if (!ops) RK_FAIL(RK_EUNSUP, "attention kind %d is not built into this library", (int)c.kind);
+    const rk__attn_kind *ops = kind_of(c.kind);
     rk_attn *p = rk__alloc(sizeof *p);
     if (!p) RK_FAIL(RK_ENOMEM, "cannot allocate the attention plan");
     p->cfg = c;
-    p->bytes = sizeof *p;
+    p->info = info;
+    p->bytes = rk__alloc_size(sizeof *p);
     p->ops = ops;
     rc = ops->create(p);
     if (rc) { ops->destroy(p->impl); rk__free(p); return rc; }
@@ -76,8 +199,13 @@ void rk_attn_destroy(rk_attn *p)
     rk__free(p);
 }
 
-const rk_attn_config *rk_attn_get_config(const rk_attn *p) { return &p->cfg; }
-size_t rk_attn_bytes(const rk_attn *p) { return p->bytes; }
+const rk_attn_config *rk_attn_get_config(const rk_attn *p) { return p ? &p->cfg : NULL; }
+const rk_attn_info *rk_attn_get_info(const rk_attn *p) { return p ? &p->info : NULL; }
+size_t rk_attn_bytes(const rk_attn *p) { return p ? p->bytes : 0; }
+
+/* ------------------------------------------------------------------------------------ */
+/* Execute                                                                              */
+/* ------------------------------------------------------------------------------------ */
 
 /* [a, a + an) and [b, b + bn) in bytes overlap? */
 static int overlaps(const void *a, size_t an, const void *b, size_t bn)
@@ -90,33 +218,38 @@ static size_t span_bytes(size_t rows, size_t cols, size_t ld, size_t elt)
     return rows && cols ? ((rows - 1) * ld + cols) * elt : 0;
 }
 
-#define CHECK_VIEWS(P, Q, K, V, OUT, KVLEN, ELT)                                              \
-    do {                                                                                     \
-        const rk_attn_config *c_ = &(P)->cfg;                                                 \
-        int rc_;                                                                             \
-        if ((rc_ = rk__check_view("q", (Q)->data, (Q)->rows, (Q)->cols, (Q)->ld, c_->n_q, c_->d))) \
-            return rc_;                                                                      \
-        if ((rc_ = rk__check_view("k", (K)->data, (K)->rows, (K)->cols, (K)->ld, c_->n_kv, c_->d))) \
-            return rc_;                                                                      \
-        if ((rc_ = rk__check_view("v", (V)->data, (V)->rows, (V)->cols, (V)->ld, c_->n_kv, c_->d_v))) \
-            return rc_;                                                                      \
-        if ((rc_ = rk__check_view("out", (OUT)->data, (OUT)->rows, (OUT)->cols, (OUT)->ld,   \
-                                  c_->n_q, c_->d_v)))                                        \
-            return rc_;                                                                      \
-        if ((KVLEN) != RK_ALL_KEYS && (KVLEN) > c_->n_kv)                                    \
-            RK_FAIL(RK_EDIM, "kv_len = %zu exceeds n_kv = %zu", (size_t)(KVLEN), c_->n_kv);  \
-        size_t ob_ = span_bytes((OUT)->rows, (OUT)->cols, (OUT)->ld, ELT);                   \
-        if (overlaps((OUT)->data, ob_, (Q)->data, span_bytes((Q)->rows, (Q)->cols, (Q)->ld, ELT)) || \
-            overlaps((OUT)->data, ob_, (K)->data, span_bytes((K)->rows, (K)->cols, (K)->ld, ELT)) || \
-            overlaps((OUT)->data, ob_, (V)->data, span_bytes((V)->rows, (V)->cols, (V)->ld, ELT)))   \
-            RK_FAIL(RK_EINVAL, "out overlaps an input");                                     \
-    } while (0)
+/* One view as plain numbers, for checks shared by both precisions. */
+typedef struct { const void *data; size_t rows, cols, ld; } view;
+
+static int check_views(const rk_attn *p, view q, view k, view v, view out, size_t kv_len,
+                       size_t elt)
+{
+    const rk_attn_config *c = &p->cfg;
+    int rc;
+    if ((rc = rk__check_view("q", q.data, q.rows, q.cols, q.ld, c->n_q, c->d)) ||
+        (rc = rk__check_view("k", k.data, k.rows, k.cols, k.ld, c->n_kv, c->d)) ||
+        (rc = rk__check_view("v", v.data, v.rows, v.cols, v.ld, c->n_kv, c->d_v)) ||
+        (rc = rk__check_view("out", out.data, out.rows, out.cols, out.ld, c->n_q, c->d_v)))
+        return rc;
+    if (kv_len != RK_ALL_KEYS && kv_len > c->n_kv)
+        RK_FAIL(RK_EDIM, "kv_len = %zu exceeds n_kv = %zu", kv_len, c->n_kv);
+    size_t ob = span_bytes(out.rows, out.cols, out.ld, elt);
+    if (overlaps(out.data, ob, q.data, span_bytes(q.rows, q.cols, q.ld, elt)) ||
+        overlaps(out.data, ob, k.data, span_bytes(k.rows, k.cols, k.ld, elt)) ||
+        overlaps(out.data, ob, v.data, span_bytes(v.rows, v.cols, v.ld, elt)))
+        RK_FAIL(RK_EINVAL, "out overlaps an input");
+    return RK_OK;
+}
+
+#define VIEW(m) ((view){ (m)->data, (m)->rows, (m)->cols, (m)->ld })
 
 int rk_attn_execute(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
                     rk_mat *out, size_t kv_len)
 {
     rk__clear_error();
-    CHECK_VIEWS(p, q, k, v, out, kv_len, sizeof(float));
+    if (!p || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "attention execute: NULL argument");
+    int rc = check_views(p, VIEW(q), VIEW(k), VIEW(v), VIEW(out), kv_len, sizeof(float));
+    if (rc) return rc;
     if (kv_len == RK_ALL_KEYS) kv_len = p->cfg.n_kv;
     if (!p->ops->exec_f) RK_FAIL(RK_EUNSUP, "%s has no float32 path", p->ops->name);
     return p->ops->exec_f(p, q, k, v, out, kv_len);
@@ -126,8 +259,43 @@ int rk_attn_execute_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_m
                       rk_matd *out, size_t kv_len)
 {
     rk__clear_error();
-    CHECK_VIEWS(p, q, k, v, out, kv_len, sizeof(double));
+    if (!p || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "attention execute: NULL argument");
+    int rc = check_views(p, VIEW(q), VIEW(k), VIEW(v), VIEW(out), kv_len, sizeof(double));
+    if (rc) return rc;
     if (kv_len == RK_ALL_KEYS) kv_len = p->cfg.n_kv;
     if (!p->ops->exec_d) RK_FAIL(RK_EUNSUP, "%s has no float64 path", p->ops->name);
     return p->ops->exec_d(p, q, k, v, out, kv_len);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* RoPE of a plan                                                                       */
+/* ------------------------------------------------------------------------------------ */
+
+rk_rope_config rk__attn_rope_cfg(const rk_attn_config *c, size_t dim)
+{
+    rk_rope_config rc = c->rope_cfg;
+    rc.dim = dim;
+    if (c->rope == RK_ROPE_FEATURES && c->rope_freq_dim_head) {
+        /* theta_t = base^(-2t/d) over the head width: base' = base^(r/d) */
+        double base = rc.base == 0.0 ? 10000.0 : rc.base;
+        size_t r = rc.rotary_dim ? rc.rotary_dim : dim;
+        rc.base = pow(base, (double)r / (double)c->d);
+    }
+    return rc;
+}
+
+int rk__attn_rope_check(const rk_attn_config *c, size_t dim, const char *who)
+{
+    if (c->rope == RK_ROPE_NONE) return RK_OK;
+    rk_rope_config rc = rk__attn_rope_cfg(c, dim);
+    int feat = c->rope == RK_ROPE_FEATURES;
+    int err = rk_rope_resolve(&rc);
+    if (err) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", rk_last_error());
+        return rk__fail(err, "%s, rope = %s (rotation width %zu%s): %s", who,
+                        feat ? "features" : "qk", dim,
+                        feat && c->kind == RK_PERFORMER ? " = feature width" : "", msg);
+    }
+    return RK_OK;
 }

@@ -1,27 +1,51 @@
-/* The generic attention plan (lib/attn.c) and the interface each kind implements.
- * attn.c validates everything common (config, view shapes, kv_len) and resolves defaults;
- * a kind's create() builds its tables and scratch, its execute functions do the work and may
- * assume validated inputs. Nothing may allocate inside execute. */
+/* The generic attention plan (lib/attn.c) and the description each kind gives of itself.
+ *
+ * A kind is one file (lib/softmax.c, performer.c, rpe_fft.c, uniform.c ...) that defines one
+ * rk__attn_kind named rk__<name>_kind, one entry in attn.c's RK_KINDS list and one rk_kind
+ * value in ropekit.h. The description says everything the rest of
+ * the library and the command line need to know about the kind:
+ *   - its name and the config field groups it reads (RK_FIELD_*): attn.c refuses any other
+ *     field that is set, naming the field and the kind, so no kind repeats those checks;
+ *   - resolve: its defaults and its own validation, without allocating (rk_attn_resolve);
+ *   - create / destroy / execute: the work, on a config already resolved and views already
+ *     checked (attn.c checks shapes, overlaps and kv_len);
+ *   - featmap: access to its feature map, if it has one (rk_attn_features_d, rk_attn_proj,
+ *     the recurrent state).
+ * Nothing may allocate inside execute. */
 #ifndef RK_ATTN_IMPL_H
 #define RK_ATTN_IMPL_H
 
 #include "rk_internal.h"
 
-typedef struct rk__attn_ops {
-    const char *name;
-    int  (*create)(rk_attn *p);                   /* set p->impl, add to p->bytes          */
-    void (*destroy)(void *impl);                  /* NULL-safe; frees a partial build too  */
-    int  (*exec_f)(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
-                   rk_mat *out, size_t kv_len);
-    int  (*exec_d)(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
-                   rk_matd *out, size_t kv_len);
-} rk__attn_ops;
+struct rk__featmap;
+
+typedef struct rk__attn_kind {
+    rk_kind     kind;
+    const char *name;                              /* "softmax", ...                         */
+    unsigned    fields;                            /* RK_FIELD_* groups the kind reads       */
+    /* The groups of this config when they depend on it (rpe-fft: on its feature base);
+     * NULL: `fields`. Called on the caller's config before any default is filled in. */
+    unsigned  (*fields_of)(const rk_attn_config *c);
+    /* Defaults and the kind's validation of c (the generic checks passed); fills the kind's
+     * parts of info (feature_dim, fft_len). Allocates nothing. NULL: nothing to do. */
+    int       (*resolve)(rk_attn_config *c, rk_attn_info *info);
+    int       (*create)(rk_attn *p);               /* set p->impl, count bytes into p->bytes */
+    void      (*destroy)(void *impl);              /* NULL-safe; frees a partial build too   */
+    int       (*exec_f)(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                        rk_mat *out, size_t kv_len);
+    int       (*exec_d)(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                        rk_matd *out, size_t kv_len);
+    /* The plan's feature map and its rotations (NULL: the kind has none). */
+    struct rk__featmap *(*featmap)(const rk_attn *p, const rk_rope **rope_qk,
+                                   const rk_rope **rope_features);
+} rk__attn_kind;
 
 struct rk_attn {
-    rk_attn_config      cfg;     /* defaults resolved (d_v, scale, nthreads, ...)        */
-    size_t              bytes;   /* working memory owned by the plan                     */
-    const rk__attn_ops *ops;
-    void               *impl;    /* kind-specific state                                  */
+    rk_attn_config       cfg;    /* defaults resolved (d_v, scale, nthreads, ...)        */
+    rk_attn_info         info;
+    size_t               bytes;  /* working memory owned by the plan                     */
+    const rk__attn_kind *ops;
+    void                *impl;   /* kind-specific state                                  */
 };
 
 /* Number of keys query i may see given causal alignment and key padding (kv_len <= n_kv):
@@ -44,9 +68,17 @@ static inline int64_t rk__attn_qpos(const rk_attn_config *c, size_t i)
 static inline int64_t rk__attn_kpos(const rk_attn_config *c, size_t j)
 { return c->pos_offset + (int64_t)j; }
 
-extern const rk__attn_ops rk__softmax_ops;    /* lib/softmax.c   */
-extern const rk__attn_ops rk__performer_ops;  /* lib/performer.c */
-extern const rk__attn_ops rk__linear_ops;     /* lib/performer.c */
-extern const rk__attn_ops rk__rpe_fft_ops;    /* lib/rpe_fft.c   */
+/* Relative bias of a plan (lib/encodings.c; softmax and rpe-fft): NULL bias with bias_len 0 is
+ * none; otherwise bias_len must be rk_bias_len(n_q, n_kv) (RK_EDIM), entries finite or -inf
+ * (NaN, +inf: RK_ENONFINITE) and, for softmax, <= 1e30 (RK_EINVAL). `who` names the kind. */
+int rk__bias_check(const rk_attn_config *c, const char *who, int softmax);
+
+/* The RoPE config of a plan's rotation of width dim (rope = qk: d; rope = features: the
+ * feature width F): c->rope_cfg with dim set and, with rope_freq_dim_head, theta over the head
+ * width d instead (base' = base^(r/d)). */
+rk_rope_config rk__attn_rope_cfg(const rk_attn_config *c, size_t dim);
+/* Validate that rotation (rk_rope_resolve) without allocating; messages name `who`, the rope
+ * mode and the width. RK_OK when rope = none. */
+int rk__attn_rope_check(const rk_attn_config *c, size_t dim, const char *who);
 
 #endif

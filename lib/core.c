@@ -63,6 +63,24 @@ void *rk__alloc(size_t bytes)
 
 void rk__free(void *p) { free(p); }
 
+void *rk__take(size_t *bytes, size_t a, size_t b, size_t elt, const char *who, const char *what,
+               int *rc)
+{
+    size_t n, nb;
+    if (rk__mul(a, b, &n) || rk__bytes(n, elt, &nb)) {
+        *rc = rk__fail(RK_EOVERFLOW, "%s: %s (%zu x %zu) is too large", who, what, a, b);
+        return NULL;
+    }
+    void *ptr = rk__alloc(nb);
+    if (!ptr) {
+        *rc = rk__fail(RK_ENOMEM, "%s: cannot allocate %zu bytes for %s", who, nb, what);
+        return NULL;
+    }
+    if (bytes) *bytes += rk__alloc_size(nb);
+    *rc = RK_OK;
+    return ptr;
+}
+
 int rk__check_view(const char *name, const void *data, size_t rows, size_t cols, size_t ld,
                    size_t want_rows, size_t want_cols)
 {

@@ -4,8 +4,7 @@
  * Conventions (offset t = key position - query position, array layout) are in ropekit.h,
  * section "Position encodings and relative biases".
  */
-#include "rk_internal.h"
-#include "softmax_kern.h"
+#include "attn_impl.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -14,8 +14,10 @@
  * the header before anything is allocated, so a header claiming 1e18 elements costs nothing.
  *
  * The writer reproduces numpy's bytes exactly (np.save of a C-order '<f4'/'<f8' array, numpy 1.x
- * and 2.x alike) and replaces the target atomically: temporary file + fsync + rename(2). */
+ * and 2.x alike) through the one atomic writer (rk_file.h): temporary file + fsync + rename(2),
+ * devices and FIFOs written directly, symbolic links followed. */
 #include "rk_internal.h"
+#include "rk_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -628,29 +630,6 @@ static size_t build_preamble(const rk_array *a, unsigned char *buf, size_t cap)
     return total;
 }
 
-/* mkstemp creates the file 0600. Give the result the mode it would have had: the replaced file's
- * mode, else 0666 & ~umask. umask(2) can only be read by setting it (racy in a threaded program),
- * so Linux's /proc/self/status is read; elsewhere the common 022 is assumed. */
-static mode_t target_mode(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return st.st_mode & 0777;
-    mode_t mask = 022;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f) {
-        char line[128];
-        while (fgets(line, sizeof line, f))
-            if (strncmp(line, "Umask:", 6) == 0) {
-                char *end;
-                unsigned long v = strtoul(line + 6, &end, 8);
-                if (end != line + 6) mask = (mode_t)(v & 0777);
-                break;
-            }
-        fclose(f);
-    }
-    return 0666 & ~mask;
-}
-
 int rk_npy_save(const char *path, const rk_array *a)
 {
     rk__clear_error();
@@ -663,34 +642,18 @@ int rk_npy_save(const char *path, const rk_array *a)
     size_t hn = build_preamble(a, head, sizeof head);
     if (hn == 0) RK_FAIL(RK_EOVERFLOW, "%s: .npy header does not fit %zu bytes", path, sizeof head);
 
-    size_t plen = strlen(path);
-    char *tmp = rk__alloc(plen + sizeof ".XXXXXX");
-    if (!tmp) RK_FAIL(RK_ENOMEM, "%s: cannot allocate the temporary file name", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".XXXXXX", sizeof ".XXXXXX");
-    mode_t mode = target_mode(path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        rk__free(tmp);
-        RK_FAIL(RK_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    rk__out o;
+    int e = rk__out_open(&o, path);
+    if (e == ENOMEM) RK_FAIL(RK_ENOMEM, "%s: cannot allocate the temporary file name", path);
+    if (e && o.direct) RK_FAIL(RK_EIO, "%s: cannot open it for writing: %s", path, strerror(e));
+    if (e) RK_FAIL(RK_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    if (fwrite(head, 1, hn, o.f) != hn || (bytes && fwrite(a->data, 1, bytes, o.f) != bytes)) {
+        e = errno;
+        rk__out_abort(&o);
+        RK_FAIL(RK_EIO, "%s: write failed: %s (the target is unchanged)", path, strerror(e));
     }
-    (void)fchmod(fd, mode);         /* cosmetic: some file systems refuse, the data is fine */
-    const char *step = NULL;
-    int e = 0;
-    FILE *f = fdopen(fd, "wb");
-    if (!f) { step = "open"; e = errno; close(fd); }
-    if (!step && fwrite(head, 1, hn, f) != hn) { step = "write"; e = errno; }
-    if (!step && bytes && fwrite(a->data, 1, bytes, f) != bytes) { step = "write"; e = errno; }
-    if (!step && fflush(f) != 0) { step = "write"; e = errno; }
-    if (!step && fsync(fileno(f)) != 0 && errno != EINVAL) { step = "fsync"; e = errno; }
-    if (f && fclose(f) != 0 && !step) { step = "close"; e = errno; }
-    if (!step && rename(tmp, path) != 0) { step = "rename"; e = errno; }
-    if (step) {
-        unlink(tmp);
-        rk__free(tmp);
-        RK_FAIL(RK_EIO, "%s: %s failed: %s (the target is unchanged)", path, step, strerror(e));
-    }
-    rk__free(tmp);
+    if ((e = rk__out_commit(&o)))
+        RK_FAIL(RK_EIO, "%s: %s failed: %s%s", path, o.step, strerror(e),
+                o.direct ? "" : " (the target is unchanged)");
     return RK_OK;
 }

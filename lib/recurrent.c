@@ -1,4 +1,4 @@
-/* Recurrent (causal) decoding for FAVOR+ and linear attention, and rk_attn_proj.
+/* Recurrent (causal) decoding for FAVOR+ and linear attention.
  *
  * The t-th step (t = 0, 1, ...) takes q_t, k_t, v_t at position pos_offset + t and returns
  *   out_t = sum_{j <= t} num_tj v_j / sum_{j <= t} phi(q_t) . phi(k_j)
@@ -11,14 +11,17 @@
  * as accurate as the float batch path. The state reads the plan (projection, rotations): keep
  * the plan alive while the state exists; the plan's execute may be used in between.
  */
-#include "performer_impl.h"
+#include "attn_impl.h"
+#include "featmap.h"
 
 #include <math.h>
 #include <string.h>
 
 struct rk_attn_state {
     const rk_attn  *p;
-    const rk__perf *f;
+    const rk__featmap *f;
+    const rk_rope  *rope_qk, *rope_f;  /* the plan's rotations (rope = qk / features)      */
+    size_t  dv;
     size_t  t;          /* tokens seen                                          */
     double  C;          /* key constant of S and z                              */
     double *S, *z;      /* (F, dv), (F)                                         */
@@ -26,19 +29,6 @@ struct rk_attn_state {
     double *kf, *qf;    /* (F) features                                         */
     double *qd, *kd, *vd, *od;   /* float step: (d), (d), (dv), (dv) in double  */
 };
-
-const float *rk_attn_proj(const rk_attn *p, size_t *m, size_t *d)
-{
-    const rk__perf *f = rk__perf_of(p);
-    if (!f || !f->m) {
-        if (m) *m = 0;
-        if (d) *d = 0;
-        return NULL;
-    }
-    if (m) *m = f->m;
-    if (d) *d = f->d;
-    return f->w;
-}
 
 void rk_attn_state_destroy(rk_attn_state *s)
 {
@@ -53,7 +43,7 @@ void rk_attn_state_reset(rk_attn_state *s)
     if (!s) return;
     s->t = 0;
     s->C = 0.0;
-    memset(s->S, 0, s->f->F * s->f->dv * sizeof(double));
+    memset(s->S, 0, s->f->F * s->dv * sizeof(double));
     memset(s->z, 0, s->f->F * sizeof(double));
 }
 
@@ -62,14 +52,18 @@ int rk_attn_state_create(rk_attn_state **out, const rk_attn *p)
     rk__clear_error();
     if (!out || !p) RK_FAIL(RK_EINVAL, "state: NULL argument");
     *out = NULL;
-    const rk__perf *f = rk__perf_of(p);
+    const rk_rope *rope_qk = NULL, *rope_f = NULL;
+    const rk__featmap *f = p->ops->featmap ? p->ops->featmap(p, &rope_qk, &rope_f) : NULL;
     if (!f) RK_FAIL(RK_EUNSUP, "state: recurrent decoding needs a performer or linear plan, not %s",
                     p->ops->name);
     rk_attn_state *s = rk__alloc(sizeof *s);
     if (!s) RK_FAIL(RK_ENOMEM, "state: cannot allocate the state");
     s->p = p;
     s->f = f;
-    size_t F = f->F, d = f->d, dv = f->dv;
+    s->rope_qk = rope_qk;
+    s->rope_f = rope_f;
+    s->dv = p->cfg.d_v;
+    size_t F = f->F, d = f->d, dv = s->dv;
     /* sizes were checked at plan creation: F dv, d, m all fit */
     s->S = rk__alloc(F * dv * sizeof(double));
     s->z = rk__alloc(F * sizeof(double));
@@ -90,40 +84,25 @@ int rk_attn_state_create(rk_attn_state **out, const rk_attn *p)
 }
 
 /* One row x at position pos: s->u = its projections (linear maps: x itself), its h and lmax;
- * rope = qk rotates x first. The features then come from rk__feat_row_d. */
+ * rope = qk rotates x first. The features then come from rk__featmap_row_d. */
 static int row_features(rk_attn_state *s, const double *x, int64_t pos, double *lmax, double *h)
 {
-    const rk__perf *f = s->f;
-    if (f->rope_qk) {
+    const rk__featmap *f = s->f;
+    if (s->rope_qk) {
         rk_matd xi = rk_matd_view((double *)x, 1, f->d, f->d), xo = rk_matd_view(s->x, 1, f->d, f->d);
-        int rc = rk_rope_apply_d(f->rope_qk, &xi, &xo, pos, NULL, 0);
+        int rc = rk_rope_apply_d(s->rope_qk, &xi, &xo, pos, NULL, 0);
         if (rc) return rc;
         x = s->x;
     }
-    if (f->kind == RK_LINEAR) {
-        memcpy(s->u, x, f->d * sizeof(double));   /* the map acts on x itself (u has d slots) */
-        *h = 0.0;
-        *lmax = 0.0;
-        return RK_OK;
-    }
-    double ss = 0.0;
-    for (size_t c = 0; c < f->d; c++) ss += x[c] * x[c];
-    for (size_t r = 0; r < f->m; r++) {
-        const double *w_r = f->wsd + r * f->d;
-        double a = 0.0;
-        for (size_t c = 0; c < f->d; c++) a += w_r[c] * x[c];
-        s->u[r] = a;
-    }
-    *h = 0.5 * f->scale * ss;
-    *lmax = rk__feat_lmax_d(f, s->u, *h);
+    *lmax = rk__featmap_project_d(f, x, s->u, h);
     return RK_OK;
 }
 
-static int rotate(const rk__perf *f, double *phi, int64_t pos)
+static int rotate(const rk_attn_state *s, double *phi, int64_t pos)
 {
-    if (!f->rope_f) return RK_OK;
-    rk_matd v = rk_matd_view(phi, 1, f->F, f->F);
-    return rk_rope_apply_d(f->rope_f, &v, &v, pos, NULL, 0);
+    if (!s->rope_f) return RK_OK;
+    rk_matd v = rk_matd_view(phi, 1, s->f->F, s->f->F);
+    return rk_rope_apply_d(s->rope_f, &v, &v, pos, NULL, 0);
 }
 
 int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k, const double *v,
@@ -131,8 +110,8 @@ int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k, con
 {
     rk__clear_error();
     if (!s || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "state step: NULL argument");
-    const rk__perf *f = s->f;
-    size_t F = f->F, dv = f->dv;
+    const rk__featmap *f = s->f;
+    size_t F = f->F, dv = s->dv;
     int64_t pos;
     if (s->t > (size_t)INT64_MAX || __builtin_add_overflow(s->p->cfg.pos_offset, (int64_t)s->t, &pos))
         RK_FAIL(RK_EOVERFLOW, "state step: position %lld + %zu overflows int64",
@@ -151,9 +130,9 @@ int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k, con
             s->C = lmax;
         }
     }
-    rk__feat_row_d(f, s->u, h, f->stab ? s->C : 0.0, s->kf);
+    rk__featmap_row_d(f, s->u, h, f->stab ? s->C : 0.0, s->kf);
     for (size_t r = 0; r < F; r++) s->z[r] += s->kf[r];
-    if ((rc = rotate(f, s->kf, pos))) return rc;
+    if ((rc = rotate(s, s->kf, pos))) return rc;
     for (size_t r = 0; r < F; r++) {
         double *S_r = s->S + r * dv, a = s->kf[r];
         for (size_t c = 0; c < dv; c++) S_r[c] += a * v[c];
@@ -161,10 +140,10 @@ int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k, con
 
     /* 2. the query: own constant (cancels); den from unrotated, num from rotated features */
     if ((rc = row_features(s, q, pos, &lmax, &h))) return rc;
-    rk__feat_row_d(f, s->u, h, f->stab ? lmax : 0.0, s->qf);
+    rk__featmap_row_d(f, s->u, h, f->stab ? lmax : 0.0, s->qf);
     double den = 0.0;
     for (size_t r = 0; r < F; r++) den += s->qf[r] * s->z[r];
-    if ((rc = rotate(f, s->qf, pos))) return rc;
+    if ((rc = rotate(s, s->qf, pos))) return rc;
     for (size_t c = 0; c < dv; c++) out[c] = 0.0;
     if (den != 0.0) {                   /* den == 0: every weight is 0, a zero row (no eps) */
         for (size_t r = 0; r < F; r++) {
@@ -183,7 +162,7 @@ int rk_attn_state_step(rk_attn_state *s, const float *q, const float *k, const f
 {
     rk__clear_error();
     if (!s || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "state step: NULL argument");
-    size_t d = s->f->d, dv = s->f->dv;
+    size_t d = s->f->d, dv = s->dv;
     for (size_t c = 0; c < d; c++) { s->qd[c] = q[c]; s->kd[c] = k[c]; }
     for (size_t c = 0; c < dv; c++) s->vd[c] = v[c];
     int rc = rk_attn_state_step_d(s, s->qd, s->kd, s->vd, s->od);

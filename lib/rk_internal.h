@@ -37,6 +37,14 @@ static inline int rk__fits_int(size_t n) { return n <= (size_t)INT_MAX; }
 void *rk__alloc(size_t bytes);
 void  rk__free(void *p);
 void  rk__alloc_fail_after(long n);   /* -1: never fail (default); n: the (n+1)-th call fails */
+/* The plans' allocator: a * b elements of elt bytes through rk__alloc (never NULL on success,
+ * even for 0 elements), the size actually taken added to *bytes (a plan's rk_attn_bytes).
+ * On failure NULL with *rc = RK_EOVERFLOW (the byte count overflows) or RK_ENOMEM and a
+ * message "<who>: ... <what>". */
+void *rk__take(size_t *bytes, size_t a, size_t b, size_t elt, const char *who, const char *what,
+               int *rc);
+/* What rk__alloc really takes for a request of n bytes: at least 1, rounded up to 64. */
+static inline size_t rk__alloc_size(size_t n) { return ((n ? n : 1) + 63) & ~(size_t)63; }
 
 /* Validate a view: data non-NULL when non-empty, ld >= cols, rows*ld fits. `name` is used in
  * the message ("q", "k", ...). Returns RK_OK or RK_EDIM/RK_EINVAL with the message set. */

@@ -185,6 +185,13 @@ void rk_rope_destroy(rk_rope *r)
     rk__free(r);
 }
 
+int rk_rope_resolve(rk_rope_config *cfg)
+{
+    rk__clear_error();
+    if (!cfg) RK_FAIL(RK_EINVAL, "rope: NULL cfg");
+    return rope_resolve(cfg);
+}
+
 int rk_rope_create(rk_rope **out, const rk_rope_config *cfg)
 {
     rk__clear_error();

@@ -127,6 +127,8 @@ typedef struct {
 } rk_rope_config;
 
 typedef struct rk_rope rk_rope;
+/* Fill in the defaults of *cfg and validate it as rk_rope_create would, allocating nothing. */
+RK_NODISCARD int rk_rope_resolve(rk_rope_config *cfg);
 RK_NODISCARD int rk_rope_create(rk_rope **out, const rk_rope_config *cfg);
 void rk_rope_destroy(rk_rope *r);                           /* NULL-safe */
 const rk_rope_config *rk_rope_get_config(const rk_rope *r); /* defaults resolved */
@@ -154,7 +156,15 @@ RK_NODISCARD int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *o
  * last n_q positions). Positions (for RoPE): key j at pos_offset + j, query i at
  * pos_offset + (n_kv - n_q) + i. Key padding: execute's kv_len masks keys j >= kv_len
  * (RK_ALL_KEYS: none). A query that sees no key gets a zero output row. */
-typedef enum { RK_SOFTMAX = 1, RK_PERFORMER, RK_LINEAR, RK_RPE_FFT } rk_kind;
+typedef enum {
+    RK_SOFTMAX = 1,  /* exact softmax attention                                              */
+    RK_PERFORMER,    /* FAVOR+ random-feature attention (Choromanski et al.)                 */
+    RK_LINEAR,       /* linear attention with elu+1 / relu features (Katharopoulos et al.)   */
+    RK_RPE_FFT,      /* kernelized attention with a relative bias by FFT (Luo et al.)        */
+    RK_UNIFORM,      /* every visible key weighs the same: out_i = mean of the v_j query i
+                        sees (softmax of all-zero logits; a baseline with no q.k, no
+                        position information)                                                 */
+} rk_kind;
 typedef enum { RK_ROPE_NONE = 0, RK_ROPE_QK, RK_ROPE_FEATURES } rk_rope_mode;
 typedef enum { RK_KERNEL_POSITIVE = 0, RK_KERNEL_HYPERBOLIC, RK_KERNEL_TRIG } rk_kernel;
 typedef enum { RK_MAP_ELU = 0, RK_MAP_RELU } rk_map;
@@ -197,10 +207,50 @@ typedef struct {
     double         xpos_gamma;  /* xPos gamma (0: 0.4)                                          */
 } rk_attn_config;
 
+/* Config field groups: what a kind reads of rk_attn_config beyond the fields every kind takes
+ * (kind, n_q, n_kv, d, d_v, causal, pos_offset, nthreads, seed: a kind that draws nothing
+ * ignores the seed, so one seed can serve a sweep over kinds). A field of a group the kind
+ * does not read must be left 0: rk_attn_create / rk_attn_resolve refuse it (RK_EINVAL, naming
+ * the field and the kind), so no setting is ever silently ignored. */
+enum {
+    RK_FIELD_SCALE         = 1u << 0,  /* scale                                              */
+    RK_FIELD_ROPE_QK       = 1u << 1,  /* rope = RK_ROPE_QK, rope_cfg                         */
+    RK_FIELD_ROPE_FEATURES = 1u << 2,  /* rope = RK_ROPE_FEATURES, rope_cfg, rope_freq_dim_head */
+    RK_FIELD_FEATURES      = 1u << 3,  /* n_features                                          */
+    RK_FIELD_KERNEL        = 1u << 4,  /* kernel (FAVOR+)                                     */
+    RK_FIELD_PROJ          = 1u << 5,  /* proj, proj_norm, proj_data (FAVOR+ projection)      */
+    RK_FIELD_MAP           = 1u << 6,  /* map (elu+1 / relu features)                         */
+    RK_FIELD_BIAS          = 1u << 7,  /* bias, bias_len                                      */
+    RK_FIELD_XPOS          = 1u << 8,  /* xpos_scale_base, xpos_gamma                         */
+    RK_FIELD_FFT           = 1u << 9,  /* rpe_base, rpe_l2norm, fft_wisdom                    */
+};
+
+/* What resolving a config tells about it (rk_attn_resolve, rk_attn_get_info). */
+typedef struct {
+    const char *name;         /* the kind's name: "softmax", "performer", "linear", ...        */
+    unsigned    fields;       /* RK_FIELD_* groups this config may set (rpe-fft: by its base)  */
+    size_t      feature_dim;  /* F of the kind's feature map (FAVOR+: m or 2m; elu+1 / relu:
+                                 d; rpe-fft: its base's); 0 for kinds without one              */
+    size_t      fft_len;      /* RK_RPE_FFT: the FFT length N; 0 otherwise                     */
+} rk_attn_info;
+
+/* Fill in the defaults of *cfg and validate it exactly as rk_attn_create would, without
+ * allocating anything: drivers ask the library for its rules (default m, feature width, FFT
+ * length) instead of restating them. info may be NULL. */
+RK_NODISCARD int rk_attn_resolve(rk_attn_config *cfg, rk_attn_info *info);
+/* The kinds built into the library: name (NULL for a kind that is not) and the field groups
+ * it reads (rpe-fft: those of either base). */
+const char *rk_attn_kind_name(rk_kind kind);
+unsigned rk_attn_kind_fields(rk_kind kind);
+/* The field groups this config may set: its kind's, where they depend on the config (rpe-fft:
+ * on rpe_base) those of this one. 0 for an unknown kind or NULL. Allocates nothing. */
+unsigned rk_attn_fields(const rk_attn_config *cfg);
+
 typedef struct rk_attn rk_attn;
 RK_NODISCARD int rk_attn_create(rk_attn **out, const rk_attn_config *cfg);
 void rk_attn_destroy(rk_attn *p);                            /* NULL-safe */
 const rk_attn_config *rk_attn_get_config(const rk_attn *p);  /* defaults resolved */
+const rk_attn_info *rk_attn_get_info(const rk_attn *p);
 size_t rk_attn_bytes(const rk_attn *p);                      /* working memory of the plan */
 
 /* float32 path (fast kernels) and float64 path. Views must match the plan's shapes;
@@ -295,7 +345,7 @@ RK_NODISCARD int rk_attn_proj_load(const char *path, size_t d, rk_mat *w);
  * exactly 0, e.g. relu features that never overlap, comes out of an FFT as noise): zero row,
  * as for a row that sees no key or only -inf bias entries. Not supported: RoPE, xPos,
  * the recurrent state, rk_attn_proj / rk_attn_features_d (they report no feature map).
- * FFTW: plans are made at create only, inside one OpenMP critical section (FFTW's planner is
+ * FFTW: plans are made at create only, under one process-wide lock (FFTW's planner is
  * not thread-safe; planning by other code in the process at the same time is not guarded);
  * execute uses new-array execution, which is thread-safe. FFTW_ESTIMATE (default) plans
  * deterministically; with cfg.fft_wisdom, FFTW_MEASURE may pick a different algorithm on each

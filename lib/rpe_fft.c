@@ -47,14 +47,16 @@
  * Causal and rounding: see ropekit.h (future keys reach earlier rows through the FFT's rounding
  * only, at ~1e-16 relative to the largest column terms).
  */
-#include "performer_impl.h"
-#include "softmax_kern.h"
+#include "attn_impl.h"
+#include "featmap.h"
+#include "rk_file.h"
 
 #include <errno.h>
 #include <fftw3.h>
 #include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,15 +65,12 @@
 #define RPE_NOISE 16.0                        /* safety factor of the FFT rounding bound    */
 
 typedef struct {
-    rk__perf      fm;        /* the fields rk__feat_row_d / _lmax_d read (no buffers of its own) */
+    rk__featmap   fm;        /* the feature map (the same as a performer / linear plan's)        */
     size_t        F, d, dv, m, nq, nkv, L, N, nfreq;
     size_t        ldr, ldc;  /* a column's real / complex length, rounded to 64 B              */
     size_t        ldx;       /* per-thread row scratch: d + max(m, d) doubles                  */
     size_t        slab;      /* per-thread bytes: column, spectrum, row scratch, F features    */
     int           l2norm;
-    double        scale;
-    float        *w;         /* (m, d) projection                                              */
-    double       *wsd;       /* (m, d) w sqrt(scale)                                           */
     double       *bias;      /* (L) the bias (zeros when none was given)                       */
     size_t       *cnt;       /* (L + 1) cnt[s]: entries idx < s with g[idx] > 0                 */
     double       *gr;        /* (N) reversed generator, zero-padded                            */
@@ -113,40 +112,28 @@ static rpe_thr thr_at(const rpe_plan *r, int t)
 /* Create / destroy                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
+/* FFTW's planner is not thread-safe: every plan is made and destroyed under this lock (a
+ * mutex rather than a named OpenMP critical section, whose lock would be an exported symbol). */
+static pthread_mutex_t fftw_planner = PTHREAD_MUTEX_INITIALIZER;
+
 static void rpe_destroy(void *impl)
 {
     rpe_plan *r = impl;
     if (!r) return;
-    #pragma omp critical (rk_fftw_planner)
-    {
-        if (r->pg) fftw_destroy_plan(r->pg);
-        if (r->pf) fftw_destroy_plan(r->pf);
-        if (r->pb) fftw_destroy_plan(r->pb);
-    }
-    void *bufs[] = { r->w, r->wsd, r->bias, r->cnt, r->gr, r->G, r->phq, r->phk, r->vt, r->lk,
+    pthread_mutex_lock(&fftw_planner);
+    if (r->pg) fftw_destroy_plan(r->pg);
+    if (r->pf) fftw_destroy_plan(r->pf);
+    if (r->pb) fftw_destroy_plan(r->pb);
+    pthread_mutex_unlock(&fftw_planner);
+    rk__featmap_free(&r->fm);
+    void *bufs[] = { r->bias, r->cnt, r->gr, r->G, r->phq, r->phk, r->vt, r->lk,
                      r->cn, r->acc, r->thr, r->wisdom };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rk__free(bufs[i]);
     rk__free(r);
 }
 
-/* a * b * elt zeroed bytes counted in p->bytes, or NULL with *rc set. */
-static void *take(rk_attn *p, size_t a, size_t b, size_t elt, const char *what, int *rc)
-{
-    size_t n, bytes;
-    if (rk__mul(a, b, &n) || rk__bytes(n, elt, &bytes)) {
-        *rc = rk__fail(RK_EOVERFLOW, "rpe-fft: %s (%zu x %zu) is too large", what, a, b);
-        return NULL;
-    }
-    void *ptr = rk__alloc(bytes);
-    if (!ptr) {
-        *rc = rk__fail(RK_ENOMEM, "rpe-fft: cannot allocate %zu bytes for %s", bytes, what);
-        return NULL;
-    }
-    p->bytes += round_up(bytes ? bytes : 1, 64);
-    return ptr;
-}
 #define TAKE(ptr, a, b, elt, what) \
-    do { if (!((ptr) = take(p, (a), (b), (elt), (what), &rc))) return rc; } while (0)
+    do { if (!((ptr) = rk__take(&p->bytes, (a), (b), (elt), "rpe-fft", (what), &rc))) return rc; } while (0)
 
 /* Smallest even N >= L whose only prime factors are 2, 3, 5, 7 (FFTW's fast sizes). */
 static size_t fft_len(size_t L)
@@ -160,47 +147,34 @@ static size_t fft_len(size_t L)
     }
 }
 
-/* The feature map: the same validation, defaults and projection as an RK_PERFORMER or
- * RK_LINEAR plan of this config (performer.c), so equal configs give equal projections. */
-static int feature_config(rk_attn_config *c, size_t *m_out, size_t *F_out)
+/* rpe-fft reads the feature fields of its base: FAVOR+ (kernel, projection, scale) or the
+ * elu+1 / relu map. */
+static unsigned rpe_fields(const rk_attn_config *c)
 {
-    size_t d = c->d, m = 0, F;
+    unsigned own = RK_FIELD_BIAS | RK_FIELD_FFT | RK_FIELD_FEATURES;
+    return own | (c->rpe_base == RK_LINEAR ? RK_FIELD_MAP
+                  : RK_FIELD_SCALE | RK_FIELD_KERNEL | RK_FIELD_PROJ);
+}
+
+/* The feature map: the same validation, defaults and projection as an RK_PERFORMER or
+ * RK_LINEAR plan of this config (featmap.c), so equal configs give equal projections. */
+static int rpe_resolve(rk_attn_config *c, rk_attn_info *info)
+{
     if (c->rpe_base == 0) c->rpe_base = RK_PERFORMER;
-    if (c->rpe_base == RK_PERFORMER) {
-        if (c->kernel != RK_KERNEL_POSITIVE && c->kernel != RK_KERNEL_HYPERBOLIC &&
-            c->kernel != RK_KERNEL_TRIG)
-            RK_FAIL(RK_EINVAL, "rpe-fft: unknown kernel %d", (int)c->kernel);
-        if (c->proj != RK_PROJ_ORTHOGONAL && c->proj != RK_PROJ_IID)
-            RK_FAIL(RK_EINVAL, "rpe-fft: unknown projection kind %d", (int)c->proj);
-        if (c->proj_norm != RK_NORM_CHI && c->proj_norm != RK_NORM_FIXED)
-            RK_FAIL(RK_EINVAL, "rpe-fft: unknown projection norm %d", (int)c->proj_norm);
-        if (!c->proj_data && c->seed == 0)
-            RK_FAIL(RK_EINVAL, "rpe-fft: seed = 0; FAVOR+ features need an explicit nonzero seed "
-                    "(or proj_data)");
-        if (!(c->scale > 0.0))
-            RK_FAIL(RK_EINVAL, "rpe-fft: scale = %g must be > 0 (FAVOR+ uses sqrt(scale))",
-                    c->scale);
-        if (c->n_features == 0) c->n_features = RK_PERF_DEFAULT_M;
-        m = c->n_features;
-        if (!rk__fits_int(m) || m > (size_t)INT_MAX / 2)
-            RK_FAIL(RK_EOVERFLOW, "rpe-fft: n_features = %zu is too large", m);
-        F = c->kernel == RK_KERNEL_POSITIVE ? m : 2 * m;
-    } else if (c->rpe_base == RK_LINEAR) {
-        if (c->map != RK_MAP_ELU && c->map != RK_MAP_RELU)
-            RK_FAIL(RK_EINVAL, "rpe-fft: unknown feature map %d", (int)c->map);
-        if (c->n_features != 0 && c->n_features != d)
-            RK_FAIL(RK_EINVAL, "rpe-fft: n_features = %zu, but the elu+1/relu feature width is "
-                    "d = %zu (leave n_features 0)", c->n_features, d);
-        if (c->proj_data)
-            RK_FAIL(RK_EINVAL, "rpe-fft: proj_data given, but elu+1/relu use no projection");
-        c->n_features = d;
-        F = d;
-    } else {
+    if (c->rpe_base != RK_PERFORMER && c->rpe_base != RK_LINEAR)
         RK_FAIL(RK_EINVAL, "rpe-fft: rpe_base = %d must be RK_PERFORMER or RK_LINEAR",
                 (int)c->rpe_base);
-    }
-    *m_out = m;
-    *F_out = F;
+    int rc = rk__bias_check(c, "rpe-fft", 0);
+    if (rc) return rc;
+    size_t F;
+    if ((rc = rk__featmap_resolve(c, c->rpe_base == RK_PERFORMER, "rpe-fft", &F))) return rc;
+    const size_t L = rk_bias_len(c->n_q, c->n_kv), N = fft_len(L), cf = c->d_v + 1;
+    size_t t;
+    if (!rk__fits_int(N) || rk__mul(F, cf, &t) || rk__mul(c->n_q, F, &t) ||
+        rk__mul(c->n_kv, F, &t) || rk__mul(c->n_q, cf, &t) || rk__mul(N, 16, &t))
+        RK_FAIL(RK_EOVERFLOW, "rpe-fft: FFT size %zu with %zu features is too large", N, F);
+    info->feature_dim = F;
+    info->fft_len = N;
     return RK_OK;
 }
 
@@ -244,37 +218,21 @@ static int wisdom_import(const char *path)
     return RK_OK;
 }
 
-/* Save the process's wisdom to path atomically (temporary file beside it, then rename). */
+/* Save the process's wisdom to path through the one atomic writer (rk_file.h). */
 static int wisdom_export(const char *path)
 {
-    size_t len = strlen(path);
-    char *tmp = rk__alloc(len + 16);
-    if (!tmp) RK_FAIL(RK_ENOMEM, "rpe-fft: cannot allocate a file name");
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp), rc = RK_OK;
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
-    if (!f) {
-        int e = errno;
-        if (fd >= 0) { close(fd); unlink(tmp); }
-        rc = rk__fail(RK_EIO, "rpe-fft: cannot create a temporary file beside '%s': %s", path,
-                      strerror(e));
-    } else {
-        fftw_export_wisdom_to_file(f);
-        int bad = ferror(f) != 0;
-        if (fclose(f) != 0) bad = 1;
-        if (bad || rename(tmp, path) != 0) {
-            int e = errno;
-            unlink(tmp);
-            rc = rk__fail(RK_EIO, "rpe-fft: cannot write FFTW wisdom '%s': %s", path,
-                          bad ? "write error" : strerror(e));
-        }
-    }
-    rk__free(tmp);
-    return rc;
+    char *text = fftw_export_wisdom_to_string();
+    if (!text) RK_FAIL(RK_ENOMEM, "rpe-fft: FFTW could not export its wisdom");
+    const char *step = NULL;
+    int e = rk__out_write_file(path, text, strlen(text), &step);
+    fftw_free(text);
+    if (e == ENOMEM) RK_FAIL(RK_ENOMEM, "rpe-fft: cannot write FFTW wisdom '%s': out of memory", path);
+    if (e) RK_FAIL(RK_EIO, "rpe-fft: cannot write FFTW wisdom '%s': %s failed: %s", path, step,
+                   strerror(e));
+    return RK_OK;
 }
 
-/* All FFTW planner work (not thread-safe: called inside one critical section). The plans
+/* All FFTW planner work (not thread-safe: called under the planner lock). The plans
  * are made on the plan's own buffers (thread 0's column) before anything is stored in them. */
 static int make_plans(rpe_plan *r, const char *wisdom)
 {
@@ -297,23 +255,16 @@ static int make_plans(rpe_plan *r, const char *wisdom)
 static int rpe_create(rk_attn *p)
 {
     rk_attn_config *c = &p->cfg;
-    if (c->rope != RK_ROPE_NONE || c->rope_freq_dim_head)
-        RK_FAIL(RK_EINVAL, "rpe-fft: RoPE is not combined with the FFT bias (rope must be none)");
-    int rc = rk__bias_check(c, "rpe-fft", 0);
-    if (rc) return rc;
-    size_t m = 0, F = 0;
-    if ((rc = feature_config(c, &m, &F))) return rc;
+    int rc = RK_OK;
+    const int favor = c->rpe_base == RK_PERFORMER;
     const size_t d = c->d, dv = c->d_v, L = rk_bias_len(c->n_q, c->n_kv);
-    const size_t N = fft_len(L), nfreq = N / 2 + 1, cf = dv + 1;
-    size_t t;
-    if (!rk__fits_int(N) || rk__mul(F, cf, &t) || rk__mul(c->n_q, F, &t) ||
-        rk__mul(c->n_kv, F, &t) || rk__mul(c->n_q, cf, &t) || rk__mul(N, 16, &t))
-        RK_FAIL(RK_EOVERFLOW, "rpe-fft: FFT size %zu with %zu features is too large", N, F);
+    const size_t m = favor ? c->n_features : 0, F = p->info.feature_dim, N = p->info.fft_len;
+    const size_t nfreq = N / 2 + 1, cf = dv + 1;
 
     rpe_plan *r = rk__alloc(sizeof *r);
     if (!r) RK_FAIL(RK_ENOMEM, "rpe-fft: cannot allocate the plan");
     p->impl = r;                        /* from here on attn.c's destroy frees a partial build */
-    p->bytes += round_up(sizeof *r, 64);
+    p->bytes += rk__alloc_size(sizeof *r);
     r->F = F; r->d = d; r->dv = dv; r->m = m; r->nq = c->n_q; r->nkv = c->n_kv;
     r->L = L; r->N = N; r->nfreq = nfreq;
     r->ldr = round_up(N, 8);
@@ -323,24 +274,8 @@ static int rpe_create(rk_attn *p)
               round_up(d * sizeof(double), 64) + round_up((r->ldx - d) * sizeof(double), 64) +
               round_up(F * sizeof(double), 64);
     r->l2norm = c->rpe_l2norm != 0;
-    r->scale = c->scale;
-    r->fm.kind = c->rpe_base;
-    r->fm.kernel = c->kernel;
-    r->fm.map = c->map;
-    r->fm.m = m;
-    r->fm.F = F;
-    r->fm.d = d;
-    r->fm.dv = dv;
-    r->fm.scale = c->scale;
-    r->fm.sq = c->rpe_base == RK_PERFORMER ? sqrt(c->scale) : 1.0;
-    r->fm.stab = c->rpe_base == RK_PERFORMER;
-    r->fm.norm = c->rpe_base == RK_LINEAR ? 1.0
-               : 1.0 / sqrt((double)(c->kernel == RK_KERNEL_HYPERBOLIC ? 2 * m : m));
+    if ((rc = rk__featmap_init(&r->fm, c, favor, 0, 0, &p->bytes, "rpe-fft"))) return rc;
 
-    if (m) {
-        TAKE(r->w, m, d, sizeof(float), "projection");
-        TAKE(r->wsd, m, d, sizeof(double), "projection (double)");
-    }
     TAKE(r->bias, L, 1, sizeof(double), "bias");
     TAKE(r->cnt, L + 1, 1, sizeof(size_t), "bias counts");
     TAKE(r->gr, N, 1, sizeof(double), "generator");
@@ -359,15 +294,9 @@ static int rpe_create(rk_attn *p)
         c->fft_wisdom = r->wisdom;
     }
 
-    if (m) {
-        if ((rc = rk__perf_projection(c, m, r->w))) return rc;
-        for (size_t i = 0; i < m * d; i++) r->wsd[i] = (double)r->w[i] * r->fm.sq;
-    }
-    r->fm.w = r->w;
-    r->fm.wsd = r->wsd;
-
-    #pragma omp critical (rk_fftw_planner)
+    pthread_mutex_lock(&fftw_planner);
     rc = make_plans(r, r->wisdom);
+    pthread_mutex_unlock(&fftw_planner);
     if (rc) return rc;
 
     if (c->bias) {
@@ -417,7 +346,7 @@ static int find_nonfinite(const rows_in *s, size_t rows, size_t n, size_t *ri, s
  * (returned; 0 for linear maps), using the thread's x (d) and u (max(m, d)). */
 static double row_features(const rpe_plan *r, const rows_in *s, size_t i, const rpe_thr *h)
 {
-    const size_t d = r->d, m = r->m;
+    const size_t d = r->d;
     double *x = h->x, *u = h->u;
     get_row(s, i, d, x);
     if (r->l2norm) {                               /* Luo et al.: q / |q|, k / |k| */
@@ -428,21 +357,8 @@ static double row_features(const rpe_plan *r, const rows_in *s, size_t i, const 
             for (size_t c = 0; c < d; c++) x[c] *= inv;
         }
     }
-    if (r->fm.kind == RK_LINEAR) {
-        rk__feat_row_d(&r->fm, x, 0.0, 0.0, h->phi);
-        return 0.0;
-    }
-    double ss = 0.0;
-    for (size_t c = 0; c < d; c++) ss += x[c] * x[c];
-    double hh = 0.5 * r->scale * ss;
-    for (size_t t = 0; t < m; t++) {
-        const double *w_t = r->wsd + t * d;
-        double a = 0.0;
-        for (size_t c = 0; c < d; c++) a += w_t[c] * x[c];
-        u[t] = a;
-    }
-    double lmax = rk__feat_lmax_d(&r->fm, u, hh);
-    rk__feat_row_d(&r->fm, u, hh, lmax, h->phi);
+    double hh, lmax = rk__featmap_project_d(&r->fm, x, u, &hh);
+    rk__featmap_row_d(&r->fm, u, hh, r->fm.stab ? lmax : 0.0, h->phi);
     return lmax;
 }
 
@@ -577,4 +493,10 @@ static int rpe_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_m
     return rpe_exec(p, qi, ki, vi, NULL, out->data, out->ld, kv_len);
 }
 
-const rk__attn_ops rk__rpe_fft_ops = { "rpe-fft", rpe_create, rpe_destroy, rpe_exec_f, rpe_exec_d };
+const rk__attn_kind rk__rpe_fft_kind = {
+    .kind = RK_RPE_FFT, .name = "rpe-fft",
+    .fields = RK_FIELD_SCALE | RK_FIELD_FEATURES | RK_FIELD_KERNEL | RK_FIELD_PROJ | RK_FIELD_MAP |
+              RK_FIELD_BIAS | RK_FIELD_FFT,
+    .fields_of = rpe_fields, .resolve = rpe_resolve, .create = rpe_create,
+    .destroy = rpe_destroy, .exec_f = rpe_exec_f, .exec_d = rpe_exec_d,
+};

@@ -134,32 +134,22 @@ static void sm_destroy(void *impl)
     rk__free(s);
 }
 
-/* rk__alloc(a * b * elt), counted in p->bytes; NULL with *rc set on failure. */
-static void *plan_alloc(rk_attn *p, int *rc, size_t a, size_t b, size_t elt, const char *what)
+/* rk__take for this plan: counted in p->bytes, messages name softmax. */
+#define TAKE(p, rc, a, b, elt, what) rk__take(&(p)->bytes, (a), (b), (elt), "softmax", (what), (rc))
+
+/* Every position must be representable: pos_offset + (n_kv - n_q) .. pos_offset + n_kv - 1. */
+static int check_positions(const rk_attn_config *c)
 {
-    size_t n, bytes;
-    if (rk__mul(a, b, &n) || rk__bytes(n, elt, &bytes)) {
-        *rc = rk__fail(RK_EOVERFLOW, "softmax: %s (%zu x %zu) is too large", what, a, b);
-        return NULL;
-    }
-    void *ptr = rk__alloc(bytes);
-    if (!ptr) {
-        *rc = rk__fail(RK_ENOMEM, "softmax: cannot allocate %zu bytes for %s", bytes, what);
-        return NULL;
-    }
-    p->bytes += round_up(bytes, 64);
-    return ptr;
+    if (c->pos_offset > INT64_MAX - (int64_t)c->n_kv || c->pos_offset < INT64_MIN + (int64_t)c->n_q)
+        RK_FAIL(RK_EOVERFLOW, "softmax: pos_offset = %lld overflows the positions",
+                (long long)c->pos_offset);
+    return RK_OK;
 }
 
 /* RoPE over q and k of width d, positions as in rk__attn_qpos / rk__attn_kpos. */
 static int make_rope(const rk_attn_config *c, sm_plan *s)
 {
-    /* Every position must be representable: pos_offset + (n_kv - n_q) .. pos_offset + n_kv - 1. */
-    if (c->pos_offset > INT64_MAX - (int64_t)c->n_kv || c->pos_offset < INT64_MIN + (int64_t)c->n_q)
-        RK_FAIL(RK_EOVERFLOW, "softmax: pos_offset = %lld overflows the positions",
-                (long long)c->pos_offset);
-    rk_rope_config rc = c->rope_cfg;
-    rc.dim = c->d;
+    rk_rope_config rc = rk__attn_rope_cfg(c, c->d);
     /* A table over every position used when that is modest (about 12 d bytes per position,
      * up to ROPE_TABLE_BYTES); beyond it the rope plan combines the table with cos/sin of
      * a * table_len * theta by angle addition in double (within ~5 double ulps of the direct
@@ -173,7 +163,15 @@ static int make_rope(const rk_attn_config *c, sm_plan *s)
     return rk_rope_create(&s->rope, &rc);
 }
 
-/* xPos: ln zeta_i of the rotated pairs, the centre and the range check (rope plan made). */
+/* The positions xPos uses: keys pos_offset .. pos_offset + n_kv - 1, queries from
+ * pos_offset + n_kv - n_q (below the first key when n_q > n_kv); c is their middle. */
+static void xpos_span(const rk_attn_config *c, double *lo, double *hi)
+{
+    *hi = (double)c->pos_offset + (double)c->n_kv - 1.0;
+    *lo = (double)c->pos_offset + (c->n_kv >= c->n_q ? 0.0 : (double)c->n_kv - (double)c->n_q);
+}
+
+/* xPos: ln zeta_i of the rotated pairs and the centre (the range was checked by resolve). */
 static int make_xpos(rk_attn *p, sm_plan *s)
 {
     rk_attn_config *c = &p->cfg;
@@ -182,20 +180,12 @@ static int make_xpos(rk_attn *p, sm_plan *s)
     s->xr = rc->rotary_dim;
     s->xhalf = rc->style == RK_ROPE_HALF;
     s->xb = c->xpos_scale_base;
-    if (c->xpos_gamma == 0.0) c->xpos_gamma = 0.4;
-    if (!(s->lnz = plan_alloc(p, &rc_, s->xr / 2, 1, sizeof(double), "xPos factors"))) return rc_;
+    if (!(s->lnz = TAKE(p, &rc_, s->xr / 2, 1, sizeof(double), "xPos factors"))) return rc_;
     if ((rc_ = rk_xpos_zeta(s->lnz, s->xr, c->xpos_gamma))) return rc_;
     for (size_t i = 0; i < s->xr / 2; i++) s->lnz[i] = log(s->lnz[i]);
-    /* positions used: keys pos_offset .. pos_offset + n_kv - 1, queries from
-     * pos_offset + n_kv - n_q (below the first key when n_q > n_kv) */
-    double hi = (double)c->pos_offset + (double)c->n_kv - 1.0;
-    double lo = (double)c->pos_offset + (c->n_kv >= c->n_q ? 0.0 : (double)c->n_kv - (double)c->n_q);
+    double lo, hi;
+    xpos_span(c, &lo, &hi);
     s->xc = 0.5 * (lo + hi);
-    double ex = fabs(s->lnz[0]) * 0.5 * (hi - lo) / s->xb;
-    if (!(ex <= 64.0))
-        RK_FAIL(RK_EOVERFLOW, "softmax: xPos over positions %.0f .. %.0f with scale base %g, "
-                "gamma %g needs factors up to e^%.3g (limit e^64): use a larger scale base or "
-                "shorter sequences", lo, hi, s->xb, c->xpos_gamma, ex);
     return RK_OK;
 }
 
@@ -205,8 +195,8 @@ static int make_bias(rk_attn *p, sm_plan *s)
     rk_attn_config *c = &p->cfg;
     size_t len = c->bias_len;
     int rc = RK_OK;
-    if (!(s->bd = plan_alloc(p, &rc, len, 1, sizeof(double), "bias")) ||
-        !(s->bl = plan_alloc(p, &rc, len, 1, sizeof(float), "bias (float)")))
+    if (!(s->bd = TAKE(p, &rc, len, 1, sizeof(double), "bias")) ||
+        !(s->bl = TAKE(p, &rc, len, 1, sizeof(float), "bias (float)")))
         return rc;
     for (size_t t = 0; t < len; t++) {
         s->bd[t] = c->bias[t];
@@ -216,13 +206,15 @@ static int make_bias(rk_attn *p, sm_plan *s)
     return RK_OK;
 }
 
-static int sm_create(rk_attn *p)
+static int sm_resolve(rk_attn_config *c, rk_attn_info *info)
 {
-    const rk_attn_config *c = &p->cfg;
-    if (c->rope == RK_ROPE_FEATURES)
-        RK_FAIL(RK_EINVAL, "softmax: RK_ROPE_FEATURES is for linear attention; use RK_ROPE_QK");
+    (void)info;
     int rc = rk__bias_check(c, "softmax", 1);
     if (rc) return rc;
+    if (c->rope == RK_ROPE_QK) {
+        if ((rc = check_positions(c)) || (rc = rk__attn_rope_check(c, c->d, "softmax")))
+            return rc;
+    }
     if (c->xpos_scale_base != 0.0) {
         if (!isfinite(c->xpos_scale_base) || c->xpos_scale_base < 0.0)
             RK_FAIL(RK_EINVAL, "softmax: xpos_scale_base = %g must be finite and > 0",
@@ -234,13 +226,30 @@ static int sm_create(rk_attn *p)
                     "grow without bound for keys after the query)");
         if (!isfinite(c->xpos_gamma) || c->xpos_gamma < 0.0)
             RK_FAIL(RK_EINVAL, "softmax: xpos_gamma = %g must be finite and > 0", c->xpos_gamma);
+        if (c->xpos_gamma == 0.0) c->xpos_gamma = 0.4;
+        /* the largest factor, zeta_0^(max |pos - c| / B) with zeta_0 = gamma / (1 + gamma) */
+        double lo, hi;
+        xpos_span(c, &lo, &hi);
+        double ex = fabs(log(c->xpos_gamma / (1.0 + c->xpos_gamma))) * 0.5 * (hi - lo) /
+                    c->xpos_scale_base;
+        if (!(ex <= 64.0))
+            RK_FAIL(RK_EOVERFLOW, "softmax: xPos over positions %.0f .. %.0f with scale base %g, "
+                    "gamma %g needs factors up to e^%.3g (limit e^64): use a larger scale base or "
+                    "shorter sequences", lo, hi, c->xpos_scale_base, c->xpos_gamma, ex);
     } else if (c->xpos_gamma != 0.0) {
         RK_FAIL(RK_EINVAL, "softmax: xpos_gamma is set but xPos is off (xpos_scale_base = 0)");
     }
+    return RK_OK;
+}
+
+static int sm_create(rk_attn *p)
+{
+    const rk_attn_config *c = &p->cfg;
+    int rc = RK_OK;
     sm_plan *s = rk__alloc(sizeof *s);
     if (!s) RK_FAIL(RK_ENOMEM, "softmax: cannot allocate the plan");
     p->impl = s;
-    p->bytes += round_up(sizeof *s, 64);
+    p->bytes += rk__alloc_size(sizeof *s);
     s->kern = rk__sm_kernels_pick();
     s->dvp = round_up(c->d_v, RK_SM_NR);
     s->ntiles = (c->n_q + BR - 1) / BR;
@@ -248,17 +257,17 @@ static int sm_create(rk_attn *p)
     size_t nth = (size_t)c->nthreads, part[7];
     s->slab_f_bytes = slab_f_layout(c->d, s->dvp, part);
     s->slab_d_bytes = round_up(c->n_kv * sizeof(double), 64) + round_up(c->d_v * sizeof(double), 64);
-    if (!(s->qs = plan_alloc(p, &rc, s->ntiles * BR, c->d, sizeof(float), "queries")) ||
-        !(s->kt = plan_alloc(p, &rc, s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
-        !(s->vp = plan_alloc(p, &rc, c->n_kv, s->dvp, sizeof(float), "values")) ||
-        !(s->slab_f = plan_alloc(p, &rc, nth, s->slab_f_bytes, 1, "float scratch")) ||
-        !(s->slab_d = plan_alloc(p, &rc, nth, s->slab_d_bytes, 1, "double scratch")))
+    if (!(s->qs = TAKE(p, &rc, s->ntiles * BR, c->d, sizeof(float), "queries")) ||
+        !(s->kt = TAKE(p, &rc, s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
+        !(s->vp = TAKE(p, &rc, c->n_kv, s->dvp, sizeof(float), "values")) ||
+        !(s->slab_f = TAKE(p, &rc, nth, s->slab_f_bytes, 1, "float scratch")) ||
+        !(s->slab_d = TAKE(p, &rc, nth, s->slab_d_bytes, 1, "double scratch")))
         return rc;
     if (c->rope == RK_ROPE_QK) {
         if ((rc = make_rope(c, s))) return rc;
         p->bytes += rk_rope_bytes(s->rope);
-        if (!(s->qd = plan_alloc(p, &rc, c->n_q, c->d, sizeof(double), "rotated queries")) ||
-            !(s->kd = plan_alloc(p, &rc, c->n_kv, c->d, sizeof(double), "rotated keys")))
+        if (!(s->qd = TAKE(p, &rc, c->n_q, c->d, sizeof(double), "rotated queries")) ||
+            !(s->kd = TAKE(p, &rc, c->n_kv, c->d, sizeof(double), "rotated keys")))
             return rc;
         if (c->xpos_scale_base != 0.0 && (rc = make_xpos(p, s))) return rc;
     }
@@ -534,4 +543,9 @@ static int sm_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_ma
     return RK_OK;
 }
 
-const rk__attn_ops rk__softmax_ops = { "softmax", sm_create, sm_destroy, sm_exec_f, sm_exec_d };
+const rk__attn_kind rk__softmax_kind = {
+    .kind = RK_SOFTMAX, .name = "softmax",
+    .fields = RK_FIELD_SCALE | RK_FIELD_ROPE_QK | RK_FIELD_BIAS | RK_FIELD_XPOS,
+    .resolve = sm_resolve, .create = sm_create, .destroy = sm_destroy,
+    .exec_f = sm_exec_f, .exec_d = sm_exec_d,
+};

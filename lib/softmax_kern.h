@@ -52,10 +52,4 @@ void rk__sm_force_portable(int on);
  * when the CPU lacks AVX2+FMA. */
 int rk__sm_exp2_array(float *x, size_t n);
 
-/* Relative bias of a plan (lib/encodings.c; used by softmax.c and rpe_fft.c): NULL bias with
- * bias_len 0 is none; otherwise bias_len must be rk_bias_len(n_q, n_kv) (RK_EDIM), entries
- * finite or -inf (NaN, +inf: RK_ENONFINITE) and, for softmax, <= 1e30 (RK_EINVAL). `who` names
- * the kind in the message. */
-int rk__bias_check(const rk_attn_config *c, const char *who, int softmax);
-
 #endif

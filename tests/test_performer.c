@@ -250,7 +250,7 @@ static void test_exact_awkward(void **state)
             tcase t = base_case(kd, ROPES[r], 1);
             t.n_q = 301; t.n_kv = 267; t.dv = 3; t.pad = 1; t.m = 16; t.kv_len = 250;
             t.proj = RK_PROJ_IID; t.style = RK_ROPE_HALF;
-            if (t.kind == RK_LINEAR) t.m = 0;
+            if (t.kind == RK_LINEAR) { t.m = 0; t.proj = RK_PROJ_ORTHOGONAL; } /* no projection */
             t.freq_head = ROPES[r] == RK_ROPE_FEATURES;
             check_case(&t, F_TOL, D_TOL);
             t.causal = 0; t.n_q = 129; t.n_kv = 521; t.kv_len = 517; t.pos_offset = -3;

@@ -1,4 +1,4 @@
-/* FAVOR+ random projections and the feature maps of lib/performer_impl.h.
+/* The feature maps of featmap.h and the FAVOR+ random projection they draw.
  *
  * Projection W (m, d), drawn once at plan creation from a GSL mt19937 seeded with cfg.seed,
  * single-threaded, so it depends on the seed alone (not on threads, not on the environment:
@@ -12,7 +12,7 @@
  *               d fresh draws; for fixed norms, times sqrt(d).
  * Rows are orthogonal within a block only. Everything is computed in double, stored as float.
  */
-#include "performer_impl.h"
+#include "featmap.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -20,11 +20,11 @@
 #include <string.h>
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#  define RK_FEAT_X86 1
+#  define RK_FM_X86 1
 #  include <immintrin.h>
 #  define AVX2 __attribute__((target("avx2,fma")))
 #else
-#  define RK_FEAT_X86 0
+#  define RK_FM_X86 0
 #endif
 
 #include <gsl/gsl_errno.h>
@@ -49,11 +49,12 @@ static double chi_norm(gsl_rng *rng, size_t d)
     return sqrt(ss);
 }
 
-static int draw_iid(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w)
+static int draw_iid(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w,
+                    const char *who)
 {
     size_t d = cfg->d;
     double *row = rk__alloc(d * sizeof *row);
-    if (!row) RK_FAIL(RK_ENOMEM, "performer: cannot allocate a projection row");
+    if (!row) RK_FAIL(RK_ENOMEM, "%s: cannot allocate a projection row", who);
     for (size_t r = 0; r < m; r++) {
         double ss = 0.0;
         for (size_t c = 0; c < d; c++) {
@@ -68,14 +69,15 @@ static int draw_iid(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w)
     return RK_OK;
 }
 
-static int draw_orthogonal(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w)
+static int draw_orthogonal(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w,
+                           const char *who)
 {
     size_t d = cfg->d;
     int rc = RK_OK;
     gsl_matrix *A = gsl_matrix_alloc(d, d), *Q = gsl_matrix_alloc(d, d), *R = gsl_matrix_alloc(d, d);
     gsl_vector *tau = gsl_vector_alloc(d);
-    if (!A || !Q || !R || !tau) { rc = rk__fail(RK_ENOMEM, "performer: GSL cannot allocate %zu x %zu "
-                                                "matrices for the QR", d, d); goto done; }
+    if (!A || !Q || !R || !tau) { rc = rk__fail(RK_ENOMEM, "%s: GSL cannot allocate %zu x %zu "
+                                                "matrices for the QR", who, d, d); goto done; }
     for (size_t b = 0; b * d < m; b++) {
         /* G (d, d) Gaussian; G = Q R */
         for (size_t i = 0; i < d; i++)
@@ -83,8 +85,8 @@ static int draw_orthogonal(gsl_rng *rng, const rk_attn_config *cfg, size_t m, fl
                 gsl_matrix_set(A, i, c, gsl_ran_gaussian_ziggurat(rng, 1.0));
         int g = gsl_linalg_QR_decomp(A, tau);
         if (!g) g = gsl_linalg_QR_unpack(A, tau, Q, R);
-        if (g) { rc = rk__fail(RK_EDEP, "performer: GSL QR of a %zu x %zu block failed: %s", d, d,
-                               gsl_strerror(g)); goto done; }
+        if (g) { rc = rk__fail(RK_EDEP, "%s: GSL QR of a %zu x %zu block failed: %s", who, d,
+                               d, gsl_strerror(g)); goto done; }
         size_t rows = m - b * d < d ? m - b * d : d;
         for (size_t i = 0; i < rows; i++) {
             double len = cfg->proj_norm == RK_NORM_FIXED ? sqrt((double)d) : chi_norm(rng, d);
@@ -104,35 +106,133 @@ done:
     return rc;
 }
 
-int rk__perf_projection(const rk_attn_config *cfg, size_t m, float *w)
+static int draw_projection(const rk_attn_config *cfg, size_t m, float *w, const char *who)
 {
     size_t d = cfg->d;
     if (cfg->proj_data) {
         /* used as-is (copied: the caller may free it after create) */
         for (size_t i = 0; i < m * d; i++)
             if (!isfinite(cfg->proj_data[i]))
-                RK_FAIL(RK_ENONFINITE, "performer: proj_data[%zu][%zu] = %g is not finite",
+                RK_FAIL(RK_ENONFINITE, "%s: proj_data[%zu][%zu] = %g is not finite", who,
                         i / d, i % d, (double)cfg->proj_data[i]);
         memcpy(w, cfg->proj_data, m * d * sizeof *w);
         return RK_OK;
     }
     if (cfg->seed == 0)
-        RK_FAIL(RK_EINVAL, "performer: seed = 0; FAVOR+ needs an explicit nonzero seed");
+        RK_FAIL(RK_EINVAL, "%s: seed = 0; FAVOR+ needs an explicit nonzero seed", who);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-    if (!rng) RK_FAIL(RK_ENOMEM, "performer: gsl_rng_alloc(mt19937) failed");
+    if (!rng) RK_FAIL(RK_ENOMEM, "%s: gsl_rng_alloc(mt19937) failed", who);
     gsl_rng_set(rng, cfg->seed);
-    int rc = cfg->proj == RK_PROJ_IID ? draw_iid(rng, cfg, m, w) : draw_orthogonal(rng, cfg, m, w);
+    int rc = cfg->proj == RK_PROJ_IID ? draw_iid(rng, cfg, m, w, who)
+                                      : draw_orthogonal(rng, cfg, m, w, who);
     gsl_rng_free(rng);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Resolve, build, free                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+int rk__featmap_resolve(rk_attn_config *c, int favor, const char *who, size_t *F)
+{
+    size_t d = c->d;
+    if (favor) {
+        if (c->kernel != RK_KERNEL_POSITIVE && c->kernel != RK_KERNEL_HYPERBOLIC &&
+            c->kernel != RK_KERNEL_TRIG)
+            RK_FAIL(RK_EINVAL, "%s: unknown kernel %d", who, (int)c->kernel);
+        if (c->proj != RK_PROJ_ORTHOGONAL && c->proj != RK_PROJ_IID)
+            RK_FAIL(RK_EINVAL, "%s: unknown projection kind %d", who, (int)c->proj);
+        if (c->proj_norm != RK_NORM_CHI && c->proj_norm != RK_NORM_FIXED)
+            RK_FAIL(RK_EINVAL, "%s: unknown projection norm %d", who, (int)c->proj_norm);
+        if (!c->proj_data && c->seed == 0)
+            RK_FAIL(RK_EINVAL, "%s: seed = 0; FAVOR+ features need an explicit nonzero seed "
+                    "(or proj_data)", who);
+        if (!(c->scale > 0.0))
+            RK_FAIL(RK_EINVAL, "%s: scale = %g must be > 0 (FAVOR+ uses sqrt(scale))", who,
+                    c->scale);
+        if (c->n_features == 0) c->n_features = RK_FEATMAP_DEFAULT_M;
+        size_t m = c->n_features;
+        if (!rk__fits_int(m) || (c->kernel != RK_KERNEL_POSITIVE && m > (size_t)INT_MAX / 2))
+            RK_FAIL(RK_EOVERFLOW, "%s: n_features = %zu is too large", who, m);
+        *F = c->kernel == RK_KERNEL_POSITIVE ? m : 2 * m;
+    } else {
+        if (c->map != RK_MAP_ELU && c->map != RK_MAP_RELU)
+            RK_FAIL(RK_EINVAL, "%s: unknown feature map %d", who, (int)c->map);
+        if (c->n_features != 0 && c->n_features != d)
+            RK_FAIL(RK_EINVAL, "%s: n_features = %zu, but the elu+1/relu feature width is "
+                    "d = %zu (leave n_features 0)", who, c->n_features, d);
+        if (c->proj_data)
+            RK_FAIL(RK_EINVAL, "%s: proj_data given, but elu+1/relu use no projection", who);
+        c->n_features = d;
+        *F = d;
+    }
+    return RK_OK;
+}
+
+void rk__featmap_free(rk__featmap *fm)
+{
+    if (!fm) return;
+    rk__free(fm->w);
+    rk__free(fm->wsd);
+    rk__free(fm->wsT);
+    rk__free(fm->wsdT);
+    rk__free(fm->xs);
+    rk__free(fm->us);
+    fm->w = fm->wsT = NULL;
+    fm->wsd = fm->wsdT = fm->xs = fm->us = NULL;
+}
+
+int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int transposed,
+                     int avx2, size_t *bytes, const char *who)
+{
+    size_t m = favor ? c->n_features : 0, d = c->d;
+    memset(fm, 0, sizeof *fm);
+    fm->favor = favor != 0;
+    fm->kernel = c->kernel;
+    fm->map = c->map;
+    fm->m = m;
+    fm->F = !favor ? d : c->kernel == RK_KERNEL_POSITIVE ? m : 2 * m;
+    fm->d = d;
+    fm->scale = c->scale;
+    fm->sq = favor ? sqrt(c->scale) : 1.0;
+    fm->stab = fm->favor;
+    fm->avx2 = avx2;
+    fm->norm = !favor ? 1.0
+             : 1.0 / sqrt((double)(c->kernel == RK_KERNEL_HYPERBOLIC ? 2 * m : m));
+    int rc = RK_OK;
+    if (m && (!(fm->w = rk__take(bytes, m, d, sizeof(float), who, "projection", &rc)) ||
+              !(fm->wsd = rk__take(bytes, m, d, sizeof(double), who, "projection (double)", &rc))))
+        return rc;
+    if (m && transposed &&
+        (!(fm->wsT = rk__take(bytes, d, m, sizeof(float), who, "projection (transposed)", &rc)) ||
+         !(fm->wsdT = rk__take(bytes, d, m, sizeof(double), who, "projection (transposed)", &rc))))
+        return rc;
+    if (!(fm->xs = rk__take(bytes, d, 1, sizeof(double), who, "row scratch", &rc)) ||
+        !(fm->us = rk__take(bytes, m > d ? m : d, 1, sizeof(double), who, "row scratch", &rc)))
+        return rc;
+    if (!m) return RK_OK;
+    if ((rc = draw_projection(c, m, fm->w, who))) return rc;
+    /* x' W^T = x (sqrt(scale) W)^T: the scale is folded into the operand, kept (m, d) for
+     * row-wise use and transposed (d, m) as the right factor of the products */
+    for (size_t r = 0; r < m; r++)
+        for (size_t j = 0; j < d; j++) {
+            double v = (double)fm->w[r * d + j] * fm->sq;
+            fm->wsd[r * d + j] = v;
+            if (transposed) {
+                fm->wsdT[j * m + r] = v;
+                fm->wsT[j * m + r] = (float)v;
+            }
+        }
+    return RK_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Feature maps (one row), float and double                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-double rk__feat_lmax_d(const rk__perf *f, const double *u, double h)
+double rk__featmap_lmax_d(const rk__featmap *f, const double *u, double h)
 {
-    if (f->kind == RK_LINEAR) return 0.0;
+    if (!f->favor) return 0.0;
     if (f->kernel == RK_KERNEL_TRIG) return h;
     double mx = -INFINITY;
     int hyp = f->kernel == RK_KERNEL_HYPERBOLIC;
@@ -144,10 +244,10 @@ double rk__feat_lmax_d(const rk__perf *f, const double *u, double h)
 }
 
 /* phi (F) of one row with constant c, double: the exponent formed in double, libm exp. */
-void rk__feat_row_d(const rk__perf *f, const double *u, double h, double c, double *phi)
+void rk__featmap_row_d(const rk__featmap *f, const double *u, double h, double c, double *phi)
 {
     size_t m = f->m;
-    if (f->kind == RK_LINEAR) {
+    if (!f->favor) {
         if (f->map == RK_MAP_ELU)   /* elu(x) + 1 = exp(x) for x <= 0: no cancellation */
             for (size_t r = 0; r < f->F; r++) phi[r] = u[r] > 0 ? u[r] + 1.0 : exp(u[r]);
         else                        /* NaN stays NaN */
@@ -218,7 +318,7 @@ static void exp_row_c(const float *u, float sg, float sh, float nr, size_t m, fl
     for (size_t r = 0; r < m; r++) out[r] = nr * expf_poly(sg * u[r] - sh);
 }
 
-#if RK_FEAT_X86
+#if RK_FM_X86
 AVX2 static __m256 expf_poly8(__m256 x)
 {
     __m256 lo = _mm256_set1_ps(EXPF_LO);
@@ -273,13 +373,13 @@ AVX2 static float max_avx2(const float *u, size_t m, int absval)
 }
 #endif
 
-double rk__feat_lmax_f(const rk__perf *f, const float *u, double h)
+double rk__featmap_lmax_f(const rk__featmap *f, const float *u, double h)
 {
-    if (f->kind == RK_LINEAR) return 0.0;
+    if (!f->favor) return 0.0;
     if (f->kernel == RK_KERNEL_TRIG) return h;
     int hyp = f->kernel == RK_KERNEL_HYPERBOLIC;
     float mx = -INFINITY;
-#if RK_FEAT_X86
+#if RK_FM_X86
     if (f->avx2) mx = max_avx2(u, f->m, hyp);
     else
 #endif
@@ -291,10 +391,10 @@ double rk__feat_lmax_f(const rk__perf *f, const float *u, double h)
 }
 
 /* phi (F) of one row with constant c, float: exponents u - sh with sh = (float)(h + c). */
-void rk__feat_row_f(const rk__perf *f, const float *u, double h, double c, float *phi)
+void rk__featmap_row_f(const rk__featmap *f, const float *u, double h, double c, float *phi)
 {
     size_t m = f->m;
-    if (f->kind == RK_LINEAR) {
+    if (!f->favor) {
         if (f->map == RK_MAP_ELU)
             for (size_t r = 0; r < f->F; r++) phi[r] = u[r] > 0 ? u[r] + 1.0f : expf(u[r]);
         else
@@ -303,7 +403,7 @@ void rk__feat_row_f(const rk__perf *f, const float *u, double h, double c, float
     }
     float nr = (float)f->norm, sh = (float)(h + c);
     void (*row)(const float *, float, float, float, size_t, float *) = exp_row_c;
-#if RK_FEAT_X86
+#if RK_FM_X86
     if (f->avx2) row = exp_row_avx2;
 #endif
     switch (f->kernel) {
@@ -325,10 +425,14 @@ void rk__feat_row_f(const rk__perf *f, const float *u, double h, double c, float
     }
 }
 
-void rk__feat_plain_d(const rk__perf *f, const double *x, double *u, double *phi)
+double rk__featmap_project_d(const rk__featmap *f, const double *x, double *u, double *h)
 {
-    if (f->kind == RK_LINEAR) { rk__feat_row_d(f, x, 0.0, 0.0, phi); return; }
     size_t d = f->d;
+    if (!f->favor) {                      /* the map acts on x itself */
+        memcpy(u, x, d * sizeof *u);
+        *h = 0.0;
+        return 0.0;
+    }
     double ss = 0.0;
     for (size_t c = 0; c < d; c++) ss += x[c] * x[c];
     for (size_t r = 0; r < f->m; r++) {
@@ -337,89 +441,14 @@ void rk__feat_plain_d(const rk__perf *f, const double *x, double *u, double *phi
         for (size_t c = 0; c < d; c++) a += w_r[c] * x[c];
         u[r] = a;
     }
-    rk__feat_row_d(f, u, 0.5 * f->scale * ss, 0.0, phi);
+    *h = 0.5 * f->scale * ss;
+    return rk__featmap_lmax_d(f, u, *h);
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* Public extras                                                                              */
-/* ------------------------------------------------------------------------------------------ */
-
-size_t rk_attn_feature_dim(const rk_attn *p)
+void rk__featmap_plain_d(const rk__featmap *f, const double *x, double *u, double *phi)
 {
-    const rk__perf *f = rk__perf_of(p);
-    return f ? f->F : 0;
+    double h;
+    (void)rk__featmap_project_d(f, x, u, &h);
+    rk__featmap_row_d(f, u, h, 0.0, phi);
 }
 
-int rk_attn_features_d(rk_attn *p, const rk_matd *x, const int64_t *pos, rk_matd *phi)
-{
-    rk__clear_error();
-    if (!p || !x || !phi) RK_FAIL(RK_EINVAL, "features: NULL argument");
-    rk__perf *f = (rk__perf *)rk__perf_of(p);
-    if (!f) RK_FAIL(RK_EUNSUP, "features: a %s plan has no feature map", p->ops->name);
-    int rc = rk__check_view("x", x->data, x->rows, x->cols, x->ld, x->rows, f->d);
-    if (!rc) rc = rk__check_view("phi", phi->data, phi->rows, phi->cols, phi->ld, x->rows, f->F);
-    if (rc) return rc;
-    for (size_t t = 0; t < x->rows; t++) {
-        const double *x_t = x->data + t * x->ld;
-        double *phi_t = phi->data + t * phi->ld;
-        if (pos && f->rope_qk) {
-            /* phi(R_pos x) */
-            rk_matd xi = rk_matd_view((double *)x_t, 1, f->d, f->d);
-            rk_matd xo = rk_matd_view(f->xd, 1, f->d, f->d);
-            if ((rc = rk_rope_apply_d(f->rope_qk, &xi, &xo, pos[t], NULL, 0))) return rc;
-            x_t = f->xd;
-        }
-        rk__feat_plain_d(f, x_t, f->sd.u, phi_t);
-        if (pos && f->rope_f) {
-            /* R_pos phi(x) */
-            rk_matd pv = rk_matd_view(phi_t, 1, f->F, f->F);
-            if ((rc = rk_rope_apply_d(f->rope_f, &pv, &pv, pos[t], NULL, 0))) return rc;
-        }
-    }
-    return RK_OK;
-}
-
-int rk_attn_proj_save(const rk_attn *p, const char *path)
-{
-    rk__clear_error();
-    if (!p || !path) RK_FAIL(RK_EINVAL, "proj save: NULL argument");
-    const rk__perf *f = rk__perf_of(p);
-    if (!f || !f->m) RK_FAIL(RK_EUNSUP, "proj save: a %s plan has no random projection",
-                             p->ops->name);
-    rk_array a = { .dtype = RK_F32, .ndim = 2, .shape = { f->m, f->d }, .count = f->m * f->d,
-                   .data = f->w };
-    return rk_npy_save(path, &a);
-}
-
-int rk_attn_proj_load(const char *path, size_t d, rk_mat *w)
-{
-    rk__clear_error();
-    if (!path || !w) RK_FAIL(RK_EINVAL, "proj load: NULL argument");
-    *w = (rk_mat){ 0 };
-    rk_array a = { 0 };
-    int rc = rk_npy_load(path, &a);
-    if (rc) return rc;
-    if (a.ndim != 2 || a.shape[1] != d || a.shape[0] == 0) {
-        char shape[64] = "";
-        for (int i = 0, n = 0; i < a.ndim && n < (int)sizeof shape; i++)
-            n += snprintf(shape + n, sizeof shape - (size_t)n, i ? " x %zu" : "%zu", a.shape[i]);
-        rc = rk__fail(RK_EDIM, "proj load: %s has shape (%s); a projection must be (m, d) with "
-                      "m > 0 and d = %zu", path, a.ndim ? shape : "scalar", d);
-        goto done;
-    }
-    if ((rc = rk_array_check_finite(&a, path))) goto done;
-    if ((rc = rk_mat_alloc(w, a.shape[0], d))) goto done;
-    for (size_t i = 0; i < a.count; i++) {
-        double val = a.dtype == RK_F64 ? ((const double *)a.data)[i] : ((const float *)a.data)[i];
-        w->data[i] = (float)val;
-        if (!isfinite(w->data[i])) {
-            rk_mat_free(w);
-            rc = rk__fail(RK_ENONFINITE, "proj load: %s[%zu][%zu] = %g overflows float32", path,
-                          i / d, i % d, val);
-            goto done;
-        }
-    }
-done:
-    rk_array_free(&a);
-    return rc;
-}

@@ -1,0 +1,22 @@
+/* Deterministic matrix products (lib/gemm.c), shared by the kernelized attention kinds.
+ *
+ *   C (M, N) ldc = A B,  A(i, k) = a[i ars + k acs]  (A or A^T of a row-major matrix),
+ *                        B (K, N) row-major with leading dimension ldb.
+ *
+ * Every element of C is one fused multiply-add chain from 0 over k = 0 .. K-1, whatever the
+ * tiling, the thread count (OpenMP over 4-row tiles, nt threads) or the CPU: the AVX2 kernels
+ * (avx2 != 0, only where rk__cpu_avx2()) and the portable fmaf/fma loops give the same bits.
+ * OpenBLAS is not used here because its results change with its thread count. */
+#ifndef RK_GEMM_H
+#define RK_GEMM_H
+
+#include <stddef.h>
+
+void rk__gemm_f(int avx2, int nt, size_t M, size_t N, size_t K, const float *a, size_t ars,
+                size_t acs, const float *b, size_t ldb, float *c, size_t ldc);
+void rk__gemm_d(int avx2, int nt, size_t M, size_t N, size_t K, const double *a, size_t ars,
+                size_t acs, const double *b, size_t ldb, double *c, size_t ldc);
+/* The CPU has AVX2 and FMA (the float kernels of every kind use them when it does). */
+int rk__cpu_avx2(void);
+
+#endif
