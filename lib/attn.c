@@ -299,3 +299,105 @@ int rk__attn_rope_check(const rk_attn_config *c, size_t dim, const char *who)
     }
     return RK_OK;
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* Gradients                                                                            */
+/* ------------------------------------------------------------------------------------ */
+
+size_t rk_attn_saved_len(const rk_attn *p)
+{
+    return p && p->ops->saved_len ? p->ops->saved_len(p) : 0;
+}
+
+static int check_saved(const rk_attn *p, const void *saved)
+{
+    if (!saved && rk_attn_saved_len(p))
+        RK_FAIL(RK_EINVAL, "%s: saved is NULL but the plan saves %zu values for the backward",
+                p->ops->name, rk_attn_saved_len(p));
+    return RK_OK;
+}
+
+int rk_attn_forward(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v, rk_mat *out,
+                    size_t kv_len, float *saved)
+{
+    rk__clear_error();
+    if (!p || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "attention forward: NULL argument");
+    int rc = check_views(p, VIEW(q), VIEW(k), VIEW(v), VIEW(out), kv_len, sizeof(float));
+    if (!rc) rc = check_saved(p, saved);
+    if (rc) return rc;
+    if (kv_len == RK_ALL_KEYS) kv_len = p->cfg.n_kv;
+    if (!p->ops->bwd_f) RK_FAIL(RK_EUNSUP, "%s has no backward (no training forward)", p->ops->name);
+    if (!p->ops->fwd_f) return p->ops->exec_f(p, q, k, v, out, kv_len);
+    return p->ops->fwd_f(p, q, k, v, out, kv_len, saved);
+}
+
+int rk_attn_forward_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                      rk_matd *out, size_t kv_len, double *saved)
+{
+    rk__clear_error();
+    if (!p || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "attention forward: NULL argument");
+    int rc = check_views(p, VIEW(q), VIEW(k), VIEW(v), VIEW(out), kv_len, sizeof(double));
+    if (!rc) rc = check_saved(p, saved);
+    if (rc) return rc;
+    if (kv_len == RK_ALL_KEYS) kv_len = p->cfg.n_kv;
+    if (!p->ops->bwd_d) RK_FAIL(RK_EUNSUP, "%s has no backward (no training forward)", p->ops->name);
+    if (!p->ops->fwd_d) return p->ops->exec_d(p, q, k, v, out, kv_len);
+    return p->ops->fwd_d(p, q, k, v, out, kv_len, saved);
+}
+
+/* The backward's views: the forward's (q, k, v, out), dout like out, the gradients like their
+ * inputs; a gradient may overlap nothing else. */
+static int check_grad_views(const rk_attn *p, view q, view k, view v, view out, view dout,
+                            view dq, view dk, view dv, size_t kv_len, size_t elt)
+{
+    const rk_attn_config *c = &p->cfg;
+    int rc;
+    if ((rc = check_views(p, q, k, v, out, kv_len, elt)) ||
+        (rc = rk__check_view("dout", dout.data, dout.rows, dout.cols, dout.ld, c->n_q, c->d_v)) ||
+        (rc = rk__check_view("dq", dq.data, dq.rows, dq.cols, dq.ld, c->n_q, c->d)) ||
+        (rc = rk__check_view("dk", dk.data, dk.rows, dk.cols, dk.ld, c->n_kv, c->d)) ||
+        (rc = rk__check_view("dv", dv.data, dv.rows, dv.cols, dv.ld, c->n_kv, c->d_v)))
+        return rc;
+    const view all[] = { q, k, v, out, dout, dq, dk, dv };
+    static const char *const names[] = { "q", "k", "v", "out", "dout", "dq", "dk", "dv" };
+    for (size_t g = 5; g < 8; g++)
+        for (size_t o = 0; o < 8; o++) {
+            if (o == g) continue;
+            if (overlaps(all[g].data, span_bytes(all[g].rows, all[g].cols, all[g].ld, elt),
+                         all[o].data, span_bytes(all[o].rows, all[o].cols, all[o].ld, elt)))
+                RK_FAIL(RK_EINVAL, "%s overlaps %s", names[g], names[o]);
+        }
+    return RK_OK;
+}
+
+int rk_attn_backward(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                     const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,
+                     rk_mat *dk, rk_mat *dv, size_t kv_len)
+{
+    rk__clear_error();
+    if (!p || !q || !k || !v || !out || !dout || !dq || !dk || !dv)
+        RK_FAIL(RK_EINVAL, "attention backward: NULL argument");
+    int rc = check_grad_views(p, VIEW(q), VIEW(k), VIEW(v), VIEW(out), VIEW(dout), VIEW(dq),
+                              VIEW(dk), VIEW(dv), kv_len, sizeof(float));
+    if (!rc) rc = check_saved(p, saved);
+    if (rc) return rc;
+    if (kv_len == RK_ALL_KEYS) kv_len = p->cfg.n_kv;
+    if (!p->ops->bwd_f) RK_FAIL(RK_EUNSUP, "%s has no backward", p->ops->name);
+    return p->ops->bwd_f(p, q, k, v, out, saved, dout, dq, dk, dv, kv_len);
+}
+
+int rk_attn_backward_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                       const rk_matd *out, const double *saved, const rk_matd *dout,
+                       rk_matd *dq, rk_matd *dk, rk_matd *dv, size_t kv_len)
+{
+    rk__clear_error();
+    if (!p || !q || !k || !v || !out || !dout || !dq || !dk || !dv)
+        RK_FAIL(RK_EINVAL, "attention backward: NULL argument");
+    int rc = check_grad_views(p, VIEW(q), VIEW(k), VIEW(v), VIEW(out), VIEW(dout), VIEW(dq),
+                              VIEW(dk), VIEW(dv), kv_len, sizeof(double));
+    if (!rc) rc = check_saved(p, saved);
+    if (rc) return rc;
+    if (kv_len == RK_ALL_KEYS) kv_len = p->cfg.n_kv;
+    if (!p->ops->bwd_d) RK_FAIL(RK_EUNSUP, "%s has no backward", p->ops->name);
+    return p->ops->bwd_d(p, q, k, v, out, saved, dout, dq, dk, dv, kv_len);
+}

@@ -35,6 +35,20 @@ typedef struct rk__attn_kind {
                         rk_mat *out, size_t kv_len);
     int       (*exec_d)(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
                         rk_matd *out, size_t kv_len);
+    /* Gradients (ropekit.h, "Gradients"): what a training forward saves (elements of the
+     * path's precision; NULL: 0), the training forward (NULL: execute, nothing saved) and the
+     * backward (NULL: the kind has none, RK_EUNSUP). Views are checked by attn.c. */
+    size_t    (*saved_len)(const rk_attn *p);
+    int       (*fwd_f)(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                       rk_mat *out, size_t kv_len, float *saved);
+    int       (*fwd_d)(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                       rk_matd *out, size_t kv_len, double *saved);
+    int       (*bwd_f)(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                       const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,
+                       rk_mat *dk, rk_mat *dv, size_t kv_len);
+    int       (*bwd_d)(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                       const rk_matd *out, const double *saved, const rk_matd *dout,
+                       rk_matd *dq, rk_matd *dk, rk_matd *dv, size_t kv_len);
     /* The plan's feature map and its rotations (NULL: the kind has none). */
     struct rk__featmap *(*featmap)(const rk_attn *p, const rk_rope **rope_qk,
                                    const rk_rope **rope_features);

@@ -146,6 +146,13 @@ RK_NODISCARD int rk_rope_apply(const rk_rope *r, const rk_mat *in, rk_mat *out,
                                int64_t pos0, const int64_t *pos, int inverse);
 RK_NODISCARD int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *out,
                                  int64_t pos0, const int64_t *pos, int inverse);
+/* The backward of rk_rope_apply (forward direction): dx = m R^T dy for y = m R x (m: the
+ * attention factor, rk_rope_mscale), so with YaRN's factor it is not the inverse rotation
+ * (which divides by m). Same views, positions and aliasing rules as rk_rope_apply. */
+RK_NODISCARD int rk_rope_backward(const rk_rope *r, const rk_mat *dy, rk_mat *dx, int64_t pos0,
+                                  const int64_t *pos);
+RK_NODISCARD int rk_rope_backward_d(const rk_rope *r, const rk_matd *dy, rk_matd *dx,
+                                    int64_t pos0, const int64_t *pos);
 
 /* ------------------------------------------------------------------------------------ */
 /* Attention                                                                            */
@@ -262,6 +269,39 @@ RK_NODISCARD int rk_attn_execute(rk_attn *p, const rk_mat *q, const rk_mat *k,
                                  const rk_mat *v, rk_mat *out, size_t kv_len);
 RK_NODISCARD int rk_attn_execute_d(rk_attn *p, const rk_matd *q, const rk_matd *k,
                                    const rk_matd *v, rk_matd *out, size_t kv_len);
+
+/* Gradients. A training step is a training forward, which also saves what the backward needs
+ * into a caller-owned buffer (so one plan can run many heads), then the backward:
+ *
+ *   float *saved = malloc(rk_attn_saved_len(p) * sizeof *saved);        (may be 0 elements)
+ *   rk_attn_forward(p, &q, &k, &v, &out, kv_len, saved);                 out as execute's
+ *   rk_attn_backward(p, &q, &k, &v, &out, saved, &dout, &dq, &dk, &dv, kv_len);
+ *
+ * dq, dk, dv are the gradients of the scalar sum(dout .* out) with respect to q, k, v, for
+ * the function the forward computes: causal masks, kv_len, RoPE (dq = R^T dq_rot, with YaRN's
+ * attention factor), xPos, the scale and the stabilisers are all differentiated through (the
+ * stabilisers' constants cancel, so they carry no gradient). Held fixed, with no gradient:
+ * the additive relative bias, the FAVOR+ projection and the RoPE frequencies. What is saved:
+ * softmax: the row log-sum-exps (n_q values; nothing n x n is kept: the backward recomputes
+ * the tiles, as flash attention 2 does); kinds whose backward recomputes everything save
+ * nothing (rk_attn_saved_len 0; saved may then be NULL). q, k, v, out and saved must be what
+ * the forward saw and wrote, with the same kv_len. Shapes: dq as q, dk as k, dv as v, dout as
+ * out; the gradients are written, never read, and must not overlap each other or any input.
+ * Memory: all scratch is allocated at plan creation (a plan that never runs a backward still
+ * holds it; rk_attn_bytes counts it). Same bits for any thread count. Kinds without a
+ * backward return RK_EUNSUP (rpe-fft). The float64 path is the reference for the float32 one. */
+size_t rk_attn_saved_len(const rk_attn *p);
+RK_NODISCARD int rk_attn_forward(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                                 rk_mat *out, size_t kv_len, float *saved);
+RK_NODISCARD int rk_attn_forward_d(rk_attn *p, const rk_matd *q, const rk_matd *k,
+                                   const rk_matd *v, rk_matd *out, size_t kv_len, double *saved);
+RK_NODISCARD int rk_attn_backward(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                                  const rk_mat *out, const float *saved, const rk_mat *dout,
+                                  rk_mat *dq, rk_mat *dk, rk_mat *dv, size_t kv_len);
+RK_NODISCARD int rk_attn_backward_d(rk_attn *p, const rk_matd *q, const rk_matd *k,
+                                    const rk_matd *v, const rk_matd *out, const double *saved,
+                                    const rk_matd *dout, rk_matd *dq, rk_matd *dk, rk_matd *dv,
+                                    size_t kv_len);
 
 /* Performer / linear attention extras (issue 3). The projection a FAVOR+ plan uses
  * (m x d row-major, after row scaling), or NULL for kinds without one. */

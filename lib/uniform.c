@@ -6,7 +6,11 @@
  * for what attention adds). vis(i) is rk__attn_visible (causal alignment, key padding).
  * Keys past vis(i) are never read. O(n d_v): visible key counts only grow with i, so one
  * running sum in double serves every row, in row order (the same bits for any thread count;
- * the float path sums the float values in double and rounds each output once). */
+ * the float path sums the float values in double and rounds each output once).
+ *
+ * Backward: no gradient reaches q or k (zeros); dv_j = sum over the rows i that see key j of
+ * dout_i / vis(i). Those rows are a suffix of the rows (vis only grows), so one running sum
+ * taken from the last row up serves every key, again in double, in a fixed order. */
 #include "attn_impl.h"
 
 typedef struct {
@@ -58,8 +62,40 @@ static int uniform_create(rk_attn *p)
 UNIFORM_EXEC(uniform_exec_f, rk_mat, float)
 UNIFORM_EXEC(uniform_exec_d, rk_matd, double)
 
+#define UNIFORM_BWD(NAME, MAT, REAL)                                                          \
+    static int NAME(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, const MAT *out,   \
+                    const REAL *saved, const MAT *dout, MAT *dq, MAT *dk, MAT *dv,          \
+                    size_t kv_len)                                                            \
+    {                                                                                         \
+        (void)q; (void)k; (void)v; (void)out; (void)saved;                                    \
+        const rk_attn_config *c = &p->cfg;                                                    \
+        const size_t dvw = c->d_v, nq = c->n_q;                                               \
+        double *acc = ((uniform_plan *)p->impl)->sum;                                         \
+        for (size_t i = 0; i < nq; i++)                                                       \
+            for (size_t ch = 0; ch < c->d; ch++) dq->data[i * dq->ld + ch] = 0;               \
+        for (size_t j = 0; j < c->n_kv; j++) {                                                \
+            for (size_t ch = 0; ch < c->d; ch++) dk->data[j * dk->ld + ch] = 0;               \
+            for (size_t ch = 0; ch < dvw; ch++) dv->data[j * dv->ld + ch] = 0;                \
+        }                                                                                     \
+        for (size_t ch = 0; ch < dvw; ch++) acc[ch] = 0.0;                                    \
+        for (size_t i = nq; i-- > 0;) {                                                       \
+            size_t vis = rk__attn_visible(c, i, kv_len);                                      \
+            size_t lo = i ? rk__attn_visible(c, i - 1, kv_len) : 0;                           \
+            if (vis) {                                                                        \
+                const REAL *g = dout->data + i * dout->ld;                                    \
+                for (size_t ch = 0; ch < dvw; ch++) acc[ch] += (double)g[ch] / (double)vis;   \
+            }                                                                                 \
+            for (size_t j = lo; j < vis; j++)                                                 \
+                for (size_t ch = 0; ch < dvw; ch++) dv->data[j * dv->ld + ch] = (REAL)acc[ch]; \
+        }                                                                                     \
+        return RK_OK;                                                                         \
+    }
+UNIFORM_BWD(uniform_bwd_f, rk_mat, float)
+UNIFORM_BWD(uniform_bwd_d, rk_matd, double)
+
 const rk__attn_kind rk__uniform_kind = {
     .kind = RK_UNIFORM, .name = "uniform", .fields = 0,
     .create = uniform_create, .destroy = uniform_destroy,
     .exec_f = uniform_exec_f, .exec_d = uniform_exec_d,
+    .bwd_f = uniform_bwd_f, .bwd_d = uniform_bwd_d,
 };

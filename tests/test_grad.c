@@ -1,0 +1,134 @@
+/* Gradients of exact attention (softmax, with every option) and of the uniform baseline, the
+ * RoPE backward, and the API's refusals. The checks are tests/grad_check.c's. */
+#include "grad_check.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define UF ((double)FLT_EPSILON)
+
+/* ---- the uniform baseline ------------------------------------------------------------------- */
+
+static void test_uniform(void **state)
+{
+    (void)state;
+    const grad_case cases[] = {
+        { { .kind = RK_UNIFORM, .n_q = 7, .n_kv = 9, .d = 3, .d_v = 2 }, RK_ALL_KEYS, 1, 3 },
+        { { .kind = RK_UNIFORM, .n_q = 9, .n_kv = 5, .d = 4, .causal = 1 }, 4, 1, 4 },
+        { { .kind = RK_UNIFORM, .n_q = 5, .n_kv = 8, .d = 2, .d_v = 3, .causal = 1 }, 6, 1, 5 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "uniform case %zu", i);
+        grad_check_fd(&cases[i], what);
+        /* float sums rounded once per output: a few float units */
+        grad_check_f32(&cases[i], what, 4 * UF, 0);
+        grad_check_threads(&cases[i], what);
+        grad_check_masks(&cases[i], what);
+    }
+}
+
+/* ---- RoPE on its own ------------------------------------------------------------------------- */
+
+/* dx = m R^T dy: against the explicit derivative of y = rope(x) by central differences, which
+ * is exact here up to rounding (y is linear in x). */
+static void test_rope_backward(void **state)
+{
+    (void)state;
+    const rk_rope_config cfgs[] = {
+        { .dim = 8 },
+        { .dim = 10, .rotary_dim = 6, .style = RK_ROPE_HALF },
+        { .dim = 8, .scaling = RK_SCALE_YARN, .factor = 4, .orig_ctx = 64 },
+    };
+    for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
+        rk_rope *r = NULL;
+        assert_rk_ok(rk_rope_create(&r, &cfgs[c]));
+        const size_t n = 5, w = 2 * cfgs[c].dim;          /* two heads per row */
+        gsl_rng *g = rk_test_rng(40 + c);
+        rk_matd x = rk_test_randnd(g, n, w, w + 1, 1.0), dy = rk_test_randnd(g, n, w, w, 1.0);
+        rk_matd y = rk_test_matd(n, w, w), dx = rk_test_matd(n, w, w + 3);
+        gsl_rng_free(g);
+        const int64_t pos0 = 4090;                          /* across the table's end */
+        assert_rk_ok(rk_rope_backward_d(r, &dy, &dx, pos0, NULL));
+        /* L = sum(dy .* rope(x)) is linear in x: dL/dx_tj = sum(dy .* rope(e_tj)) */
+        for (size_t t = 0; t < n; t++)
+            for (size_t j = 0; j < w; j++) {
+                double keep = x.data[t * x.ld + j];
+                for (size_t jj = 0; jj < w; jj++) x.data[t * x.ld + jj] = jj == j ? 1.0 : 0.0;
+                rk_matd xt = rk_matd_sub(x, t, 0, 1, w), yt = rk_matd_sub(y, t, 0, 1, w);
+                assert_rk_ok(rk_rope_apply_d(r, &xt, &yt, pos0 + (int64_t)t, NULL, 0));
+                double want = 0.0;
+                for (size_t jj = 0; jj < w; jj++) want += dy.data[t * dy.ld + jj] * y.data[t * y.ld + jj];
+                double got = dx.data[t * dx.ld + j];
+                if (fabs(got - want) > 8 * DBL_EPSILON * (1.0 + fabs(want)) * rk_rope_mscale(r))
+                    fail_msg("rope config %zu: dx[%zu][%zu] = %.17g, want %.17g", c, t, j, got, want);
+                x.data[t * x.ld + j] = keep;
+            }
+        /* float path against double */
+        rk_mat dyf = rk_test_mat(n, w, w), dxf = rk_test_mat(n, w, w);
+        rk_test_d2f(&dy, &dyf);
+        rk_test_f2d(&dyf, &dy);
+        assert_rk_ok(rk_rope_backward_d(r, &dy, &dx, pos0, NULL));
+        assert_rk_ok(rk_rope_backward(r, &dyf, &dxf, pos0, NULL));
+        assert_mat_close(&dxf, &dx, 8 * UF, 8 * UF);
+        rk_test_free(&dyf); rk_test_free(&dxf);
+        rk_test_freed(&x); rk_test_freed(&dy); rk_test_freed(&y); rk_test_freed(&dx);
+        rk_rope_destroy(r);
+    }
+}
+
+/* ---- the API's refusals ---------------------------------------------------------------------- */
+
+static void test_api_errors(void **state)
+{
+    (void)state;
+    rk_attn_config c = { .kind = RK_UNIFORM, .n_q = 4, .n_kv = 4, .d = 2 };
+    rk_attn *p = NULL;
+    assert_rk_ok(rk_attn_create(&p, &c));
+    double buf[6][16];
+    memset(buf, 0, sizeof buf);
+    rk_matd m[6];
+    for (int i = 0; i < 6; i++) m[i] = rk_matd_view(buf[i], 4, 2, 2);
+    /* q k v out dout dq ... dk dv alias: refused */
+    assert_rk_error(rk_attn_backward_d(p, &m[0], &m[1], &m[2], &m[3], NULL, &m[4], &m[5], &m[5],
+                                       &m[0], RK_ALL_KEYS), RK_EINVAL);
+    assert_rk_error(rk_attn_backward_d(p, &m[0], &m[1], &m[2], &m[3], NULL, &m[4], &m[0], &m[5],
+                                       &m[2], RK_ALL_KEYS), RK_EINVAL);
+    assert_rk_error(rk_attn_backward_d(p, &m[0], &m[1], &m[2], &m[3], NULL, NULL, &m[5], &m[4],
+                                       &m[2], RK_ALL_KEYS), RK_EINVAL);
+    rk_matd bad = rk_matd_view(buf[5], 3, 2, 2);
+    double o1[8], o2[8], o3[8];
+    rk_matd g1 = rk_matd_view(o1, 4, 2, 2), g2 = rk_matd_view(o2, 4, 2, 2), g3 = rk_matd_view(o3, 4, 2, 2);
+    assert_rk_error(rk_attn_backward_d(p, &m[0], &m[1], &m[2], &m[3], NULL, &bad, &g1, &g2, &g3,
+                                       RK_ALL_KEYS), RK_EDIM);
+    assert_rk_error(rk_attn_backward_d(p, &m[0], &m[1], &m[2], &m[3], NULL, &m[4], &g1, &g2, &g3,
+                                       5), RK_EDIM);
+    assert_rk_ok(rk_attn_backward_d(p, &m[0], &m[1], &m[2], &m[3], NULL, &m[4], &g1, &g2, &g3,
+                                    RK_ALL_KEYS));
+    assert_int_equal(rk_attn_saved_len(p), 0);
+    assert_int_equal(rk_attn_saved_len(NULL), 0);
+    rk_attn_destroy(p);
+    /* a kind without a backward */
+    rk_attn_config r = { .kind = RK_RPE_FFT, .n_q = 4, .n_kv = 4, .d = 2, .seed = 1 };
+    assert_rk_ok(rk_attn_create(&p, &r));
+    assert_rk_error(rk_attn_forward_d(p, &m[0], &m[1], &m[2], &g1, RK_ALL_KEYS, NULL), RK_EUNSUP);
+    assert_rk_error(rk_attn_backward_d(p, &m[0], &m[1], &m[2], &m[3], NULL, &m[4], &g1, &g2, &g3,
+                                       RK_ALL_KEYS), RK_EUNSUP);
+    assert_non_null(strstr(rk_last_error(), "rpe-fft"));
+    rk_attn_destroy(p);
+    assert_rk_error(rk_attn_backward(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                                     RK_ALL_KEYS), RK_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uniform),
+        cmocka_unit_test(test_rope_backward),
+        cmocka_unit_test(test_api_errors),
+    };
+    return cmocka_run_group_tests_name("grad", tests, NULL, NULL);
+}
