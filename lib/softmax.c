@@ -35,40 +35,11 @@
  * to 64 B) is allocated at create and counted in rk_attn_bytes; execute allocates nothing.
  * Packed operands are O((n_q + n_kv) d).
  */
-#include "attn_impl.h"
-#include "softmax_kern.h"
+#include "softmax.h"
 
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-
-#define BR 48                       /* query rows per tile (a multiple of RK_SM_MR)  */
-#define BC 64                       /* keys per tile (a multiple of RK_SM_NR)        */
-#define RK_LOG2E 1.44269504088896340736
-#define ROPE_TABLE_BYTES (8u << 20) /* RoPE table size that is still "modest"       */
-
-_Static_assert(BR % RK_SM_MR == 0, "BR must be a multiple of the micro-kernel rows");
-_Static_assert(BC % RK_SM_NR == 0, "BC must be a multiple of the key panel width");
-
-typedef struct {
-    const rk__sm_kernels *kern;
-    rk_rope *rope;                  /* RK_ROPE_QK only                                    */
-    size_t   dvp;                   /* d_v rounded up to RK_SM_NR                         */
-    size_t   ntiles;                /* query tiles of BR rows                             */
-    size_t   npan;                  /* key panels of RK_SM_NR keys                        */
-    float   *qs;                    /* (ntiles BR, d) scaled (rotated) queries, pad rows 0 */
-    float   *kt;                    /* (npan, d, 16) packed keys, pad keys 0              */
-    float   *vp;                    /* (n_kv, dvp) packed values, pad columns 0           */
-    double  *qd, *kd;               /* RoPE: (n_q, d), (n_kv, d) rotated, float64 path    */
-    double  *bd;                    /* bias: (n_q + n_kv - 1) values as given             */
-    float   *bl;                    /* bias: the same times log2(e), float (logit domain)  */
-    double  *lnz;                   /* xPos: (xr / 2) ln zeta_i; NULL when off            */
-    size_t   xr;                    /* xPos: rotated width r                              */
-    int      xhalf;                 /* xPos: pairs (i, i + r/2) instead of (2i, 2i + 1)   */
-    double   xc, xb;                /* xPos: centre position c and scale base B           */
-    unsigned char *slab_f, *slab_d; /* per-thread scratch of each path                    */
-    size_t   slab_f_bytes, slab_d_bytes;
-} sm_plan;
 
 /* Per-thread float scratch, carved from one slab (each part 64-B aligned). */
 typedef struct {
@@ -81,7 +52,7 @@ typedef struct {
     float  *kbuf;    /* (16, d) RoPE: one panel of rotated keys        */
 } tile_scratch;
 
-static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+#define round_up rk__sm_round_up
 
 /* Byte sizes of the parts of a float slab, in order; returns the slab size. */
 static size_t slab_f_layout(size_t d, size_t dvp, size_t part[7])
@@ -131,6 +102,13 @@ static void sm_destroy(void *impl)
     rk__free(s->lnz);
     rk__free(s->slab_f);
     rk__free(s->slab_d);
+    rk__free(s->kp);
+    rk__free(s->vt);
+    rk__free(s->gk);
+    rk__free(s->gv);
+    rk__free(s->dd);
+    rk__free(s->slab_b);
+    rk__free(s->slab_bd);
     rk__free(s);
 }
 
@@ -272,13 +250,24 @@ static int sm_create(rk_attn *p)
         if (c->xpos_scale_base != 0.0 && (rc = make_xpos(p, s))) return rc;
     }
     if (c->bias && (rc = make_bias(p, s))) return rc;
+    /* the backward's buffers (lib/softmax_bwd.c): O((n_q + n_kv) d) with a bounded number of
+     * dK / dV partials */
+    rk__sm_bwd_layout(c, s);
+    if (!(s->kp = TAKE(p, &rc, s->nkr, s->dp, sizeof(float), "keys (row-major)")) ||
+        !(s->vt = TAKE(p, &rc, s->npan * s->dvp, RK_SM_NR, sizeof(float), "values (panels)")) ||
+        !(s->gk = TAKE(p, &rc, s->ngroups * s->nkr, s->dp, sizeof(float), "dK partials")) ||
+        !(s->gv = TAKE(p, &rc, s->ngroups * s->nkr, s->dvp, sizeof(float), "dV partials")) ||
+        !(s->dd = TAKE(p, &rc, c->n_q, 1, sizeof(double), "dout . out")) ||
+        !(s->slab_b = TAKE(p, &rc, nth, s->slab_b_bytes, 1, "backward scratch")) ||
+        !(s->slab_bd = TAKE(p, &rc, nth, s->slab_bd_bytes, 1, "backward scratch (double)")))
+        return rc;
     return RK_OK;
 }
 
 /* xPos: rows t < nr of x (ld ldx, rotated) at positions pos0 + t, pair i times
  * zeta_i^(sign (pos - c) / B) (sign +1 queries, -1 keys). The factor is formed in double. */
 #define XPOS_ROWS(NAME, REAL)                                                                 \
-    static void NAME(const sm_plan *s, REAL *x, size_t nr, size_t ldx, int64_t pos0,        \
+    void NAME(const sm_plan *s, REAL *x, size_t nr, size_t ldx, int64_t pos0,        \
                      double sign)                                                             \
     {                                                                                         \
         const size_t h = s->xr / 2;                                                           \
@@ -293,8 +282,8 @@ static int sm_create(rk_attn *p)
             }                                                                                 \
         }                                                                                     \
     }
-XPOS_ROWS(xpos_rows_f, float)
-XPOS_ROWS(xpos_rows_d, double)
+XPOS_ROWS(rk__sm_xpos_rows_f, float)
+XPOS_ROWS(rk__sm_xpos_rows_d, double)
 #undef XPOS_ROWS
 
 /* ------------------------------------------------------------------------------------ */
@@ -303,7 +292,7 @@ XPOS_ROWS(xpos_rows_d, double)
 
 /* Rows i0 .. i0 + nr - 1 of q into the packed queries, rotated (RoPE) and multiplied by
  * cq = scale log2(e). Returns the RoPE status (RK_OK unless the rope plan refuses). */
-static int pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
+int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
                   size_t nr, float cq)
 {
     const size_t d = c->d;
@@ -312,7 +301,7 @@ static int pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, si
         rk_mat src = rk_mat_sub(*q, i0, 0, nr, d), dst = rk_mat_view(qs, nr, d, d);
         int rc = rk_rope_apply(s->rope, &src, &dst, rk__attn_qpos(c, i0), NULL, 0);
         if (rc) return rc;
-        if (s->lnz) xpos_rows_f(s, qs, nr, d, rk__attn_qpos(c, i0), 1.0);
+        if (s->lnz) rk__sm_xpos_rows_f(s, qs, nr, d, rk__attn_qpos(c, i0), 1.0);
         for (size_t t = 0; t < nr * d; t++) qs[t] *= cq;
         return RK_OK;
     }
@@ -325,7 +314,7 @@ static int pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, si
 
 /* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16, rotated through kbuf (16, d) when
  * RoPE is on; the matching value rows into vp. */
-static int pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
+int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
                    size_t j0, size_t jn, float *kbuf)
 {
     const size_t d = c->d;
@@ -335,7 +324,7 @@ static int pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
         rk_mat src = rk_mat_sub(*k, j0, 0, jn, d), dst = rk_mat_view(kbuf, jn, d, d);
         int rc = rk_rope_apply(s->rope, &src, &dst, rk__attn_kpos(c, j0), NULL, 0);
         if (rc) return rc;
-        if (s->lnz) xpos_rows_f(s, kbuf, jn, d, rk__attn_kpos(c, j0), -1.0);
+        if (s->lnz) rk__sm_xpos_rows_f(s, kbuf, jn, d, rk__attn_kpos(c, j0), -1.0);
         k_src = kbuf;
         ldk = d;
     }
@@ -350,7 +339,7 @@ static int pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
 /* One query tile: rows i0 .. i0 + nr - 1 against every key tile they can see.
  * qs (BR, d) at row i0 is already packed; kt and vp hold the keys; out is (n_q, d_v). */
 static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch *ts,
-                   size_t i0, size_t nr, size_t kv_len, rk_mat *out)
+                   size_t i0, size_t nr, size_t kv_len, rk_mat *out, float *lse)
 {
     const rk__sm_kernels *kern = s->kern;
     const size_t d = c->d, dvp = s->dvp;
@@ -407,17 +396,21 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
     // 3. normalise (l >= 1: the row max contributes exp2(0)); a row that saw no key, or (bias)
     //    whose every visible key was masked by a -inf entry (l = 0), gets zeros. NaN inputs
     //    stay NaN.
+    //    A training forward also saves the row's log2-domain log-sum-exp m + log2(l) (-inf
+    //    for a row that weighed nothing), the backward's only link to this pass.
     for (size_t r = 0; r < nr; r++) {
         float *out_i = out->data + (i0 + r) * out->ld;
         const float *o_r = ts->o + r * dvp;
         double l = ts->l[r];
-        if (ts->vis[r] == 0 || (s->bl && l == 0.0)) memset(out_i, 0, c->d_v * sizeof *out_i);
+        int empty = ts->vis[r] == 0 || (s->bl && l == 0.0);
+        if (empty) memset(out_i, 0, c->d_v * sizeof *out_i);
         else for (size_t j = 0; j < c->d_v; j++) out_i[j] = (float)(o_r[j] / l);
+        if (lse) lse[i0 + r] = empty ? -INFINITY : (float)((double)ts->m[r] + log2(l));
     }
 }
 
-static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
-                     rk_mat *out, size_t kv_len)
+static int sm_run_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                    rk_mat *out, size_t kv_len, float *lse)
 {
     const rk_attn_config *c = &p->cfg;
     const sm_plan *s = p->impl;
@@ -436,7 +429,7 @@ static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat 
         #pragma omp for schedule(static)
         for (size_t pn = 0; pn < npan; pn++) {
             size_t j0 = pn * RK_SM_NR, jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
-            int rc = pack_kv(c, s, k, v, j0, jn, ts.kbuf);
+            int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, ts.kbuf);
             if (rc) {
                 #pragma omp atomic write
                 err = rc;
@@ -447,18 +440,30 @@ static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat 
         #pragma omp for schedule(dynamic, 1)
         for (size_t u = 0; u < ntiles; u++) {
             size_t i0 = (ntiles - 1 - u) * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
-            int rc = pack_q(c, s, q, i0, nr, cq);
+            int rc = rk__sm_pack_q(c, s, q, i0, nr, cq);
             if (rc) {
                 #pragma omp atomic write
                 err = rc;
             }
-            tile_f(c, s, &ts, i0, nr, kv_len, out);
+            tile_f(c, s, &ts, i0, nr, kv_len, out, lse);
         }
     }
     /* rk_rope_apply cannot fail on the views validated here; if it did, the detail was
      * recorded on a worker thread, so name the failure again on the caller's. */
     if (err) RK_FAIL(err, "softmax: rk_rope_apply failed inside execute: %s", rk_strerror(err));
     return RK_OK;
+}
+
+static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                     rk_mat *out, size_t kv_len)
+{
+    return sm_run_f(p, q, k, v, out, kv_len, NULL);
+}
+
+static int sm_fwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v, rk_mat *out,
+                    size_t kv_len, float *saved)
+{
+    return sm_run_f(p, q, k, v, out, kv_len, saved);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -469,9 +474,10 @@ static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat 
  * (b_i[j] for key j) or NULL; w (n_kv) and acc (d_v) are the thread's scratch. */
 static void row_d(const rk_attn_config *c, const double *q_i, const double *k, size_t ldk,
                   const rk_matd *v, const double *b_i, double *out_i, size_t nv, double *w,
-                  double *acc)
+                  double *acc, double *lse_i)
 {
     const size_t d = c->d, dv = c->d_v;
+    if (lse_i) *lse_i = -INFINITY;                      /* until a weight is seen */
     if (nv == 0) {                                      /* sees no key: zero row */
         for (size_t j = 0; j < dv; j++) out_i[j] = 0.0;
         return;
@@ -502,32 +508,44 @@ static void row_d(const rk_attn_config *c, const double *q_i, const double *k, s
         const double *v_j = v->data + j * v->ld;
         for (size_t ch = 0; ch < dv; ch++) acc[ch] += w[j] * v_j[ch];
     }
-    // 4. normalise (sum >= 1 unless a logit was NaN/inf)
+    // 4. normalise (sum >= 1 unless a logit was NaN/inf); a training forward saves the
+    //    row's log-sum-exp
     for (size_t ch = 0; ch < dv; ch++) out_i[ch] = acc[ch] / sum;
+    if (lse_i) *lse_i = mx + log(sum);
 }
 
-static int sm_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
-                     rk_matd *out, size_t kv_len)
+int rk__sm_rotate_d(const rk_attn_config *c, const sm_plan *s, const rk_matd *q,
+                    const rk_matd *k, const double **qs, size_t *ldq, const double **ks,
+                    size_t *ldk)
+{
+    *qs = q->data; *ldq = q->ld;
+    *ks = k->data; *ldk = k->ld;
+    if (!s->rope) return RK_OK;
+    rk_matd qr = rk_matd_view(s->qd, c->n_q, c->d, c->d);
+    rk_matd kr = rk_matd_view(s->kd, c->n_kv, c->d, c->d);
+    int rc = rk_rope_apply_d(s->rope, q, &qr, rk__attn_qpos(c, 0), NULL, 0);
+    if (!rc) rc = rk_rope_apply_d(s->rope, k, &kr, rk__attn_kpos(c, 0), NULL, 0);
+    if (rc) return rc;
+    if (s->lnz) {
+        rk__sm_xpos_rows_d(s, s->qd, c->n_q, c->d, rk__attn_qpos(c, 0), 1.0);
+        rk__sm_xpos_rows_d(s, s->kd, c->n_kv, c->d, rk__attn_kpos(c, 0), -1.0);
+    }
+    *qs = s->qd; *ldq = c->d;
+    *ks = s->kd; *ldk = c->d;
+    return RK_OK;
+}
+
+static int sm_run_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                    rk_matd *out, size_t kv_len, double *lse)
 {
     const rk_attn_config *c = &p->cfg;
     const sm_plan *s = p->impl;
-    const double *q_src = q->data, *k_src = k->data;
-    size_t ldq = q->ld, ldk = k->ld;
+    const double *q_src, *k_src;
+    size_t ldq, ldk;
 
     // 1. RoPE into the plan's copies
-    if (s->rope) {
-        rk_matd qr = rk_matd_view(s->qd, c->n_q, c->d, c->d);
-        rk_matd kr = rk_matd_view(s->kd, c->n_kv, c->d, c->d);
-        int rc = rk_rope_apply_d(s->rope, q, &qr, rk__attn_qpos(c, 0), NULL, 0);
-        if (!rc) rc = rk_rope_apply_d(s->rope, k, &kr, rk__attn_kpos(c, 0), NULL, 0);
-        if (rc) return rc;
-        if (s->lnz) {
-            xpos_rows_d(s, s->qd, c->n_q, c->d, rk__attn_qpos(c, 0), 1.0);
-            xpos_rows_d(s, s->kd, c->n_kv, c->d, rk__attn_kpos(c, 0), -1.0);
-        }
-        q_src = s->qd; ldq = c->d;
-        k_src = s->kd; ldk = c->d;
-    }
+    int rc = rk__sm_rotate_d(c, s, q, k, &q_src, &ldq, &k_src, &ldk);
+    if (rc) return rc;
 
     // 2. rows; causal rows differ in cost, so small dynamic chunks
     #pragma omp parallel num_threads(c->nthreads)
@@ -538,14 +556,32 @@ static int sm_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_ma
         #pragma omp for schedule(dynamic, 16)
         for (size_t i = 0; i < c->n_q; i++)
             row_d(c, q_src + i * ldq, k_src, ldk, v, s->bd ? s->bd + (c->n_q - 1 - i) : NULL,
-                  out->data + i * out->ld, rk__attn_visible(c, i, kv_len), w, acc);
+                  out->data + i * out->ld, rk__attn_visible(c, i, kv_len), w, acc,
+                  lse ? lse + i : NULL);
     }
     return RK_OK;
 }
+
+static int sm_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                     rk_matd *out, size_t kv_len)
+{
+    return sm_run_d(p, q, k, v, out, kv_len, NULL);
+}
+
+static int sm_fwd_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                    rk_matd *out, size_t kv_len, double *saved)
+{
+    return sm_run_d(p, q, k, v, out, kv_len, saved);
+}
+
+/* A training forward saves one log-sum-exp per query row. */
+static size_t sm_saved_len(const rk_attn *p) { return p->cfg.n_q; }
 
 const rk__attn_kind rk__softmax_kind = {
     .kind = RK_SOFTMAX, .name = "softmax",
     .fields = RK_FIELD_SCALE | RK_FIELD_ROPE_QK | RK_FIELD_BIAS | RK_FIELD_XPOS,
     .resolve = sm_resolve, .create = sm_create, .destroy = sm_destroy,
     .exec_f = sm_exec_f, .exec_d = sm_exec_d,
+    .saved_len = sm_saved_len, .fwd_f = sm_fwd_f, .fwd_d = sm_fwd_d,
+    .bwd_f = rk__sm_bwd_f, .bwd_d = rk__sm_bwd_d,
 };

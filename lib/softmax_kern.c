@@ -88,7 +88,38 @@ static void pv_c(const float *p, size_t ldp, const float *v, size_t ldv, const s
     }
 }
 
-static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c };
+static void rows_bwd_c(float *s, float *dp, size_t lds, size_t ncol, const size_t *nv,
+                       const float *lse, const float *dd)
+{
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds, *dp_r = dp + r * lds;
+        const size_t n = lse[r] == -INFINITY ? 0 : nv[r];
+        for (size_t j = 0; j < ncol; j++) {
+            if (j < n) {
+                float p = exp2f(s_r[j] - lse[r]);
+                s_r[j] = p;
+                dp_r[j] = p * (dp_r[j] - dd[r]);
+            } else {
+                s_r[j] = 0.0f;
+                dp_r[j] = 0.0f;
+            }
+        }
+    }
+}
+
+static void tpv_c(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
+                  const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo)
+{
+    for (size_t j = 0; j < nk; j++) {
+        float *o_j = o + j * ldo;
+        for (size_t r = rs[j]; r < nr; r++) {
+            const float wr = w[r * ldw + j], *x_r = x + r * ldx;
+            for (size_t c = 0; c < ncols; c++) o_j[c] += wr * x_r[c];
+        }
+    }
+}
+
+static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c, rows_bwd_c, tpv_c };
 
 /* ------------------------------------------------------------------------------------ */
 /* AVX2 + FMA kernels                                                                   */
@@ -325,7 +356,94 @@ AVX2 static void exp2_array_avx2(float *x, size_t n)
     }
 }
 
-static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2 };
+/* P and dS of a 6-row block: p = exp2(s - lse), ds = p (dp - dd) where the row sees the
+ * column, exactly 0 elsewhere (a blend, so a NaN logit of an unseen key never survives). */
+AVX2 static void rows_bwd_avx2(float *s, float *dp, size_t lds, size_t ncol, const size_t *nv,
+                               const float *lse, const float *dd)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds, *dp_r = dp + r * lds;
+        const size_t n = lse[r] == -INFINITY ? 0 : nv[r];
+        const __m256 vl = _mm256_set1_ps(lse[r]), vd = _mm256_set1_ps(dd[r]);
+        const __m256i vn = _mm256_set1_epi32((int)n);
+        for (size_t j = 0; j < ncol; j += 8) {
+            __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)j), step);
+            __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vn, idx));
+            if (j >= n) {
+                _mm256_storeu_ps(s_r + j, zero);
+                _mm256_storeu_ps(dp_r + j, zero);
+                continue;
+            }
+            __m256 p = exp2_avx2(_mm256_sub_ps(_mm256_loadu_ps(s_r + j), vl));
+            __m256 ds = _mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dp_r + j), vd));
+            _mm256_storeu_ps(s_r + j, _mm256_blendv_ps(zero, p, keep));
+            _mm256_storeu_ps(dp_r + j, _mm256_blendv_ps(zero, ds, keep));
+        }
+    }
+}
+
+/* o (nk <= 6 key rows) += w^T x over the rows each key's suffix covers: per 16 columns the
+ * six accumulators are loaded once, then per row 2 loads of x, up to 6 broadcasts of w[r][j]
+ * and 12 FMAs; rows only some keys see (causal diagonal blocks) update only those keys. */
+AVX2 static void tpv_avx2(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
+                          const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo)
+{
+    size_t st[RK_SM_MR], lo = nr, hi = 0;
+    for (size_t j = 0; j < RK_SM_MR; j++) {
+        st[j] = j < nk ? rs[j] : nr;               /* a missing key sees no row */
+        if (st[j] < lo) lo = st[j];
+        if (j < nk && st[j] > hi) hi = st[j];
+    }
+    if (nk == 0 || lo >= nr) return;
+    if (hi > nr || nk < RK_SM_MR) hi = nr;   /* a short block: every row tests its keys */
+    for (size_t cb = 0; cb < ncols; cb += RK_SM_NR) {
+        __m256 c[RK_SM_MR][2];
+        for (size_t j = 0; j < RK_SM_MR; j++) {
+            if (j < nk) {
+                c[j][0] = _mm256_loadu_ps(o + j * ldo + cb);
+                c[j][1] = _mm256_loadu_ps(o + j * ldo + cb + 8);
+            } else {
+                c[j][0] = c[j][1] = _mm256_setzero_ps();
+            }
+        }
+        size_t r = lo;
+        for (; r < hi; r++) {                          /* rows only some keys see */
+            const float *x_r = x + r * ldx + cb, *w_r = w + r * ldw;
+            __m256 b0 = _mm256_loadu_ps(x_r), b1 = _mm256_loadu_ps(x_r + 8);
+            for (size_t j = 0; j < RK_SM_MR; j++)
+                if (r >= st[j]) {
+                    __m256 a = _mm256_broadcast_ss(w_r + j);
+                    c[j][0] = _mm256_fmadd_ps(a, b0, c[j][0]);
+                    c[j][1] = _mm256_fmadd_ps(a, b1, c[j][1]);
+                }
+        }
+        for (; r < nr; r++) {                          /* rows every key of the block sees */
+            const float *x_r = x + r * ldx + cb, *w_r = w + r * ldw;
+            __m256 b0 = _mm256_loadu_ps(x_r), b1 = _mm256_loadu_ps(x_r + 8), a;
+            a = _mm256_broadcast_ss(w_r + 0);
+            c[0][0] = _mm256_fmadd_ps(a, b0, c[0][0]); c[0][1] = _mm256_fmadd_ps(a, b1, c[0][1]);
+            a = _mm256_broadcast_ss(w_r + 1);
+            c[1][0] = _mm256_fmadd_ps(a, b0, c[1][0]); c[1][1] = _mm256_fmadd_ps(a, b1, c[1][1]);
+            a = _mm256_broadcast_ss(w_r + 2);
+            c[2][0] = _mm256_fmadd_ps(a, b0, c[2][0]); c[2][1] = _mm256_fmadd_ps(a, b1, c[2][1]);
+            a = _mm256_broadcast_ss(w_r + 3);
+            c[3][0] = _mm256_fmadd_ps(a, b0, c[3][0]); c[3][1] = _mm256_fmadd_ps(a, b1, c[3][1]);
+            a = _mm256_broadcast_ss(w_r + 4);
+            c[4][0] = _mm256_fmadd_ps(a, b0, c[4][0]); c[4][1] = _mm256_fmadd_ps(a, b1, c[4][1]);
+            a = _mm256_broadcast_ss(w_r + 5);
+            c[5][0] = _mm256_fmadd_ps(a, b0, c[5][0]); c[5][1] = _mm256_fmadd_ps(a, b1, c[5][1]);
+        }
+        for (size_t j = 0; j < nk; j++) {
+            _mm256_storeu_ps(o + j * ldo + cb, c[j][0]);
+            _mm256_storeu_ps(o + j * ldo + cb + 8, c[j][1]);
+        }
+    }
+}
+
+static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2,
+                                          rows_bwd_avx2, tpv_avx2 };
 
 static int cpu_has_avx2(void)
 {

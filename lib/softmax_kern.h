@@ -40,6 +40,21 @@ typedef struct {
      * some rows see (at most 5 in a causal diagonal block) are added row by row. */
     void (*pv)(const float *p, size_t ldp, const float *v, size_t ldv, const size_t *nv,
                size_t ncols, const float *alpha, float *o, size_t ldo);
+    /* Backward, per block of RK_SM_MR rows over ncol columns (a multiple of 16); row r sees
+     * its first nv[r] columns. s holds log2-domain logits, dp the products dout_r . v_j. For
+     * the columns a row sees: p = exp2(s - lse[r]) and ds = p (dp - dd[r]); every other column
+     * (and every column of a row whose lse is -inf: it saw no weight) gets p = ds = 0 exactly,
+     * whatever s and dp hold (they may be NaN from keys the row must not see). p overwrites s,
+     * ds overwrites dp. */
+    void (*rows_bwd)(float *s, float *dp, size_t lds, size_t ncol, const size_t *nv,
+                     const float *lse, const float *dd);
+    /* Transposed accumulation for the key side: for the nk <= RK_SM_MR keys j of a block
+     * (columns j of w, rows j of o), o[j][c] += sum_{r = rs[j]}^{nr - 1} w[r][j] x[r][c] over
+     * ncols columns (a multiple of 16), rows in increasing order. Rows before rs[j] are never
+     * read for key j (they cannot see it: 0 * NaN would still be NaN). w ld ldw, x ld ldx, o ld
+     * ldo. */
+    void (*tpv)(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
+                const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo);
 } rk__sm_kernels;
 
 /* The kernels a new plan will use: AVX2+FMA when the CPU has both, unless the tests forced

@@ -31,6 +31,107 @@ static void test_uniform(void **state)
     }
 }
 
+/* ---- exact softmax ----------------------------------------------------------------------- */
+
+static double bias_buf[4][512];
+
+/* A relative bias for (n_q, n_kv): ALiBi-like decay plus a few -inf entries (masks). */
+static const double *bias_for(int slot, size_t n_q, size_t n_kv, int with_masks)
+{
+    size_t L = rk_bias_len(n_q, n_kv);
+    assert_true(L <= 512);
+    for (size_t t = 0; t < L; t++) {
+        double off = (double)t - (double)(n_kv - 1);
+        bias_buf[slot][t] = -0.3 * fabs(off) + 0.1 * sin((double)t);
+        if (with_masks && t % 5 == 2) bias_buf[slot][t] = -INFINITY;
+    }
+    return bias_buf[slot];
+}
+
+/* Float path bound: every gradient element is a sum of at most n terms, each a probability
+ * (relative error <= (d + 8) u: the logit's d products, the exp2 polynomial's ~2 ulp, the
+ * saved log2-domain lse rounded to float) times a product of length d or d_v; the sums add
+ * n u. With K = 8 for cancellation against max |g|: rtol = K (n + 2 d + 8) u. */
+static double sm_rtol(const rk_attn_config *c)
+{
+    size_t n = c->n_q > c->n_kv ? c->n_q : c->n_kv, dv = c->d_v ? c->d_v : c->d;
+    return 8.0 * (double)(n + c->d + dv + 8) * UF;
+}
+
+static void softmax_case(const grad_case *gc, const char *what, int fd)
+{
+    if (fd) grad_check_fd(gc, what);
+    grad_check_f32(gc, what, sm_rtol(&gc->cfg), 0);
+    grad_check_threads(gc, what);
+    grad_check_masks(gc, what);
+}
+
+static void test_softmax_plain(void **state)
+{
+    (void)state;
+    const grad_case cases[] = {
+        { { .kind = RK_SOFTMAX, .n_q = 7, .n_kv = 9, .d = 6, .d_v = 5 }, RK_ALL_KEYS, 1, 11 },
+        { { .kind = RK_SOFTMAX, .n_q = 9, .n_kv = 7, .d = 5, .causal = 1 }, RK_ALL_KEYS, 1, 12 },
+        { { .kind = RK_SOFTMAX, .n_q = 5, .n_kv = 13, .d = 4, .d_v = 3, .causal = 1 }, 11, 1.5, 13 },
+        { { .kind = RK_SOFTMAX, .n_q = 6, .n_kv = 6, .d = 3, .scale = 0.9 }, 4, 1, 14 },
+        { { .kind = RK_SOFTMAX, .n_q = 11, .n_kv = 11, .d = 2, .d_v = 1, .causal = 1 }, 9, 2, 15 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "softmax case %zu", i);
+        softmax_case(&cases[i], what, 1);
+    }
+}
+
+/* Tiles (48 query rows, 64 keys) and groups crossed: the float path's structure. */
+static void test_softmax_tiles(void **state)
+{
+    (void)state;
+    const grad_case cases[] = {
+        { { .kind = RK_SOFTMAX, .n_q = 70, .n_kv = 67, .d = 5, .d_v = 3, .causal = 1 }, RK_ALL_KEYS, 1, 21 },
+        { { .kind = RK_SOFTMAX, .n_q = 131, .n_kv = 150, .d = 18, .d_v = 17, .causal = 1,
+            .rope = RK_ROPE_QK }, 140, 1, 22 },
+        { { .kind = RK_SOFTMAX, .n_q = 100, .n_kv = 200, .d = 8 }, 190, 1, 23 },
+        { { .kind = RK_SOFTMAX, .n_q = 250, .n_kv = 90, .d = 16, .causal = 1 }, RK_ALL_KEYS, 1, 24 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "softmax tiles case %zu", i);
+        softmax_case(&cases[i], what, i == 0);
+    }
+}
+
+static void test_softmax_rope_bias_xpos(void **state)
+{
+    (void)state;
+    grad_case cases[6] = {
+        { { .kind = RK_SOFTMAX, .n_q = 7, .n_kv = 9, .d = 6, .rope = RK_ROPE_QK }, RK_ALL_KEYS, 1, 31 },
+        { { .kind = RK_SOFTMAX, .n_q = 8, .n_kv = 8, .d = 10, .causal = 1, .rope = RK_ROPE_QK,
+            .pos_offset = 5000 }, 7, 1, 32 },
+        { { .kind = RK_SOFTMAX, .n_q = 6, .n_kv = 9, .d = 8, .causal = 1, .rope = RK_ROPE_QK }, RK_ALL_KEYS, 1, 33 },
+        { { .kind = RK_SOFTMAX, .n_q = 7, .n_kv = 5, .d = 4, .d_v = 2 }, RK_ALL_KEYS, 1, 34 },
+        { { .kind = RK_SOFTMAX, .n_q = 9, .n_kv = 9, .d = 6, .causal = 1 }, 8, 1, 35 },
+        { { .kind = RK_SOFTMAX, .n_q = 9, .n_kv = 12, .d = 8, .causal = 1, .rope = RK_ROPE_QK,
+            .xpos_scale_base = 16 }, RK_ALL_KEYS, 1, 36 },
+    };
+    /* half pairs with partial rotary; YaRN (attention factor != 1) */
+    cases[1].cfg.rope_cfg = (rk_rope_config){ .style = RK_ROPE_HALF, .rotary_dim = 6 };
+    cases[2].cfg.rope_cfg = (rk_rope_config){ .scaling = RK_SCALE_YARN, .factor = 4, .orig_ctx = 8 };
+    /* biases: plain, and with -inf masks (causal, padded) */
+    cases[3].cfg.bias = bias_for(0, 7, 5, 0);
+    cases[3].cfg.bias_len = rk_bias_len(7, 5);
+    cases[4].cfg.bias = bias_for(1, 9, 9, 1);
+    cases[4].cfg.bias_len = rk_bias_len(9, 9);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "softmax rope/bias/xpos case %zu", i);
+        softmax_case(&cases[i], what, 1);
+    }
+    /* the relative property for gradients: a common shift of every position */
+    grad_check_shift(&cases[0], 1000, 1e-10, "softmax rope shift");
+    grad_check_shift(&cases[2], 77, 1e-10, "softmax yarn shift");
+}
+
 /* ---- RoPE on its own ------------------------------------------------------------------------- */
 
 /* dx = m R^T dy: against the explicit derivative of y = rope(x) by central differences, which
@@ -127,6 +228,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uniform),
+        cmocka_unit_test(test_softmax_plain),
+        cmocka_unit_test(test_softmax_tiles),
+        cmocka_unit_test(test_softmax_rope_bias_xpos),
         cmocka_unit_test(test_rope_backward),
         cmocka_unit_test(test_api_errors),
     };
