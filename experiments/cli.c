@@ -2,6 +2,7 @@
  * with exit status 2, .npy loading and saving with messages that name the option and file,
  * and the RoPE options several subcommands share. See cli.h. */
 #include "cli.h"
+#include "rk_npy.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 static void run_deferred(cli_ctx *c)
 {
     if (!c) return;
+    while (c->nouts > 0) rk__out_abort(&c->outs[--c->nouts].out);   /* never committed */
     while (c->ndefer > 0) {
         cli_deferred *d = &c->defer[--c->ndefer];
         d->fn(d->p);
@@ -314,6 +316,10 @@ void cli_load_npy(cli_ctx *c, const char *opt, rk_array *a)
         cli_die(c, "--%s: '%s': %s", opt, path, msg);
     }
     cli_defer_array(c, a);
+    if (c->nin < CLI_MAXFILES) {
+        c->in_opt[c->nin] = opt;
+        c->in_path[c->nin++] = path;
+    }
 }
 
 void cli_check_finite(cli_ctx *c, const char *opt, const rk_array *a)
@@ -331,16 +337,57 @@ void cli_check_finite(cli_ctx *c, const char *opt, const rk_array *a)
     }
 }
 
-void cli_save_npy(cli_ctx *c, const char *opt, const rk_array *a)
+/* "--opt: <message naming path>" from the library's last error. */
+static _Noreturn void die_file(cli_ctx *c, const char *opt, const char *path, int rc)
+{
+    const char *msg = rk_last_error();
+    if (!msg[0]) msg = rk_strerror(rc);
+    if (strstr(msg, path)) cli_die(c, "--%s: %s", opt, msg);
+    cli_die(c, "--%s: '%s': %s", opt, path, msg);
+}
+
+void cli_stage_npy(cli_ctx *c, const char *opt, const rk_array *a)
 {
     const char *path = cli_required(c, opt);
-    int rc = rk_npy_save(path, a);
-    if (rc) {
-        const char *msg = rk_last_error();
-        if (!msg[0]) msg = rk_strerror(rc);
-        if (strstr(msg, path)) cli_die(c, "--%s: %s", opt, msg);
-        cli_die(c, "--%s: '%s': %s", opt, path, msg);
+    for (size_t i = 0; i < c->nin; i++)
+        if (rk__same_file(path, c->in_path[i]))
+            cli_die(c, "--%s and --%s name the same file '%s' (an output never replaces an "
+                    "input)", opt, c->in_opt[i], path);
+    for (size_t i = 0; i < c->nouts; i++)
+        if (strcmp(path, c->outs[i].path) == 0 || rk__same_file(path, c->outs[i].path))
+            cli_die(c, "--%s and --%s name the same file '%s'", c->outs[i].opt, opt, path);
+    if (c->nouts == CLI_MAXFILES) cli_die(c, "--%s: more than %d outputs", opt, CLI_MAXFILES);
+    cli_output *o = &c->outs[c->nouts];
+    int rc = rk__npy_open(&o->out, path);
+    if (rc) die_file(c, opt, path, rc);
+    o->opt = opt;
+    o->path = path;
+    c->nouts++;
+    if ((rc = rk__npy_write(&o->out, path, a))) {
+        c->nouts--;                     /* rk__npy_write dropped it */
+        die_file(c, opt, path, rc);
     }
+}
+
+void cli_commit_outputs(cli_ctx *c)
+{
+    for (size_t i = 0; i < c->nouts; i++) {
+        int rc = rk__npy_commit(&c->outs[i].out, c->outs[i].path);
+        if (rc) {
+            /* the rest stay uncommitted: run_deferred drops them */
+            cli_output failed = c->outs[i];
+            memmove(c->outs, c->outs + i + 1, (c->nouts - i - 1) * sizeof *c->outs);
+            c->nouts -= i + 1;
+            die_file(c, failed.opt, failed.path, rc);
+        }
+    }
+    c->nouts = 0;
+}
+
+void cli_save_npy(cli_ctx *c, const char *opt, const rk_array *a)
+{
+    cli_stage_npy(c, opt, a);
+    cli_commit_outputs(c);
 }
 
 void cli_convert(cli_ctx *c, const rk_array *src, rk_dtype to, rk_array *dst)

@@ -28,6 +28,7 @@
 #include <stdio.h>
 
 #include "ropekit.h"
+#include "rk_file.h"
 
 /* ---- the subcommands: X(name, one-line summary); add a line here and a cmd_<name>.c ---- */
 #define RK_CLI_COMMANDS(X)                                                                  \
@@ -62,17 +63,29 @@ typedef struct {
 
 #define CLI_MAXOPT   48
 #define CLI_MAXDEFER 32
+#define CLI_MAXFILES 8      /* .npy inputs and outputs of one run */
 
 typedef struct {
     void (*fn)(void *);
     void *p;
 } cli_deferred;
 
+/* An output of the run, written to its temporary file and renamed into place only by
+ * cli_commit_outputs, after every output was written. */
+typedef struct {
+    const char *opt, *path;
+    rk__out     out;
+} cli_output;
+
 typedef struct {
     const cli_spec *spec;
     const char     *val[CLI_MAXOPT];   /* value of option i (argv storage), "" for a set flag */
     cli_deferred    defer[CLI_MAXDEFER];
     size_t          ndefer;
+    const char     *in_opt[CLI_MAXFILES], *in_path[CLI_MAXFILES];   /* .npy inputs read */
+    size_t          nin;
+    cli_output      outs[CLI_MAXFILES];                              /* pending outputs  */
+    size_t          nouts;
 } cli_ctx;
 
 /* Parse argv[1..argc-1] against spec (argv[0] is the subcommand name). Accepts "--name value",
@@ -140,8 +153,15 @@ void cli_load_npy(cli_ctx *c, const char *opt, rk_array *a);
 /* Unless --allow-nonfinite was given (when the command has it): die if a has NaN or Inf,
  * naming the option, the file and the first bad index. */
 void cli_check_finite(cli_ctx *c, const char *opt, const rk_array *a);
-/* Write *a to the file named by option `opt` (atomic: temp file + rename). */
+/* Write *a to the file named by option `opt` (atomic: temp file + rename; a device or FIFO is
+ * written directly; a symbolic link is followed). An output that is the same file as an input
+ * read so far, or as another output, is refused naming both options. */
 void cli_save_npy(cli_ctx *c, const char *opt, const rk_array *a);
+/* The same for a run with several outputs: cli_stage_npy writes *a to its temporary file now
+ * (checks as above), cli_commit_outputs renames every staged output into place once all were
+ * written (a failure before that leaves none of them; cli_die drops them). */
+void cli_stage_npy(cli_ctx *c, const char *opt, const rk_array *a);
+void cli_commit_outputs(cli_ctx *c);
 /* "(2, 5, 8)" into buf. */
 const char *cli_shape_str(const rk_array *a, char *buf, size_t len);
 const char *cli_dtype_name(rk_dtype t);

@@ -40,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const cli_opt opts[] = {
     { "variant", "NAME", "softmax | performer | linear | rpe-fft, or a named variant (above)" },
@@ -88,6 +87,12 @@ static const cli_opt opts[] = {
     { "precision", "float|double", "arithmetic precision (default: the input dtype)" },
     { "kv-len", "L[,L...]", "valid keys per batch entry b (keys j >= L are masked): one\n"
       "value for all, or one per b of (b, h, n, d)" },
+    { "dout", "dO.npy", "gradient of a loss with respect to the output (.., n_q, d_v): also\n"
+      "run the backward (training forward, then backward) and write --dq/--dk/--dv" },
+    { "dq", "dQ.npy", "with --dout: dL/dQ (.., n_q, d); every output is written atomically and\n"
+      "only if the whole run succeeds" },
+    { "dk", "dK.npy", "with --dout: dL/dK (.., n_kv, d)" },
+    { "dv", "dV.npy", "with --dout: dL/dV (.., n_kv, d_v)" },
     { "threads", "N", "OpenMP threads (default: OMP_NUM_THREADS or all cores)" },
     { "allow-nonfinite", NULL, "accept NaN and Inf in the inputs" },
 };
@@ -443,7 +448,6 @@ static void load_proj(cli_ctx *c, size_t d, rk_mat *w)
         cli_die(c, "--features %s but --proj %s has m = %zu rows", fs, path, w->rows);
 }
 
-static void unlink_path(void *p) { unlink((const char *)p); }
 
 /* The plan in *pp (NULL-safe), for cli_die / cli_finish. */
 static void destroy_plan_at(void *pp)
@@ -639,12 +643,15 @@ static void check_rope_width(cli_ctx *c, const rk_attn_config *ac, const char *q
 typedef struct {
     const rk_array *q, *k, *v;
     rk_array       *out;
+    const rk_array *dout;              /* NULL: no backward                       */
+    rk_array       *dq, *dk, *dv;      /* the gradients (with dout)               */
+    void           *saved;             /* what one slice's forward saves          */
     size_t          slices, heads, batch;
 } slices_t;
 
 /* One plan per bias row (one in all for a shared bias or none), executed on the slices of its
  * heads through views; the plans differ in their bias values only. */
-static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, const slices_t *sl,
+static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slices_t *sl,
                        const size_t *kv_len, size_t n_kv_len, rk_attn **plan)
 {
     const size_t nq = ac->n_q, nkv = ac->n_kv, d = ac->d, dv = ac->d_v;
@@ -657,20 +664,43 @@ static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, cons
         }
         int err = rk_attn_create(plan, ac);
         if (err) cli_die_rk(c, err, "cannot create the attention plan");
+        if (sl->dout && !sl->saved) {      /* what one slice's training forward saves */
+            size_t n = rk_attn_saved_len(*plan), elt = sl->q->dtype == RK_F32 ? 4 : 8;
+            if (!(sl->saved = calloc(n ? n : 1, elt))) cli_die(c, "out of memory");
+            cli_defer(c, free, sl->saved);
+        }
         for (size_t s = h; s < sl->slices; s += nplans) {   /* nplans is 1 or heads */
             size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / sl->heads];
             if (sl->q->dtype == RK_F32) {
-                rk_mat qs = rk_mat_view((float *)sl->q->data + s * nq * d, nq, d, d);
-                rk_mat ks = rk_mat_view((float *)sl->k->data + s * nkv * d, nkv, d, d);
-                rk_mat vs = rk_mat_view((float *)sl->v->data + s * nkv * dv, nkv, dv, dv);
-                rk_mat os = rk_mat_view((float *)sl->out->data + s * nq * dv, nq, dv, dv);
-                err = rk_attn_execute(*plan, &qs, &ks, &vs, &os, L);
+#define F32(a, rows, cols) rk_mat_view((float *)(a)->data + s * (rows) * (cols), rows, cols, cols)
+                rk_mat qs = F32(sl->q, nq, d), ks = F32(sl->k, nkv, d), vs = F32(sl->v, nkv, dv);
+                rk_mat os = F32(sl->out, nq, dv);
+                if (!sl->dout) {
+                    err = rk_attn_execute(*plan, &qs, &ks, &vs, &os, L);
+                } else {
+                    rk_mat gs = F32(sl->dout, nq, dv), dqs = F32(sl->dq, nq, d);
+                    rk_mat dks = F32(sl->dk, nkv, d), dvs = F32(sl->dv, nkv, dv);
+                    err = rk_attn_forward(*plan, &qs, &ks, &vs, &os, L, sl->saved);
+                    if (!err)
+                        err = rk_attn_backward(*plan, &qs, &ks, &vs, &os, sl->saved, &gs, &dqs,
+                                               &dks, &dvs, L);
+                }
+#undef F32
             } else {
-                rk_matd qs = rk_matd_view((double *)sl->q->data + s * nq * d, nq, d, d);
-                rk_matd ks = rk_matd_view((double *)sl->k->data + s * nkv * d, nkv, d, d);
-                rk_matd vs = rk_matd_view((double *)sl->v->data + s * nkv * dv, nkv, dv, dv);
-                rk_matd os = rk_matd_view((double *)sl->out->data + s * nq * dv, nq, dv, dv);
-                err = rk_attn_execute_d(*plan, &qs, &ks, &vs, &os, L);
+#define F64(a, rows, cols) rk_matd_view((double *)(a)->data + s * (rows) * (cols), rows, cols, cols)
+                rk_matd qs = F64(sl->q, nq, d), ks = F64(sl->k, nkv, d), vs = F64(sl->v, nkv, dv);
+                rk_matd os = F64(sl->out, nq, dv);
+                if (!sl->dout) {
+                    err = rk_attn_execute_d(*plan, &qs, &ks, &vs, &os, L);
+                } else {
+                    rk_matd gs = F64(sl->dout, nq, dv), dqs = F64(sl->dq, nq, d);
+                    rk_matd dks = F64(sl->dk, nkv, d), dvs = F64(sl->dv, nkv, dv);
+                    err = rk_attn_forward_d(*plan, &qs, &ks, &vs, &os, L, sl->saved);
+                    if (!err)
+                        err = rk_attn_backward_d(*plan, &qs, &ks, &vs, &os, sl->saved, &gs, &dqs,
+                                                 &dks, &dvs, L);
+                }
+#undef F64
             }
             if (err) cli_die_rk(c, err, "attention failed");
         }
@@ -704,6 +734,17 @@ int cmd_attend(int argc, char **argv)
     const char *save_proj = cli_get(&c, "save-proj");
     check_output_names(&c, out_path);
     int precision = cli_get_choice(&c, "precision", "precision", precisions, -1);
+    static const char *const grad_outs[] = { "dq", "dk", "dv", NULL };
+    const int backward = cli_flag(&c, "dout");
+    int ngrad = 0;
+    for (int i = 0; grad_outs[i]; i++) {
+        if (!cli_flag(&c, grad_outs[i])) continue;
+        if (!backward) cli_die(&c, "--%s needs --dout (the gradient of the loss with respect to "
+                               "the output)", grad_outs[i]);
+        ngrad++;
+    }
+    if (backward && !ngrad)
+        cli_die(&c, "--dout runs the backward: name at least one of --dq, --dk, --dv to write");
 
     /* 2. Inputs. */
     rk_array q, k, v;
@@ -712,6 +753,21 @@ int cmd_attend(int argc, char **argv)
     cli_load_npy(&c, "v", &v);
     check_shapes(&c, &q, &k, &v);
     const int nd = q.ndim;
+    rk_array g;   /* --dout: the shape and dtype of the output */
+    if (backward) {
+        cli_load_npy(&c, "dout", &g);
+        char sg[160], sq[160];
+        cli_shape_str(&g, sg, sizeof sg);
+        cli_shape_str(&q, sq, sizeof sq);
+        if (g.dtype != q.dtype)
+            cli_die(&c, "--dout: %s is %s but %s is %s (it must have the output's dtype)",
+                    cli_get(&c, "dout"), cli_dtype_name(g.dtype), q_path, cli_dtype_name(q.dtype));
+        if (g.ndim != nd || memcmp(g.shape, q.shape, (size_t)(nd - 1) * sizeof(size_t)) != 0 ||
+            g.shape[nd - 1] != v.shape[nd - 1])
+            cli_die(&c, "--dout: %s has shape %s; the output is q's shape %s with d_v = %zu "
+                    "columns", cli_get(&c, "dout"), sg, sq, v.shape[nd - 1]);
+        cli_check_finite(&c, "dout", &g);
+    }
     ac.n_q = q.shape[nd - 2];
     ac.d = q.shape[nd - 1];
     ac.n_kv = k.shape[nd - 2];
@@ -760,7 +816,8 @@ int cmd_attend(int argc, char **argv)
     const rk_dtype in_dtype = q.dtype;
     const rk_dtype work = precision < 0 ? in_dtype : precision == 0 ? RK_F32 : RK_F64;
     sl.q = &q, sl.k = &k, sl.v = &v;
-    rk_array cq, ck, cv;
+    rk_array cq, ck, cv, cg;
+    sl.dout = backward ? &g : NULL;
     if (work != in_dtype) {
         cli_convert(&c, &q, work, &cq);
         cli_convert(&c, &k, work, &ck);
@@ -770,6 +827,11 @@ int cmd_attend(int argc, char **argv)
         cli_check_finite(&c, "k", &ck);
         cli_check_finite(&c, "v", &cv);
         sl.q = &cq, sl.k = &ck, sl.v = &cv;
+        if (backward) {
+            cli_convert(&c, &g, work, &cg);
+            cli_check_finite(&c, "dout", &cg);
+            sl.dout = &cg;
+        }
     }
     rk_array out;
     size_t out_shape[4];
@@ -780,6 +842,20 @@ int cmd_attend(int argc, char **argv)
     if (err) cli_die_rk(&c, err, "cannot allocate the output");
     cli_defer_array(&c, &out);
     sl.out = &out;
+    rk_array grads[3];   /* dq, dk, dv in the working precision */
+    memset(grads, 0, sizeof grads);
+    if (backward) {
+        const rk_array *like[3] = { &q, &k, &k };
+        for (int i = 0; i < 3; i++) {
+            size_t shape[4];
+            memcpy(shape, like[i]->shape, (size_t)nd * sizeof(size_t));
+            if (i == 2) shape[nd - 1] = ac.d_v;
+            if ((err = rk_array_alloc(&grads[i], work, nd, shape)))
+                cli_die_rk(&c, err, "cannot allocate the gradients");
+            cli_defer_array(&c, &grads[i]);
+        }
+        sl.dq = &grads[0], sl.dk = &grads[1], sl.dv = &grads[2];
+    }
 
     /* 4. The projection of rpe-fft's FAVOR+ features, for --save-proj: an RK_PERFORMER plan of
      * the same feature options draws the same one (ropekit.h; rpe-fft plans report none). */
@@ -805,28 +881,28 @@ int cmd_attend(int argc, char **argv)
     /* 5. The slices. */
     run_slices(&c, &ac, &br, &sl, kv_len, n_kv_len, &plan);
 
-    /* 6. The projection (under a temporary name), the output in the input dtype, then the
-     * projection renamed into place: both files appear only if the run succeeds. */
-    char proj_tmp[4096];
+    /* 6. Every output staged (written beside its target), then all renamed into place: they
+     * appear only if the whole run succeeds. */
     if (save_proj) {
-        if (snprintf(proj_tmp, sizeof proj_tmp, "%s.part%ld", save_proj, (long)getpid()) >=
-            (int)sizeof proj_tmp)
-            cli_die(&c, "--save-proj: path too long");
-        err = rk_attn_proj_save(proj_plan ? proj_plan : plan, proj_tmp);
-        if (err) {
-            const char *msg = rk_last_error();
-            cli_die(&c, "--save-proj: '%s': %s", save_proj, msg[0] ? msg : rk_strerror(err));
+        size_t pm, pd;
+        const float *w = rk_attn_proj(proj_plan ? proj_plan : plan, &pm, &pd);
+        if (!w) cli_die(&c, "--save-proj: the plan has no random projection");
+        rk_array pa = { .dtype = RK_F32, .ndim = 2, .shape = { pm, pd }, .count = pm * pd,
+                        .data = (void *)w };
+        cli_stage_npy(&c, "save-proj", &pa);
+    }
+    rk_array back[4];   /* at function scope: cli_finish frees them */
+    rk_array *results[4] = { &out, &grads[0], &grads[1], &grads[2] };
+    static const char *const result_opts[4] = { "out", "dq", "dk", "dv" };
+    for (int i = 0; i < 4; i++) {
+        if (i > 0 && !cli_flag(&c, result_opts[i])) continue;
+        const rk_array *r = results[i];
+        if (work != in_dtype) {
+            cli_convert(&c, r, in_dtype, &back[i]);
+            r = &back[i];
         }
-        cli_defer(&c, unlink_path, proj_tmp);
+        cli_stage_npy(&c, result_opts[i], r);
     }
-    rk_array back;   /* at function scope: cli_finish frees it */
-    if (work != in_dtype) {
-        cli_convert(&c, &out, in_dtype, &back);
-        cli_save_npy(&c, "out", &back);
-    } else {
-        cli_save_npy(&c, "out", &out);
-    }
-    if (save_proj && rename(proj_tmp, save_proj) != 0)
-        cli_die(&c, "--save-proj: cannot rename into '%s'", save_proj);
+    cli_commit_outputs(&c);
     return cli_finish(&c);
 }

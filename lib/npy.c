@@ -17,7 +17,7 @@
  * and 2.x alike) through the one atomic writer (rk_file.h): temporary file + fsync + rename(2),
  * devices and FIFOs written directly, symbolic links followed. */
 #include "rk_internal.h"
-#include "rk_file.h"
+#include "rk_npy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -630,30 +630,54 @@ static size_t build_preamble(const rk_array *a, unsigned char *buf, size_t cap)
     return total;
 }
 
+int rk__npy_open(rk__out *o, const char *path)
+{
+    int e = rk__out_open(o, path);
+    if (e == ENOMEM) RK_FAIL(RK_ENOMEM, "%s: cannot allocate the temporary file name", path);
+    if (e && o->direct) RK_FAIL(RK_EIO, "%s: cannot open it for writing: %s", path, strerror(e));
+    if (e) RK_FAIL(RK_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    return RK_OK;
+}
+
+int rk__npy_write(rk__out *o, const char *path, const rk_array *a)
+{
+    size_t bytes = 0;
+    int rc = check_array(path, a, &bytes);
+    if (rc) { rk__out_abort(o); return rc; }
+    unsigned char head[512];
+    size_t hn = build_preamble(a, head, sizeof head);
+    if (hn == 0) {
+        rk__out_abort(o);
+        RK_FAIL(RK_EOVERFLOW, "%s: .npy header does not fit %zu bytes", path, sizeof head);
+    }
+    if (fwrite(head, 1, hn, o->f) != hn || (bytes && fwrite(a->data, 1, bytes, o->f) != bytes)) {
+        int e = errno;
+        int direct = o->direct;
+        rk__out_abort(o);
+        RK_FAIL(RK_EIO, "%s: write failed: %s%s", path, strerror(e),
+                direct ? "" : " (the target is unchanged)");
+    }
+    return RK_OK;
+}
+
+int rk__npy_commit(rk__out *o, const char *path)
+{
+    int direct = o->direct, e = rk__out_commit(o);
+    if (e)
+        RK_FAIL(RK_EIO, "%s: %s failed: %s%s", path, o->step, strerror(e),
+                direct ? "" : " (the target is unchanged)");
+    return RK_OK;
+}
+
 int rk_npy_save(const char *path, const rk_array *a)
 {
     rk__clear_error();
     if (!path || !*path) RK_FAIL(RK_EINVAL, "rk_npy_save: empty path");
     if (!a) RK_FAIL(RK_EINVAL, "%s: rk_npy_save: array is NULL", path);
     size_t bytes = 0;
-    int rc = check_array(path, a, &bytes);
+    int rc = check_array(path, a, &bytes);     /* before anything is created */
     if (rc) return rc;
-    unsigned char head[512];
-    size_t hn = build_preamble(a, head, sizeof head);
-    if (hn == 0) RK_FAIL(RK_EOVERFLOW, "%s: .npy header does not fit %zu bytes", path, sizeof head);
-
     rk__out o;
-    int e = rk__out_open(&o, path);
-    if (e == ENOMEM) RK_FAIL(RK_ENOMEM, "%s: cannot allocate the temporary file name", path);
-    if (e && o.direct) RK_FAIL(RK_EIO, "%s: cannot open it for writing: %s", path, strerror(e));
-    if (e) RK_FAIL(RK_EIO, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
-    if (fwrite(head, 1, hn, o.f) != hn || (bytes && fwrite(a->data, 1, bytes, o.f) != bytes)) {
-        e = errno;
-        rk__out_abort(&o);
-        RK_FAIL(RK_EIO, "%s: write failed: %s (the target is unchanged)", path, strerror(e));
-    }
-    if ((e = rk__out_commit(&o)))
-        RK_FAIL(RK_EIO, "%s: %s failed: %s%s", path, o.step, strerror(e),
-                o.direct ? "" : " (the target is unchanged)");
-    return RK_OK;
+    if ((rc = rk__npy_open(&o, path)) || (rc = rk__npy_write(&o, path, a))) return rc;
+    return rk__npy_commit(&o, path);
 }

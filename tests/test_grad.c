@@ -10,6 +10,8 @@
 
 #define UF ((double)FLT_EPSILON)
 
+void rk__sm_force_portable(int on);   /* lib/softmax_kern.c test hook: the portable kernels */
+
 /* ---- the uniform baseline ------------------------------------------------------------------- */
 
 static void test_uniform(void **state)
@@ -99,6 +101,26 @@ static void test_softmax_tiles(void **state)
         snprintf(what, sizeof what, "softmax tiles case %zu", i);
         softmax_case(&cases[i], what, i == 0);
     }
+}
+
+/* The portable kernels (the fallback without AVX2) against the double path as well. */
+static void test_softmax_portable(void **state)
+{
+    (void)state;
+    grad_case cases[3] = {
+        { { .kind = RK_SOFTMAX, .n_q = 70, .n_kv = 67, .d = 5, .d_v = 3, .causal = 1 }, 60, 1, 41 },
+        { { .kind = RK_SOFTMAX, .n_q = 30, .n_kv = 90, .d = 18, .rope = RK_ROPE_QK }, RK_ALL_KEYS, 1, 42 },
+        { { .kind = RK_SOFTMAX, .n_q = 9, .n_kv = 9, .d = 6, .causal = 1 }, 8, 1, 43 },
+    };
+    cases[2].cfg.bias = bias_for(2, 9, 9, 1);
+    cases[2].cfg.bias_len = rk_bias_len(9, 9);
+    rk__sm_force_portable(1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "softmax portable case %zu", i);
+        softmax_case(&cases[i], what, 0);
+    }
+    rk__sm_force_portable(0);
 }
 
 static void test_softmax_rope_bias_xpos(void **state)
@@ -230,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_uniform),
         cmocka_unit_test(test_softmax_plain),
         cmocka_unit_test(test_softmax_tiles),
+        cmocka_unit_test(test_softmax_portable),
         cmocka_unit_test(test_softmax_rope_bias_xpos),
         cmocka_unit_test(test_rope_backward),
         cmocka_unit_test(test_api_errors),
