@@ -285,7 +285,7 @@ static int find_type(const hf_ctx *h, size_t *t, char *type_out, size_t n)
 static int head_dims(const hf_ctx *h, rk_rope_hf *out)
 {
     size_t head = 0, hidden = 0, heads = 0, rd = 0;
-    int p_q, p_h, p_hid, p_n, p_rd, rc;
+    int p_q = 0, p_h = 0, p_hid = 0, p_n = 0, p_rd = 0, rc;
     if ((rc = get_count(h, "qk_rope_head_dim", &head, &p_q))) return rc;
     if (!p_q && (rc = get_count(h, "head_dim", &head, &p_h))) return rc;
     if (!p_q && !p_h) {
@@ -341,7 +341,7 @@ static int head_dims(const hf_ctx *h, rk_rope_hf *out)
     out->head_dim = head;
     out->partial_rotary_factor = prf;
     out->cfg.dim = head;
-    out->cfg.rotary_dim = rd == head ? 0 : rd;
+    out->cfg.rotary_dim = rd;    /* explicit: per-pair lists have rd / 2 values whatever dim is */
     return RK_OK;
 }
 
@@ -475,7 +475,7 @@ static int hf_read(hf_ctx *h, rk_rope_hf *out)
         c->no_truncate = !truncate;
     }
     if (sc == RK_SCALE_LONGROPE) {
-        size_t r = c->rotary_dim ? c->rotary_dim : c->dim, n = r / 2, bytes;
+        size_t r = c->rotary_dim, n = r / 2, bytes;
         if (rk__bytes(2 * n, sizeof(double), &bytes))
             RK_FAIL(RK_EOVERFLOW, "%s: %zu factors overflow", h->name, n);
         out->factors = rk__alloc(bytes);

@@ -217,7 +217,9 @@ RK_NODISCARD int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *o
  *     defaults (factor, attention_factor, beta_fast, beta_slow, mscale, mscale_all_dim,
  *     truncate, short_factor, long_factor, low_freq_factor, high_freq_factor).
  * Pairing: interleaved for model_type gptj, codegen, deepseek_v2 and deepseek_v3 (unless
- * rope_interleave is false), half-split (rotate_half) otherwise. cfg.dim = the head width.
+ * rope_interleave is false), half-split (rotate_half) otherwise. cfg.dim = the head width,
+ * cfg.rotary_dim = the rotated channels (always set, so the plan keeps the file's pair count
+ * even if the caller changes dim).
  * Errors name the key: RK_EFORMAT (not JSON, a key of the wrong type, a required key
  * missing), RK_EUNSUP (a rope type or a key of the rope dictionary ropekit does not know, a
  * per-layer-type dictionary), RK_EINVAL (a value out of range), RK_EIO (the file). */

@@ -229,7 +229,7 @@ static void test_reader_variants(void **state)
     rk_rope_hf h;
     parse_ok("{\"head_dim\": 64}", &h);                       /* everything defaults */
     assert_string_equal(h.rope_type, "default");
-    assert_true(h.cfg.base == 10000.0 && h.cfg.dim == 64 && h.cfg.rotary_dim == 0);
+    assert_true(h.cfg.base == 10000.0 && h.cfg.dim == 64 && h.cfg.rotary_dim == 64);
     assert_int_equal(h.cfg.style, RK_ROPE_HALF);
     rk_rope_hf_free(&h);
     /* GPT-NeoX: rotary_pct, rotary_emb_base */
@@ -645,6 +645,25 @@ static void test_cli_attend(void **state)
     rk_matd V = rk_matd_view(v.data, n, d, d), O = rk_matd_view(out, n, d, d);
     assert_rk_ok(rk_attn_execute_d(p, &Q, &K, &V, &O, RK_ALL_KEYS));
     rk_array o = { 0 };
+    assert_rk_ok(rk_npy_load(P("o.npy"), &o));
+    assert_memory_equal(o.data, out, sizeof out);
+    rk_attn_destroy(p);
+    rk_rope_hf_free(&h);
+    rk_array_free(&o);
+
+    /* --rope features with a longrope file: its 96 rotated channels (48 factors) of the 256
+     * features, whatever the feature width; --seq-len picks the long factors */
+    RUN("attend", "--variant", "performer", "--q", P("q.npy"), "--k", P("k.npy"), "--v",
+        P("v.npy"), "--out", P("o.npy"), "--rope", "features", "--rope-config",
+        DATA "longrope.json", "--seq-len", "5000");
+    if (R.code) fail_msg("exit %d: %s", R.code, R.err);
+    assert_rk_ok(rk_rope_hf_load(&h, DATA "longrope.json"));
+    rk_attn_config pc = { .kind = RK_PERFORMER, .n_q = n, .n_kv = n, .d = d, .seed = 1,
+                          .rope = RK_ROPE_FEATURES, .rope_cfg = h.cfg };
+    pc.rope_cfg.seq_len = 5000;
+    assert_rk_ok(rk_attn_create(&p, &pc));
+    assert_int_equal(rk_attn_get_config(p)->rope_cfg.rotary_dim, 96);
+    assert_rk_ok(rk_attn_execute_d(p, &Q, &K, &V, &O, RK_ALL_KEYS));
     assert_rk_ok(rk_npy_load(P("o.npy"), &o));
     assert_memory_equal(o.data, out, sizeof out);
     rk_attn_destroy(p);
