@@ -306,10 +306,17 @@ void decay_curve_tag(const rk_rope_config *rc, char *tag, size_t n)
         break;
     case RK_SCALE_YARN:
     case RK_SCALE_YARN_PAPER:
-    case RK_SCALE_LLAMA3:
-        snprintf(tag, n, "_%s%.6g_%.6g", sc == RK_SCALE_YARN ? "yarn" : sc == RK_SCALE_LLAMA3
-                 ? "llama3_" : "yarnpaper", rc->factor, rc->orig_ctx);
+        snprintf(tag, n, "_%s%.6g_%.6g", sc == RK_SCALE_YARN ? "yarn" : "yarnpaper", rc->factor,
+                 rc->orig_ctx);
         break;
+    case RK_SCALE_LLAMA3: {
+        double lo = rc->low_freq_factor, hi = rc->high_freq_factor;
+        if ((lo == 0.0 || lo == 1.0) && (hi == 0.0 || hi == 4.0))    /* the defaults */
+            snprintf(tag, n, "_llama3_%.6g_%.6g", rc->factor, rc->orig_ctx);
+        else
+            snprintf(tag, n, "_llama3_%.6g_%.6g_%.6g_%.6g", rc->factor, rc->orig_ctx, lo, hi);
+        break;
+    }
     default:
         snprintf(tag, n, "_%s", rk_rope_scaling_name(sc));
     }

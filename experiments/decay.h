@@ -34,8 +34,8 @@ double decay_partial_sums(const double *theta, size_t h, double dist, double *ab
 int decay_freqs(const rk_rope_config *rc, size_t d, double *theta);
 
 /* The column suffix of a curve's scaling: "" (none), "_linear4", "_ntk4", "_dynamic2_4096"
- * (factor, max_pos), "_yarn4_4096", "_yarnpaper4_4096", "_llama3_8_8192" (factor, orig_ctx),
- * "_longrope". */
+ * (factor, max_pos), "_yarn4_4096", "_yarnpaper4_4096", "_llama3_8_8192" (factor, orig_ctx;
+ * "_llama3_8_8192_2_5" with other low / high frequency factors than 1 / 4), "_longrope". */
 void decay_curve_tag(const rk_rope_config *rc, char *tag, size_t n);
 
 /* ---- the empirical side: random (q, k) draws -------------------------------------------- */

@@ -707,6 +707,10 @@ static void test_cli_decay(void **state)
     assert_non_null(strstr(R.out, "\tbound_b10000_yarn4_4096\tbound_b10000_yarnpaper4_4096\t"
                                   "bound_b10000_dynamic2_16\n"));
     assert_non_null(strstr(R.out, "scaling=dynamic factor=2 max_pos=16 seq_len=101]"));
+    RUN("decay", "--dim", "64", "--scaling", "llama3:8:64,llama3:8:64:2:5", "--draws", "0",
+        "--max-distance", "10");
+    assert_int_equal(R.code, 0);
+    assert_non_null(strstr(R.out, "\tbound_b10000_llama3_8_64\tbound_b10000_llama3_8_64_2_5\n"));
     /* errors */
     RUN("decay", "--rope-config", DATA "llama3.json", "--dim", "64");
     expect_fail("--dim conflicts with --rope-config");
