@@ -21,7 +21,7 @@ export RK_DEPS_DONE := 1
 endif
 endif
 
-LIB_PKGS  := fftw3 fftw3f gsl openblas
+LIB_PKGS  := fftw3 fftw3f gsl openblas jansson
 TEST_PKGS := cmocka
 
 WARN     := -Wall -Wextra -Werror -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

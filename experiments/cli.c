@@ -412,39 +412,94 @@ void cli_convert(cli_ctx *c, const rk_array *src, rk_dtype to, rk_array *dst)
 
 /* ---- RoPE options ---------------------------------------------------------------------- */
 
-static void parse_scaling(cli_ctx *c, const char *s, rk_rope_config *rc)
+/* The --scaling specs: name, scaling, number of ':' fields (min, max), and for messages what
+ * the fields are and an example. */
+static const struct {
+    const char     *name;
+    rk_rope_scaling sc;
+    int             min, max;
+    const char     *fields, *example;
+} scaling_specs[] = {
+    { "none", RK_SCALE_NONE, 0, 0, "no value", "none" },
+    { "linear", RK_SCALE_LINEAR, 1, 1, "one field, the factor F", "linear:4" },
+    { "ntk", RK_SCALE_NTK, 1, 1, "one field, the factor F", "ntk:4" },
+    { "dynamic", RK_SCALE_DYNAMIC, 2, 2, "two fields, factor F and max_position_embeddings M",
+      "dynamic:2:4096" },
+    { "yarn", RK_SCALE_YARN, 2, 2, "two fields, factor F and original context L",
+      "yarn:8:4096" },
+    { "yarn-paper", RK_SCALE_YARN_PAPER, 2, 2, "two fields, factor F and original context L",
+      "yarn-paper:8:4096" },
+    { "llama3", RK_SCALE_LLAMA3, 2, 4, "two or four fields, factor F, original context L and "
+      "optionally low_freq_factor LO and high_freq_factor HI", "llama3:8:8192:1:4" },
+};
+#define N_SCALING_SPECS (sizeof scaling_specs / sizeof scaling_specs[0])
+
+/* A field of spec s that must be a number > 0. */
+static double spec_field(cli_ctx *c, const char *opt, const char *s, const char *what,
+                         const char *field)
+{
+    char label[96];
+    snprintf(label, sizeof label, "%s %s", opt, what);
+    double v = cli_double(c, label, field);
+    if (!(v > 0)) cli_die(c, "%s '%s': %s %s must be > 0", opt, s, what, field);
+    return v;
+}
+
+void cli_parse_scaling(cli_ctx *c, const char *opt, const char *s, rk_rope_config *rc)
 {
     char buf[128];
-    if (strlen(s) >= sizeof buf) cli_die(c, "--scaling: value '%.20s...' is too long", s);
+    if (strlen(s) >= sizeof buf) cli_die(c, "%s: value '%.20s...' is too long", opt, s);
     strcpy(buf, s);
-    char *field[4];
+    char *field[6];
     int nf = 0;
     for (char *p = buf;;) {
-        if (nf == 4) break;
+        if (nf == 6) cli_die(c, "%s '%s': too many ':' fields", opt, s);
         field[nf++] = p;
         char *colon = strchr(p, ':');
         if (!colon) break;
         *colon = '\0';
         p = colon + 1;
     }
-    static const char *const expect = "expected linear:F, ntk:F, yarn:F:L or none";
-    if (strcmp(field[0], "none") == 0 && nf == 1) { rc->scaling = RK_SCALE_NONE; return; }
-    int want;
-    if (strcmp(field[0], "linear") == 0)    { rc->scaling = RK_SCALE_LINEAR; want = 2; }
-    else if (strcmp(field[0], "ntk") == 0)  { rc->scaling = RK_SCALE_NTK; want = 2; }
-    else if (strcmp(field[0], "yarn") == 0) { rc->scaling = RK_SCALE_YARN; want = 3; }
-    else cli_die(c, "--scaling '%s': unknown scaling (%s)", s, expect);
-    if (nf != want)
-        cli_die(c, "--scaling '%s': %s takes %s (e.g. %s:%s)", s, field[0],
-                want == 2 ? "one field, the factor F" : "two fields, factor F and original "
-                "context L", field[0], want == 2 ? "4" : "8:4096");
-    rc->factor = cli_double(c, "--scaling factor", field[1]);
-    if (!(rc->factor > 0)) cli_die(c, "--scaling '%s': factor %s must be > 0", s, field[1]);
-    if (want == 3) {
-        rc->orig_ctx = cli_double(c, "--scaling original context", field[2]);
-        if (!(rc->orig_ctx > 0))
-            cli_die(c, "--scaling '%s': original context %s must be > 0", s, field[2]);
+    size_t k = 0;
+    while (k < N_SCALING_SPECS && strcmp(field[0], scaling_specs[k].name) != 0) k++;
+    if (k == N_SCALING_SPECS)
+        cli_die(c, "%s '%s': unknown scaling (expected none, linear:F, ntk:F, dynamic:F:M, "
+                "yarn:F:L, yarn-paper:F:L or llama3:F:L[:LO:HI]; longrope comes from "
+                "--rope-config)", opt, s);
+    int nv = nf - 1;
+    if (nv < scaling_specs[k].min || nv > scaling_specs[k].max ||
+        (scaling_specs[k].sc == RK_SCALE_LLAMA3 && nv == 3))
+        cli_die(c, "%s '%s': %s takes %s (e.g. %s)", opt, s, field[0], scaling_specs[k].fields,
+                scaling_specs[k].example);
+    rk_rope_scaling sc = scaling_specs[k].sc;
+    rc->scaling = sc;
+    if (nv == 0) return;
+    char label[96];
+    snprintf(label, sizeof label, "%s factor", opt);
+    rc->factor = cli_double(c, label, field[1]);
+    if (!(rc->factor > 0)) cli_die(c, "%s '%s': factor %s must be > 0", opt, s, field[1]);
+    if (sc == RK_SCALE_DYNAMIC)
+        rc->max_pos = spec_field(c, opt, s, "max_position_embeddings", field[2]);
+    else if (nv >= 2)
+        rc->orig_ctx = spec_field(c, opt, s, "original context", field[2]);
+    if (nv == 4) {
+        rc->low_freq_factor = spec_field(c, opt, s, "low_freq_factor", field[3]);
+        rc->high_freq_factor = spec_field(c, opt, s, "high_freq_factor", field[4]);
+        if (!(rc->high_freq_factor > rc->low_freq_factor))
+            cli_die(c, "%s '%s': high_freq_factor %s must exceed low_freq_factor %s", opt, s,
+                    field[4], field[3]);
     }
+}
+
+int cli_rope_len_dependent(rk_rope_scaling s)
+{
+    return s == RK_SCALE_DYNAMIC || s == RK_SCALE_LONGROPE;
+}
+
+static void free_hf(void *p)
+{
+    rk_rope_hf_free(p);
+    free(p);
 }
 
 int cli_rope_config(cli_ctx *c, rk_rope_config *rc)
@@ -452,28 +507,68 @@ int cli_rope_config(cli_ctx *c, rk_rope_config *rc)
     static const char *const styles[] = { "interleaved", "half", NULL };
     memset(rc, 0, sizeof *rc);
     int any = cli_flag(c, "style") || cli_flag(c, "base") || cli_flag(c, "rotary-dim") ||
-              cli_flag(c, "scaling");
-    rc->style = cli_get_choice(c, "style", "style", styles, 0) == 1 ? RK_ROPE_HALF
-                                                                   : RK_ROPE_INTERLEAVED;
-    rc->base = cli_get_double(c, "base", 10000.0, 0.0, INFINITY, CLI_GT_LO);
-    if (rc->base == 1.0) cli_die(c, "--base 1: the base must be != 1 (every theta_i would be 1)");
-    long long r = cli_get_integer(c, "rotary-dim", 0, 2, (long long)INT32_MAX);
-    if (r % 2) cli_die(c, "--rotary-dim %lld must be even", r);
-    rc->rotary_dim = (size_t)r;
-    const char *s = cli_get(c, "scaling");
-    if (s) parse_scaling(c, s, rc);
+              cli_flag(c, "scaling") || cli_flag(c, "rope-config") || cli_flag(c, "seq-len");
+    int style = cli_get_choice(c, "style", "style", styles, -1);
+    const char *file = cli_get(c, "rope-config");
+    if (file) {
+        static const char *const clash[][2] = { { "base", "rope_theta" },
+                                                { "rotary-dim", "partial_rotary_factor" },
+                                                { "scaling", "rope_scaling / rope_parameters" } };
+        for (size_t i = 0; i < sizeof clash / sizeof clash[0]; i++)
+            if (cli_flag(c, clash[i][0]))
+                cli_die(c, "--%s conflicts with --rope-config (the file gives %s)", clash[i][0],
+                        clash[i][1]);
+        rk_rope_hf *h = calloc(1, sizeof *h);
+        if (!h) cli_die(c, "out of memory");
+        int err = rk_rope_hf_load(h, file);
+        if (err) {
+            free(h);
+            const char *msg = rk_last_error();
+            cli_die(c, "--rope-config: %s", msg[0] ? msg : rk_strerror(err));
+        }
+        cli_defer(c, free_hf, h);
+        *rc = h->cfg;
+    } else {
+        rc->base = cli_get_double(c, "base", 10000.0, 0.0, INFINITY, CLI_GT_LO);
+        if (rc->base == 1.0)
+            cli_die(c, "--base 1: the base must be != 1 (every theta_i would be 1)");
+        long long r = cli_get_integer(c, "rotary-dim", 0, 2, (long long)INT32_MAX);
+        if (r % 2) cli_die(c, "--rotary-dim %lld must be even", r);
+        rc->rotary_dim = (size_t)r;
+        const char *s = cli_get(c, "scaling");
+        if (s) cli_parse_scaling(c, "--scaling", s, rc);
+    }
+    if (style >= 0) rc->style = style == 1 ? RK_ROPE_HALF : RK_ROPE_INTERLEAVED;
+    long long n = cli_get_integer(c, "seq-len", 0, 1, INT64_MAX);
+    if (n) {
+        if (!cli_rope_len_dependent(rc->scaling))
+            cli_die(c, "--seq-len has no effect with scaling %s (only dynamic and longrope "
+                    "depend on the length)", rk_rope_scaling_name(rc->scaling));
+        rc->seq_len = (size_t)n;
+    }
     return any;
+}
+
+void cli_rope_default_seq_len(cli_ctx *c, rk_rope_config *rc, uint64_t len)
+{
+    if (cli_flag(c, "seq-len") || !cli_rope_len_dependent(rc->scaling)) return;
+    rc->seq_len = len > SIZE_MAX ? SIZE_MAX : (size_t)len;
 }
 
 void cli_check_rope_dim(cli_ctx *c, const rk_rope_config *rc, size_t d, const char *what)
 {
+    if (rc->dim && rc->dim != d)
+        cli_die(c, "%s has d = %zu, but --rope-config gives a head width of %zu", what, d,
+                rc->dim);
     if (rc->rotary_dim > d)
         cli_die(c, "--rotary-dim %zu exceeds d = %zu of %s", rc->rotary_dim, d, what);
     if (rc->rotary_dim == 0 && d % 2)
         cli_die(c, "%s has odd d = %zu: RoPE rotates pairs of channels (give an even "
                 "--rotary-dim < d to rotate only part of each row)", what, d);
-    if (rc->scaling == RK_SCALE_NTK && (rc->rotary_dim ? rc->rotary_dim : d) <= 2)
-        cli_die(c, "--scaling ntk needs a rotary dimension > 2 (base' = base * s^(r/(r-2)))");
+    if ((rc->scaling == RK_SCALE_NTK || rc->scaling == RK_SCALE_DYNAMIC) &&
+        (rc->rotary_dim ? rc->rotary_dim : d) <= 2)
+        cli_die(c, "--scaling %s needs a rotary dimension > 2 (base' = base * k^(r/(r-2)))",
+                rk_rope_scaling_name(rc->scaling));
 }
 
 size_t cli_split_list(cli_ctx *c, const char *opt, char *s, char **item, size_t max)

@@ -169,18 +169,41 @@ const char *cli_dtype_name(rk_dtype t);
 void cli_convert(cli_ctx *c, const rk_array *src, rk_dtype to, rk_array *dst);
 
 /* ---- RoPE options shared by subcommands ------------------------------------------------- */
-/* --style, --base, --rotary-dim, --scaling (the dimension is left 0 for the caller). The
- * table entries to put in a command's option list: */
+/* --style, --base, --rotary-dim, --scaling, --rope-config, --seq-len (the dimension is left 0
+ * for the caller, unless --rope-config gives the head width). The table entries to put in a
+ * command's option list: */
 #define CLI_ROPE_OPTS                                                                         \
     { "style", "interleaved|half", "pairing: (x[2i], x[2i+1]) RoFormer/GPT-J (default), or\n" \
-      "(x[i], x[i + r/2]) GPT-NeoX/LLaMA" },                                                    \
+      "(x[i], x[i + r/2]) GPT-NeoX/LLaMA; --rope-config: the model's" },                       \
     { "base", "B", "frequency base, theta_i = B^(-2i/r) (default 10000)" },                       \
     { "rotary-dim", "R", "rotate only the first R channels (even, <= d; default d)" },          \
-    { "scaling", "SPEC", "linear:F | ntk:F | yarn:F:L (factor F, original context L) | none" }
-/* Fill *rc from those options; 1 if any of them was given. */
+    { "scaling", "SPEC", CLI_SCALING_HELP },                                                    \
+    { "rope-config", "FILE", "a model's RoPE from its Hugging Face config.json (rope_theta,\n" \
+      "head width, partial_rotary_factor, rope_scaling or rope_parameters:\n"                  \
+      "every HF rope type); instead of --base, --rotary-dim, --scaling" },                      \
+    { "seq-len", "N", "sequence length of the length-dependent types (dynamic,\n"             \
+      "longrope), HF's largest position + 1 (rope: default P + n; else\n"                       \
+      "default none: HF's frequencies at initialisation)" }
+#define CLI_SCALING_HELP                                                                      \
+    "none | linear:F | ntk:F (static NTK) | dynamic:F:M | yarn:F:L (HF's)\n"                   \
+    "| yarn-paper:F:L | llama3:F:L[:LO:HI]: factor F, original context L,\n"                   \
+    "max_position_embeddings M (longrope: --rope-config)"
+/* Fill *rc from those options; 1 if any of them was given. With --rope-config the file gives
+ * rc->dim (its head width), rotary_dim, base, the scaling and style (--style overrides); its
+ * arrays (longrope factors) stay valid until cli_finish / cli_die. --seq-len sets rc->seq_len
+ * (it is refused with a scaling that does not depend on the length). */
 int cli_rope_config(cli_ctx *c, rk_rope_config *rc);
 /* Check that a RoPE of rc can act on rows of width d (rotary_dim <= d, d even when the whole
- * row rotates), naming `what` (e.g. "--in x.npy") in the message. */
+ * row rotates; d equal to the head width of a --rope-config file), naming `what` (e.g.
+ * "--in x.npy") in the message. */
 void cli_check_rope_dim(cli_ctx *c, const rk_rope_config *rc, size_t d, const char *what);
+/* One --scaling SPEC (see CLI_SCALING_HELP) into rc's scaling fields; `opt` names the option
+ * in messages ("--scaling"). Dies with "--opt 'SPEC': ..." on a bad spec. */
+void cli_parse_scaling(cli_ctx *c, const char *opt, const char *spec, rk_rope_config *rc);
+/* 1 for the scalings whose frequencies depend on the sequence length (dynamic, longrope). */
+int cli_rope_len_dependent(rk_rope_scaling s);
+/* Unless --seq-len was given: rc->seq_len = len (the command's own length, e.g. the largest
+ * position + 1 of its rows) for a length-dependent scaling. */
+void cli_rope_default_seq_len(cli_ctx *c, rk_rope_config *rc, uint64_t len);
 
 #endif

@@ -483,7 +483,7 @@ static const char *const maps[] = { "elu", "relu", NULL };
 static const char *const freq_dims[] = { "features", "head", NULL };
 static const char *const bias_kinds[] = { "none", "t5", "alibi", NULL };
 static const char *const rope_opts[] = { "style", "base", "rotary-dim", "scaling", "freq-dim",
-                                         NULL };
+                                         "rope-config", "seq-len", NULL };
 
 /* --rope MODE against what the variant fixes and what its kind reads. */
 static void set_rope(cli_ctx *c, const choice *ch, unsigned own, rk_attn_config *ac)
@@ -782,6 +782,11 @@ int cmd_attend(int argc, char **argv)
                     "odd m = %zu (positive features: width m)", cli_get(&c, "proj"), proj.rows);
     }
     check_rope_width(&c, &ac, q_path);
+    /* dynamic / longrope: the length the frequencies follow (--seq-len, else the plan's) */
+    if (ac.rope != RK_ROPE_NONE) {
+        int64_t end = ac.pos_offset + (int64_t)ac.n_kv;
+        cli_rope_default_seq_len(&c, &ac.rope_cfg, end > 0 ? (uint64_t)end : 0);
+    }
     cli_check_finite(&c, "q", &q);
     cli_check_finite(&c, "k", &k);
     cli_check_finite(&c, "v", &v);

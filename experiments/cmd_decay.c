@@ -13,8 +13,13 @@ static const cli_opt opts[] = {
     { "dim", "D", "head dimension d, even (default 128): d/2 frequencies" },
     { "base", "B[,B...]", "frequency base(s), theta_i = B^(-2i/d) (default 10000); several\n"
       "bases give one bound column each (bound_b<B>)" },
-    { "scaling", "SPEC[,SPEC...]", "none (default) | linear:F | ntk:F | yarn:F:L, or a list:\n"
-      "every base is combined with every scaling" },
+    { "scaling", "SPEC[,SPEC...]", "scaling (default none), or a list: every base is\n"
+      "combined with every scaling. SPEC:\n" CLI_SCALING_HELP },
+    { "rope-config", "FILE", "one curve, a model's RoPE from its Hugging Face config.json\n"
+      "(base, every HF rope type) over its r rotated channels (d = r);\n"
+      "instead of --dim, --base and --scaling" },
+    { "seq-len", "N", "sequence length of the length-dependent types (dynamic,\n"
+      "longrope); default floor(max |distance|) + 1, the shortest holding them" },
     { "min-distance", "X", "first relative distance m - n (default 0; may be negative)" },
     { "max-distance", "X", "last relative distance (default 256)" },
     { "step", "S", "distance step, > 0, need not be an integer (default 1)" },
@@ -31,7 +36,8 @@ static const cli_spec spec = {
     "B(dist) = mean_{j=1..d/2} |S_j(dist)|, S_j = sum_{i<j} exp(i dist theta_i), for one or\n"
     "more bases and scalings, and for random q, k the score (R_m q).(R_n k) at dist = m - n\n"
     "(mean, median, 5%/95% quantiles, also of |score|) beside the per-draw bound of eq. (37),\n"
-    "with the count of draws that violate it (always 0). One TSV row per distance.",
+    "with the count of draws that violate it (always 0). One TSV row per distance.\n"
+    "Every curve uses its scaled frequencies theta_i (any scaling, or --rope-config).",
     opts, sizeof opts / sizeof opts[0],
 };
 
@@ -60,48 +66,8 @@ static size_t split(cli_ctx *c, const char *opt, const char *s, char *buf, size_
     return n;
 }
 
-/* One scaling: none | linear:F | ntk:F | yarn:F:L; the tag names it in column names. */
-static void parse_scaling(cli_ctx *c, char *s, rk_rope_config *rc, char *tag, size_t taglen)
-{
-    char orig[128];
-    snprintf(orig, sizeof orig, "%s", s);
-    char *field[4];
-    int nf = 0;
-    for (char *p = s;;) {
-        if (nf == 4) cli_die(c, "--scaling '%s': too many ':' fields", orig);
-        field[nf++] = p;
-        char *colon = strchr(p, ':');
-        if (!colon) break;
-        *colon = '\0';
-        p = colon + 1;
-    }
-    const char *expect = "expected none, linear:F, ntk:F or yarn:F:L";
-    int want;
-    if (strcmp(field[0], "none") == 0)        { rc->scaling = RK_SCALE_NONE; want = 1; }
-    else if (strcmp(field[0], "linear") == 0) { rc->scaling = RK_SCALE_LINEAR; want = 2; }
-    else if (strcmp(field[0], "ntk") == 0)    { rc->scaling = RK_SCALE_NTK; want = 2; }
-    else if (strcmp(field[0], "yarn") == 0)   { rc->scaling = RK_SCALE_YARN; want = 3; }
-    else cli_die(c, "--scaling '%s': unknown scaling (%s)", orig, expect);
-    if (nf != want)
-        cli_die(c, "--scaling '%s': %s takes %s", orig, field[0],
-                want == 1 ? "no value" : want == 2 ? "one field, the factor F (e.g. ntk:4)"
-                                                   : "two fields, factor F and original context L "
-                                                     "(e.g. yarn:8:4096)");
-    tag[0] = '\0';
-    if (want == 1) return;
-    rc->factor = cli_double(c, "--scaling factor", field[1]);
-    if (!(rc->factor > 0)) cli_die(c, "--scaling '%s': factor %s must be > 0", orig, field[1]);
-    if (want == 3) {
-        rc->orig_ctx = cli_double(c, "--scaling original context", field[2]);
-        if (!(rc->orig_ctx > 0))
-            cli_die(c, "--scaling '%s': original context %s must be > 0", orig, field[2]);
-        snprintf(tag, taglen, "_yarn%.6g_%.6g", rc->factor, rc->orig_ctx);
-    } else {
-        snprintf(tag, taglen, "_%s%.6g", field[0], rc->factor);
-    }
-}
-
 static void free_run(void *p) { decay_run_free(p); }
+static void free_hf(void *p) { rk_rope_hf_free(p); }
 static void abort_out(void *p) { decay_atomic_abort(p); }
 
 int cmd_decay(int argc, char **argv)
@@ -112,38 +78,57 @@ int cmd_decay(int argc, char **argv)
     decay_atomic out = { 0 };
     memset(&run, 0, sizeof run);
 
-    long long d = cli_get_integer(&c, "dim", 128, 2, 1 << 20);
+    /* --rope-config: one curve, the file's base and scaling over its rotated channels */
+    rk_rope_hf hf = { 0 };
+    const char *file = cli_get(&c, "rope-config");
+    if (file) {
+        static const char *const clash[] = { "dim", "base", "scaling", NULL };
+        for (int i = 0; clash[i]; i++)
+            if (cli_flag(&c, clash[i]))
+                cli_die(&c, "--%s conflicts with --rope-config (the file gives it)", clash[i]);
+        int err = rk_rope_hf_load(&hf, file);
+        if (err) {
+            const char *msg = rk_last_error();
+            cli_die(&c, "--rope-config: %s", msg[0] ? msg : rk_strerror(err));
+        }
+        cli_defer(&c, free_hf, &hf);
+    }
+    long long d = file ? (long long)(hf.cfg.rotary_dim ? hf.cfg.rotary_dim : hf.cfg.dim)
+                       : cli_get_integer(&c, "dim", 128, 2, 1 << 20);
     if (d % 2) cli_die(&c, "--dim %lld must be even (RoPE rotates pairs of channels)", d);
     run.d = (size_t)d;
 
     char bbuf[512], sbuf[512], *bf[MAX_LIST], *sf[MAX_LIST];
-    size_t nb = split(&c, "base", cli_get(&c, "base") ? cli_get(&c, "base") : "10000", bbuf,
-                      sizeof bbuf, bf);
-    size_t ns = split(&c, "scaling", cli_get(&c, "scaling") ? cli_get(&c, "scaling") : "none",
-                      sbuf, sizeof sbuf, sf);
+    size_t nb = file ? 1 : split(&c, "base", cli_get(&c, "base") ? cli_get(&c, "base") : "10000",
+                                 bbuf, sizeof bbuf, bf);
+    size_t ns = file ? 1 : split(&c, "scaling", cli_get(&c, "scaling") ? cli_get(&c, "scaling")
+                                                                      : "none", sbuf, sizeof sbuf, sf);
     if (nb * ns > DECAY_MAXCURVES)
         cli_die(&c, "%zu bases x %zu scalings = %zu curves; at most %d", nb, ns, nb * ns,
                 DECAY_MAXCURVES);
     double bases[MAX_LIST];
     for (size_t i = 0; i < nb; i++) {
+        if (file) { bases[i] = hf.cfg.base; continue; }
         bases[i] = cli_double(&c, "--base", bf[i]);
         if (!(bases[i] > 0) || bases[i] == 1.0)
             cli_die(&c, "--base %s: a base must be > 0 and != 1", bf[i]);
     }
     rk_rope_config scal[MAX_LIST];
-    char tags[MAX_LIST][40];
     for (size_t j = 0; j < ns; j++) {
         memset(&scal[j], 0, sizeof scal[j]);
-        parse_scaling(&c, sf[j], &scal[j], tags[j], sizeof tags[j]);
+        if (file) scal[j] = hf.cfg;
+        else cli_parse_scaling(&c, "--scaling", sf[j], &scal[j]);
     }
     for (size_t i = 0; i < nb; i++)
         for (size_t j = 0; j < ns; j++) {
             size_t k = i * ns + j;
             run.curve[k] = scal[j];
             run.curve[k].base = bases[i];
-            int len = snprintf(run.name[k], sizeof run.name[k], "b%.10g%s", bases[i], tags[j]);
+            char tag[64];
+            decay_curve_tag(&run.curve[k], tag, sizeof tag);
+            int len = snprintf(run.name[k], sizeof run.name[k], "b%.10g%s", bases[i], tag);
             if (len < 0 || (size_t)len >= sizeof run.name[k])
-                cli_die(&c, "curve name b%.10g%s is too long", bases[i], tags[j]);
+                cli_die(&c, "curve name b%.10g%s is too long", bases[i], tag);
             for (size_t m = 0; m < k; m++)
                 if (strcmp(run.name[m], run.name[k]) == 0)
                     cli_die(&c, "curve %s is given twice (--base / --scaling repeat a value)",
@@ -166,6 +151,22 @@ int cmd_decay(int argc, char **argv)
     run.dmin = dmin;
     run.step = step;
     run.rows = rows;
+
+    /* The length for dynamic / longrope: --seq-len, else the shortest sequence that holds
+     * every distance of the table (positions 0 .. floor(max |distance|)). */
+    long long sl = cli_get_integer(&c, "seq-len", 0, 1, INT64_MAX);
+    int len_dep = 0;
+    for (size_t k = 0; k < run.ncurves; k++) len_dep |= cli_rope_len_dependent(run.curve[k].scaling);
+    if (sl && !len_dep)
+        cli_die(&c, "--seq-len has no effect: no curve has a length-dependent scaling (dynamic, "
+                "longrope)");
+    if (!sl) {
+        double last = dmin + (double)(rows - 1) * step;
+        double far = floor(fmax(fabs(dmin), fabs(last)));
+        sl = far >= 9.0e15 ? (long long)9.0e15 : (long long)far + 1;
+    }
+    for (size_t k = 0; k < run.ncurves; k++)
+        if (cli_rope_len_dependent(run.curve[k].scaling)) run.curve[k].seq_len = (size_t)sl;
 
     run.draws = (size_t)cli_get_integer(&c, "draws", 1000, 0, MAX_DRAWS);
     run.dist = (decay_dist)cli_get_choice(&c, "dist", "distribution", decay_dist_names, DECAY_NORMAL);

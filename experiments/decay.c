@@ -290,10 +290,73 @@ void decay_run_free(decay_run *r)
     }
 }
 
-static const char *scaling_name(rk_rope_scaling s)
+void decay_curve_tag(const rk_rope_config *rc, char *tag, size_t n)
 {
-    return s == RK_SCALE_LINEAR ? "linear" : s == RK_SCALE_NTK ? "ntk" : s == RK_SCALE_YARN ? "yarn"
-                                                                                           : "none";
+    rk_rope_scaling sc = rc->scaling;
+    switch (sc) {
+    case RK_SCALE_NONE:
+        snprintf(tag, n, "%s", "");
+        break;
+    case RK_SCALE_LINEAR:
+    case RK_SCALE_NTK:
+        snprintf(tag, n, "_%s%.6g", rk_rope_scaling_name(sc), rc->factor);
+        break;
+    case RK_SCALE_DYNAMIC:
+        snprintf(tag, n, "_dynamic%.6g_%.6g", rc->factor, rc->max_pos);
+        break;
+    case RK_SCALE_YARN:
+    case RK_SCALE_YARN_PAPER:
+        snprintf(tag, n, "_%s%.6g_%.6g", sc == RK_SCALE_YARN ? "yarn" : "yarnpaper", rc->factor,
+                 rc->orig_ctx);
+        break;
+    case RK_SCALE_LLAMA3: {
+        double lo = rc->low_freq_factor, hi = rc->high_freq_factor;
+        if ((lo == 0.0 || lo == 1.0) && (hi == 0.0 || hi == 4.0))    /* the defaults */
+            snprintf(tag, n, "_llama3_%.6g_%.6g", rc->factor, rc->orig_ctx);
+        else
+            snprintf(tag, n, "_llama3_%.6g_%.6g_%.6g_%.6g", rc->factor, rc->orig_ctx, lo, hi);
+        break;
+    }
+    default:
+        snprintf(tag, n, "_%s", rk_rope_scaling_name(sc));
+    }
+}
+
+/* The curve's entry of the '#' line: its configuration as the library resolved it. */
+static int curve_header(FILE *f, const char *name, const rk_rope_config *rc, size_t d, int first)
+{
+    rk_rope_config c = *rc;
+    c.dim = d;
+    c.rotary_dim = 0;
+    c.style = RK_ROPE_INTERLEAVED;
+    c.table_len = 1;
+    rk_rope *rope = NULL;
+    int err = rk_rope_create(&rope, &c);
+    if (err) return err;
+    const rk_rope_config *g = rk_rope_get_config(rope);
+    rk_rope_scaling sc = g->scaling;
+    fprintf(f, "%s%s[base=%.17g scaling=%s", first ? "" : ",", name, g->base,
+            rk_rope_scaling_name(sc));
+    if (sc != RK_SCALE_NONE) fprintf(f, " factor=%.17g", g->factor);
+    if (sc == RK_SCALE_YARN || sc == RK_SCALE_YARN_PAPER || sc == RK_SCALE_LLAMA3 ||
+        sc == RK_SCALE_LONGROPE)
+        fprintf(f, " orig_ctx=%.17g", g->orig_ctx);
+    if (sc == RK_SCALE_YARN || sc == RK_SCALE_YARN_PAPER)
+        fprintf(f, " beta_fast=%g beta_slow=%g", g->beta_fast, g->beta_slow);
+    if (sc == RK_SCALE_YARN && (g->no_truncate || g->mscale != 0.0 || g->mscale_all_dim != 0.0))
+        fprintf(f, " truncate=%s mscale=%g mscale_all_dim=%g", g->no_truncate ? "false" : "true",
+                g->mscale, g->mscale_all_dim);
+    if (sc == RK_SCALE_LLAMA3)
+        fprintf(f, " low_freq_factor=%g high_freq_factor=%g", g->low_freq_factor,
+                g->high_freq_factor);
+    if (sc == RK_SCALE_DYNAMIC) fprintf(f, " max_pos=%.17g", g->max_pos);
+    if (sc == RK_SCALE_DYNAMIC || sc == RK_SCALE_LONGROPE) fprintf(f, " seq_len=%zu", g->seq_len);
+    if (sc == RK_SCALE_LONGROPE)
+        fprintf(f, " factors=%s", (double)g->seq_len > g->orig_ctx ? "long" : "short");
+    if (rk_rope_mscale(rope) != 1.0) fprintf(f, " attention_factor=%.17g", rk_rope_mscale(rope));
+    fputc(']', f);
+    rk_rope_destroy(rope);
+    return RK_OK;
 }
 
 int decay_write(FILE *f, const decay_run *r)
@@ -306,14 +369,8 @@ int decay_write(FILE *f, const decay_run *r)
     }
     fprintf(f, "# ropekit decay %s (GSL %s): dim=%zu curves=", rk_version(), GSL_VERSION, r->d);
     for (size_t c = 0; c < r->ncurves; c++) {
-        const rk_rope_config *rc = &r->curve[c];
-        fprintf(f, "%s%s[base=%.17g scaling=%s", c ? "," : "", r->name[c], rc->base,
-                scaling_name(rc->scaling));
-        if (rc->scaling != RK_SCALE_NONE) fprintf(f, " factor=%.17g", rc->factor);
-        if (rc->scaling == RK_SCALE_YARN)
-            fprintf(f, " orig_ctx=%.17g beta_fast=%g beta_slow=%g", rc->orig_ctx,
-                    rc->beta_fast ? rc->beta_fast : 32.0, rc->beta_slow ? rc->beta_slow : 1.0);
-        fputc(']', f);
+        int err = curve_header(f, r->name[c], &r->curve[c], r->d, c == 0);
+        if (err) { decay_emp_destroy(e); return err; }
     }
     fprintf(f, " min_distance=%.17g step=%.17g rows=%zu max_distance=%.17g draws=%zu",
             r->dmin, r->step, r->rows, r->rows ? r->dmin + (double)(r->rows - 1) * r->step : r->dmin,
@@ -322,7 +379,7 @@ int decay_write(FILE *f, const decay_run *r)
         fprintf(f, " dist=%s seed=%lu rng=mt19937", decay_dist_names[r->dist], r->seed);
     fputc('\n', f);
     fprintf(f, "# distance = m - n (query minus key position); theta_i = base^(-2i/d), i = 0..d/2-1, "
-               "then the scaling; bound = B(distance) = mean_{j=1..d/2} |S_j|, "
+               "then the scaling (rk_rope_freqs); bound = B(distance) = mean_{j=1..d/2} |S_j|, "
                "S_j = sum_{i<j} exp(i distance theta_i) (Figure 2, first curve)");
     if (r->ncurves > 1) fprintf(f, "; bound_<curve> = B for each curve");
     if (r->draws)
@@ -333,7 +390,8 @@ int decay_write(FILE *f, const decay_run *r)
                    "perdraw_bound_median = median of max_i|h_{i+1}-h_i| * sum_j |S_j| (right of eq. 37); "
                    "perdraw_bound_min_margin = min over draws of 1 - |z|/(max_i|h_{i+1}-h_i| sum_j |S_j|); "
                    "violations = draws with |z| above either bound of eq. 37 (beyond rounding); "
-                   "a yarn attention factor a would multiply scores and bounds alike by a^2 and is left out",
+                   "an attention factor m (yarn, longrope: attention_factor above) would multiply "
+                   "scores and bounds alike by m^2 and is left out",
                 r->draws);
     fputc('\n', f);
     fprintf(f, "distance\tbound");

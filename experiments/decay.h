@@ -34,6 +34,11 @@ double decay_partial_sums(const double *theta, size_t h, double dist, double *ab
  * library's message is in rk_last_error(). */
 int decay_freqs(const rk_rope_config *rc, size_t d, double *theta);
 
+/* The column suffix of a curve's scaling: "" (none), "_linear4", "_ntk4", "_dynamic2_4096"
+ * (factor, max_pos), "_yarn4_4096", "_yarnpaper4_4096", "_llama3_8_8192" (factor, orig_ctx;
+ * "_llama3_8_8192_2_5" with other low / high frequency factors than 1 / 4), "_longrope". */
+void decay_curve_tag(const rk_rope_config *rc, char *tag, size_t n);
+
 /* ---- the empirical side: random (q, k) draws -------------------------------------------- */
 typedef enum {
     DECAY_NORMAL = 0,   /* q, k independent, entries N(0, 1)                                  */
@@ -81,7 +86,8 @@ typedef struct {
     size_t         d;                         /* even, > 0                                    */
     size_t         ncurves;                   /* >= 1                                         */
     rk_rope_config curve[DECAY_MAXCURVES];    /* base and scaling of each bound curve         */
-    char           name[DECAY_MAXCURVES][96]; /* column suffix: "b10000", "b10000_ntk4"        */
+    char           name[DECAY_MAXCURVES][96]; /* column suffix: "b10000", "b10000_ntk4"
+                                                 (decay_curve_tag)                              */
     double         dmin, step;                /* distances dmin + r * step, r < rows           */
     size_t         rows;
     size_t         draws;                     /* 0: no empirical columns                      */

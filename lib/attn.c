@@ -275,6 +275,12 @@ rk_rope_config rk__attn_rope_cfg(const rk_attn_config *c, size_t dim)
 {
     rk_rope_config rc = c->rope_cfg;
     rc.dim = dim;
+    /* length-dependent scalings (dynamic, longrope) see the plan's length: HF's largest
+     * position + 1, i.e. the position after the last key */
+    if (rc.seq_len == 0) {
+        int64_t end = c->pos_offset + (int64_t)c->n_kv;
+        rc.seq_len = end > 0 ? (size_t)end : 0;
+    }
     if (c->rope == RK_ROPE_FEATURES && c->rope_freq_dim_head) {
         /* theta_t = base^(-2t/d) over the head width: base' = base^(r/d) */
         double base = rc.base == 0.0 ? 10000.0 : rc.base;

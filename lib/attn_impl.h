@@ -88,8 +88,9 @@ static inline int64_t rk__attn_kpos(const rk_attn_config *c, size_t j)
 int rk__bias_check(const rk_attn_config *c, const char *who, int softmax);
 
 /* The RoPE config of a plan's rotation of width dim (rope = qk: d; rope = features: the
- * feature width F): c->rope_cfg with dim set and, with rope_freq_dim_head, theta over the head
- * width d instead (base' = base^(r/d)). */
+ * feature width F): c->rope_cfg with dim set, seq_len (when 0) the plan's pos_offset + n_kv
+ * for the length-dependent scalings, and, with rope_freq_dim_head, theta over the head width
+ * d instead (base' = base^(r/d)). */
 rk_rope_config rk__attn_rope_cfg(const rk_attn_config *c, size_t dim);
 /* Validate that rotation (rk_rope_resolve) without allocating; messages name `who`, the rope
  * mode and the width. RK_OK when rope = none. */

@@ -1,5 +1,11 @@
 /* RoPE: rotary position embedding (RoFormer eq. 13-15, 34) with partial rotary, two pairing
- * layouts and the linear / NTK / YaRN frequency scalings (PAPER.md section 7).
+ * layouts and every frequency scheme of ropekit.h (PAPER.md section 7; Hugging Face
+ * transformers' modeling_rope_utils.py rope types: default, linear, dynamic, yarn, longrope,
+ * llama3; static NTK; the YaRN paper's own ramp; explicit per-pair frequencies or divisors).
+ *
+ * Every scheme is data: rope_freqs turns the config into r/2 frequencies theta_i and
+ * rope_resolve into one attention factor, once, at create. Nothing below rope_freqs knows
+ * which scheme made them.
  *
  * A plan holds the resolved config, the r/2 frequencies (double) and cos/sin tables for
  * positions [0, table_len), in double and in float (each row: r/2 cos, then r/2 sin, already
@@ -41,10 +47,12 @@
 #define RK_ROPE_CHUNK 64
 
 struct rk_rope {
-    rk_rope_config cfg;      /* defaults resolved                                            */
+    rk_rope_config cfg;      /* defaults resolved; its arrays point into `arrays`            */
     size_t  half;            /* r/2 pairs per head                                            */
     double  mscale;          /* cos/sin multiplier (attention factor)                         */
     double *theta;           /* (half) final frequencies                                      */
+    double *arrays;          /* copies of the config's per-pair arrays (NULL without any)     */
+    size_t  narrays;         /* how many (each half values)                                   */
     /* (table_len, 2*half) rows [cos | sin]; [0] forward (times mscale), [1] inverse (divided
      * by mscale; the sign of sin is flipped by the kernels). [1] aliases [0] when mscale == 1. */
     double *tab_d[2];
@@ -55,6 +63,69 @@ struct rk_rope {
 /* ---------------------------------------------------------------------------------------- */
 /* Creation                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
+
+const char *rk_rope_scaling_name(rk_rope_scaling s)
+{
+    switch (s) {
+    case RK_SCALE_NONE:       return "none";
+    case RK_SCALE_LINEAR:     return "linear";
+    case RK_SCALE_NTK:        return "ntk";
+    case RK_SCALE_YARN:       return "yarn";
+    case RK_SCALE_YARN_PAPER: return "yarn-paper";
+    case RK_SCALE_DYNAMIC:    return "dynamic";
+    case RK_SCALE_LLAMA3:     return "llama3";
+    case RK_SCALE_LONGROPE:   return "longrope";
+    }
+    return "?";
+}
+
+/* HF's get_mscale (inside _compute_yarn_parameters): 1 for s <= 1, else 0.1 k ln s + 1. */
+static double get_mscale(double s, double k)
+{
+    return s <= 1.0 ? 1.0 : 0.1 * k * log(s) + 1.0;
+}
+
+/* A scalar field that may be 0 (default) or must be finite and >= 0. */
+static int check_nonneg(const char *name, double v)
+{
+    if (!isfinite(v) || v < 0.0)
+        RK_FAIL(RK_EINVAL, "rope: %s = %g must be finite and >= 0 (0: default)", name, v);
+    return RK_OK;
+}
+
+/* n values of a per-pair array: finite and > 0 (or >= 0 with zero_ok). */
+static int check_array(const char *name, const double *a, size_t n, int zero_ok)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(a[i]) || a[i] < 0.0 || (a[i] == 0.0 && !zero_ok))
+            RK_FAIL(RK_EINVAL, "rope: %s[%zu] = %g must be finite and %s 0", name, i, a[i],
+                    zero_ok ? ">=" : ">");
+    return RK_OK;
+}
+
+/* The per-pair arrays of a config: which are set must fit the scaling. */
+static int rope_check_arrays(const rk_rope_config *c, size_t h)
+{
+    int lr = c->scaling == RK_SCALE_LONGROPE;
+    if (lr && (!c->short_factor || !c->long_factor))
+        RK_FAIL(RK_EINVAL, "rope: longrope needs short_factor and long_factor (%zu values each)",
+                h);
+    if (!lr && (c->short_factor || c->long_factor))
+        RK_FAIL(RK_EINVAL, "rope: short_factor / long_factor are longrope's; scaling is %s",
+                rk_rope_scaling_name(c->scaling));
+    if (lr && c->freq_factors)
+        RK_FAIL(RK_EINVAL, "rope: longrope's factors are its per-pair divisors: freq_factors "
+                "cannot be given as well");
+    if (c->freqs && (c->scaling != RK_SCALE_NONE || c->freq_factors))
+        RK_FAIL(RK_EINVAL, "rope: freqs gives the frequencies as they are: it takes no scaling "
+                "(got %s) and no freq_factors", rk_rope_scaling_name(c->scaling));
+    int rc = RK_OK;
+    if (!rc && c->short_factor) rc = check_array("short_factor", c->short_factor, h, 0);
+    if (!rc && c->long_factor) rc = check_array("long_factor", c->long_factor, h, 0);
+    if (!rc && c->freq_factors) rc = check_array("freq_factors", c->freq_factors, h, 0);
+    if (!rc && c->freqs) rc = check_array("freqs", c->freqs, h, 1);
+    return rc;
+}
 
 /* Validate cfg and fill in defaults. Codes: RK_EINVAL for bad values, RK_EDIM for pair sizes. */
 static int rope_resolve(rk_rope_config *c)
@@ -70,31 +141,80 @@ static int rope_resolve(rk_rope_config *c)
     if (c->base == 0.0) c->base = 10000.0;
     if (!isfinite(c->base) || !(c->base > 0.0) || c->base == 1.0)
         RK_FAIL(RK_EINVAL, "rope: base = %g must be finite, > 0 and != 1", c->base);
-    if (c->scaling != RK_SCALE_NONE && c->scaling != RK_SCALE_LINEAR &&
-        c->scaling != RK_SCALE_NTK && c->scaling != RK_SCALE_YARN)
+    if ((int)c->scaling < (int)RK_SCALE_NONE || (int)c->scaling > (int)RK_SCALE_LONGROPE)
         RK_FAIL(RK_EINVAL, "rope: unknown scaling %d", (int)c->scaling);
-    if (c->scaling == RK_SCALE_NONE) {
+    rk_rope_scaling sc = c->scaling;
+    const char *name = rk_rope_scaling_name(sc);
+    int rc = rope_check_arrays(c, c->rotary_dim / 2);
+    if (!rc) rc = check_nonneg("orig_ctx", c->orig_ctx);
+    if (!rc) rc = check_nonneg("max_pos", c->max_pos);
+    if (!rc) rc = check_nonneg("low_freq_factor", c->low_freq_factor);
+    if (!rc) rc = check_nonneg("high_freq_factor", c->high_freq_factor);
+    if (rc) return rc;
+    if (!isfinite(c->mscale) || !isfinite(c->mscale_all_dim))
+        RK_FAIL(RK_EINVAL, "rope: mscale = %g, mscale_all_dim = %g must be finite", c->mscale,
+                c->mscale_all_dim);
+    if (c->no_truncate != 0 && c->no_truncate != 1)
+        RK_FAIL(RK_EINVAL, "rope: no_truncate = %d must be 0 or 1", c->no_truncate);
+
+    /* Lengths: L = orig_ctx (HF's standardize_rope_params defaults it to M), M = max_pos. */
+    double given_max = c->max_pos;
+    if (c->orig_ctx == 0.0) c->orig_ctx = given_max > 0.0 ? given_max : 4096.0;
+    if (c->max_pos == 0.0) c->max_pos = c->orig_ctx;
+
+    if (sc == RK_SCALE_NONE) {
         c->factor = 1.0;                 /* ignored without a scaling */
-    } else if (!isfinite(c->factor) || !(c->factor > 0.0)) {
-        RK_FAIL(RK_EINVAL, "rope: factor = %g must be finite and > 0 with a scaling", c->factor);
+    } else {
+        /* yarn, longrope: factor absent -> max_position_embeddings / original (HF) */
+        if (c->factor == 0.0 && (sc == RK_SCALE_YARN || sc == RK_SCALE_LONGROPE) &&
+            given_max > 0.0)
+            c->factor = given_max / c->orig_ctx;
+        if (!isfinite(c->factor) || !(c->factor > 0.0))
+            RK_FAIL(RK_EINVAL, "rope: factor = %g must be finite and > 0 with %s scaling%s",
+                    c->factor, name, sc == RK_SCALE_YARN || sc == RK_SCALE_LONGROPE
+                    ? " (or 0 with max_pos > 0: factor = max_pos / orig_ctx)" : "");
     }
-    if (c->scaling == RK_SCALE_NTK && c->rotary_dim == 2)
-        RK_FAIL(RK_EINVAL, "rope: NTK scaling needs rotary_dim > 2 (base * s^(r/(r-2))), got 2");
-    if (c->orig_ctx == 0.0) c->orig_ctx = 4096.0;
+    if ((sc == RK_SCALE_NTK || sc == RK_SCALE_DYNAMIC) && c->rotary_dim == 2)
+        RK_FAIL(RK_EINVAL, "rope: %s scaling needs rotary_dim > 2 (base * k^(r/(r-2))), got 2",
+                sc == RK_SCALE_NTK ? "NTK" : "dynamic NTK");
     if (c->beta_fast == 0.0) c->beta_fast = 32.0;
     if (c->beta_slow == 0.0) c->beta_slow = 1.0;
-    if (c->scaling == RK_SCALE_YARN) {
-        if (!isfinite(c->orig_ctx) || !(c->orig_ctx > 0.0))
-            RK_FAIL(RK_EINVAL, "rope: yarn orig_ctx = %g must be finite and > 0", c->orig_ctx);
+    if (sc == RK_SCALE_YARN || sc == RK_SCALE_YARN_PAPER) {
         if (!isfinite(c->beta_fast) || !isfinite(c->beta_slow) || !(c->beta_slow > 0.0) ||
             !(c->beta_fast > c->beta_slow))
-            RK_FAIL(RK_EINVAL, "rope: yarn needs beta_fast > beta_slow > 0, got %g and %g",
+            RK_FAIL(RK_EINVAL, "rope: %s needs beta_fast > beta_slow > 0, got %g and %g", name,
                     c->beta_fast, c->beta_slow);
     }
+    if (sc == RK_SCALE_LLAMA3) {
+        if (c->low_freq_factor == 0.0) c->low_freq_factor = 1.0;
+        if (c->high_freq_factor == 0.0) c->high_freq_factor = 4.0;
+        if (!(c->high_freq_factor > c->low_freq_factor))
+            RK_FAIL(RK_EINVAL, "rope: llama3 needs high_freq_factor > low_freq_factor > 0, got "
+                    "%g and %g", c->high_freq_factor, c->low_freq_factor);
+    }
+    if (sc == RK_SCALE_LONGROPE && !(c->orig_ctx > 1.0))
+        RK_FAIL(RK_EINVAL, "rope: longrope needs orig_ctx > 1 (its attention factor divides by "
+                "ln orig_ctx), got %g", c->orig_ctx);
     if (c->attn_factor == 0.0) {
-        /* YaRN sqrt(1/t) = 0.1 ln s + 1; like HF's get_mscale, 1 for s <= 1 (no extension). */
-        c->attn_factor = (c->scaling == RK_SCALE_YARN && c->factor > 1.0)
-                         ? 0.1 * log(c->factor) + 1.0 : 1.0;
+        double s = c->factor;
+        switch (sc) {
+        case RK_SCALE_YARN:
+            /* HF _compute_yarn_parameters: mscale / mscale_all_dim when both are set */
+            c->attn_factor = c->mscale != 0.0 && c->mscale_all_dim != 0.0
+                             ? get_mscale(s, c->mscale) / get_mscale(s, c->mscale_all_dim)
+                             : get_mscale(s, 1.0);
+            break;
+        case RK_SCALE_YARN_PAPER:
+            /* YaRN sqrt(1/t) = 0.1 ln s + 1; like HF's get_mscale, 1 for s <= 1 */
+            c->attn_factor = s > 1.0 ? 0.1 * log(s) + 1.0 : 1.0;
+            break;
+        case RK_SCALE_LONGROPE:
+            /* HF _compute_longrope_parameters */
+            c->attn_factor = s <= 1.0 ? 1.0 : sqrt(1.0 + log(s) / log(c->orig_ctx));
+            break;
+        default:
+            c->attn_factor = 1.0;
+        }
     }
     if (!isfinite(c->attn_factor) || !(c->attn_factor > 0.0))
         RK_FAIL(RK_EINVAL, "rope: attn_factor = %g must be finite and > 0", c->attn_factor);
@@ -102,41 +222,104 @@ static int rope_resolve(rk_rope_config *c)
     return RK_OK;
 }
 
-/* theta_i = base^(-2i/r), then the scaling. pow per i, never a running product, so every
- * theta carries one rounding. */
+/* A base b' = b k^(r/(r-2)) (NTK, dynamic) must stay usable. */
+static int scaled_base(const rk_rope_config *c, double k, double *out)
+{
+    size_t r = c->rotary_dim;
+    double b = c->base * pow(k, (double)r / (double)(r - 2));
+    if (!isfinite(b) || !(b > 0.0) || b == 1.0)
+        RK_FAIL(RK_EINVAL, "rope: %s base %g * %g^(%zu/%zu) = %g is not usable",
+                rk_rope_scaling_name(c->scaling), c->base, k, r, r - 2, b);
+    *out = b;
+    return RK_OK;
+}
+
+/* HF find_correction_dim: the (fractional) dimension index whose wavelength fits n rotations
+ * into L, r ln(L / (n 2 pi)) / (2 ln b). */
+static double yarn_corr_dim(double n, double r, double base, double L)
+{
+    return (r * log(L / (n * 2.0 * RK_PI))) / (2.0 * log(base));
+}
+
+/* theta_i = base^(-2i/r) (divided by the per-pair divisor, if any), then the scaling. pow per
+ * i, never a running product, so every theta carries one rounding. */
 static int rope_freqs(const rk_rope_config *c, double *theta)
 {
     size_t r = c->rotary_dim, h = r / 2;
     double s = c->factor, base = c->base;
+    if (c->freqs) {
+        memcpy(theta, c->freqs, h * sizeof *theta);
+        return RK_OK;
+    }
+    int rc = RK_OK;
     if (c->scaling == RK_SCALE_NTK) {
         /* b' = b s^(r/(r-2)): theta_0 stays 1, theta_{h-1} becomes exactly theta_{h-1}/s. */
-        base = c->base * pow(s, (double)r / (double)(r - 2));
-        if (!isfinite(base) || !(base > 0.0) || base == 1.0)
-            RK_FAIL(RK_EINVAL, "rope: NTK base %g * %g^(%zu/%zu) = %g is not usable", c->base, s,
-                    r, r - 2, base);
+        rc = scaled_base(c, s, &base);
+    } else if (c->scaling == RK_SCALE_DYNAMIC) {
+        /* HF _compute_dynamic_ntk_parameters: l = max(seq_len, M) */
+        double M = c->max_pos, l = (double)c->seq_len;
+        if (l < M) l = M;
+        rc = scaled_base(c, (s * l / M) - (s - 1.0), &base);
     }
+    if (rc) return rc;
+    /* yarn (HF): the ramp's ends in pair-index units (find_correction_range) */
+    double lo = 0.0, hi = 1.0;
+    if (c->scaling == RK_SCALE_YARN) {
+        lo = yarn_corr_dim(c->beta_fast, (double)r, c->base, c->orig_ctx);
+        hi = yarn_corr_dim(c->beta_slow, (double)r, c->base, c->orig_ctx);
+        if (!c->no_truncate) { lo = floor(lo); hi = ceil(hi); }
+        if (lo < 0.0) lo = 0.0;
+        if (hi > (double)(r - 1)) hi = (double)(r - 1);
+        if (lo == hi) hi += 0.001;       /* linear_ramp_factor: "prevent singularity" */
+    }
+    /* per-pair divisors: longrope's factor list for the length, or freq_factors */
+    const double *div = c->freq_factors;
+    if (c->scaling == RK_SCALE_LONGROPE)
+        div = (double)c->seq_len > c->orig_ctx ? c->long_factor : c->short_factor;
     for (size_t i = 0; i < h; i++) {
         double t = pow(base, -2.0 * (double)i / (double)r);
+        if (div) t = t / div[i];
         switch (c->scaling) {
         case RK_SCALE_LINEAR:
             t = t / s;
             break;
         case RK_SCALE_YARN: {
-            /* NTK-by-parts, the continuous ramp of the YaRN paper: r_i = L theta_i / (2 pi) is
-             * the number of rotations within the trained length L. Fast dims (r_i > beta_fast)
-             * keep theta_i, slow ones (r_i < beta_slow) are interpolated to theta_i / s.
-             * HF transformers instead rounds the correction range to integer dims
-             * (floor/ceil of find_correction_dim) and ramps linearly in the dim index, so its
-             * thetas differ slightly from these in the transition (boundary) dims. */
+            /* HF: ramp g over the pair index; inv_freq_extrapolation_factor e = 1 - g;
+             * interpolation * (1 - e) + extrapolation * e */
+            double g = ((double)i - lo) / (hi - lo);
+            g = g < 0.0 ? 0.0 : g > 1.0 ? 1.0 : g;
+            double e = 1.0 - g;
+            t = (t / s) * (1.0 - e) + t * e;
+            break;
+        }
+        case RK_SCALE_YARN_PAPER: {
+            /* NTK-by-parts, the continuous ramp of the YaRN paper's text: rho_i = L theta_i /
+             * (2 pi) rotations within the trained length L. Fast dims (rho_i > beta_fast) keep
+             * theta_i, slow ones (rho_i < beta_slow) are interpolated to theta_i / s. */
             double rot = c->orig_ctx * t / (2.0 * RK_PI);
             double g = (rot - c->beta_slow) / (c->beta_fast - c->beta_slow);
             g = g < 0.0 ? 0.0 : g > 1.0 ? 1.0 : g;
             t = (1.0 - g) * (t / s) + g * t;
             break;
         }
+        case RK_SCALE_LLAMA3: {
+            /* HF _compute_llama3_parameters: by wavelength against L / low, L / high */
+            double L = c->orig_ctx, lo_f = c->low_freq_factor, hi_f = c->high_freq_factor;
+            double w = 2.0 * RK_PI / t;
+            if (w > L / lo_f) {
+                t = t / s;
+            } else if (!(w < L / hi_f)) {
+                double k = (L / w - lo_f) / (hi_f - lo_f);
+                t = (1.0 - k) * t / s + k * t;
+            }
+            break;
+        }
         default:
             break;
         }
+        if (!isfinite(t))
+            RK_FAIL(RK_EINVAL, "rope: theta_%zu = %g is not finite (%s scaling)", i, t,
+                    rk_rope_scaling_name(c->scaling));
         theta[i] = t;
     }
     return RK_OK;
@@ -182,6 +365,7 @@ void rk_rope_destroy(rk_rope *r)
     rk__free(r->tab_d[0]);
     rk__free(r->tab_f[0]);
     rk__free(r->theta);
+    rk__free(r->arrays);
     rk__free(r);
 }
 
@@ -190,6 +374,30 @@ int rk_rope_resolve(rk_rope_config *cfg)
     rk__clear_error();
     if (!cfg) RK_FAIL(RK_EINVAL, "rope: NULL cfg");
     return rope_resolve(cfg);
+}
+
+/* Copy the config's per-pair arrays into the plan and point its config at the copies, so the
+ * caller's arrays need not outlive create. */
+static int rope_copy_arrays(rk_rope *r)
+{
+    const double **arr[4] = { &r->cfg.short_factor, &r->cfg.long_factor, &r->cfg.freq_factors,
+                              &r->cfg.freqs };
+    size_t h = r->half, n = 0, bytes;
+    for (int k = 0; k < 4; k++) n += *arr[k] != NULL;
+    if (n == 0) return RK_OK;
+    if (rk__bytes(n * h, sizeof(double), &bytes))
+        RK_FAIL(RK_EOVERFLOW, "rope: %zu per-pair arrays of %zu values overflow", n, h);
+    r->arrays = rk__alloc(bytes);
+    if (!r->arrays) RK_FAIL(RK_ENOMEM, "rope: cannot allocate %zu bytes", bytes);
+    r->narrays = n;
+    double *p = r->arrays;
+    for (int k = 0; k < 4; k++)
+        if (*arr[k]) {
+            memcpy(p, *arr[k], h * sizeof *p);
+            *arr[k] = p;
+            p += h;
+        }
+    return RK_OK;
 }
 
 int rk_rope_create(rk_rope **out, const rk_rope_config *cfg)
@@ -213,7 +421,8 @@ int rk_rope_create(rk_rope **out, const rk_rope_config *cfg)
     r->mscale = c.attn_factor;
     r->theta = rk__alloc(bt);
     if (!r->theta) { rk_rope_destroy(r); RK_FAIL(RK_ENOMEM, "rope: cannot allocate %zu bytes", bt); }
-    rc = rope_freqs(&c, r->theta);
+    rc = rope_copy_arrays(r);
+    if (!rc) rc = rope_freqs(&r->cfg, r->theta);
     if (rc) { rk_rope_destroy(r); return rc; }
 
     int ndir = r->mscale != 1.0 ? 2 : 1;
@@ -249,7 +458,9 @@ size_t rk_rope_bytes(const rk_rope *r)
     size_t n = r->cfg.table_len * 2 * r->half;
     size_t tables = alloc_size(n * sizeof(double)) + alloc_size(n * sizeof(float));
     int ndir = r->tab_d[1] != r->tab_d[0] ? 2 : 1;
-    return alloc_size(sizeof *r) + alloc_size(r->half * sizeof(double)) + (size_t)ndir * tables;
+    size_t arrays = r->narrays ? alloc_size(r->narrays * r->half * sizeof(double)) : 0;
+    return alloc_size(sizeof *r) + alloc_size(r->half * sizeof(double)) + arrays +
+           (size_t)ndir * tables;
 }
 
 /* ---------------------------------------------------------------------------------------- */

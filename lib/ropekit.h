@@ -97,17 +97,53 @@ void rk_matd_free(rk_matd *m);
  *   RK_ROPE_INTERLEAVED (RoFormer eq. 34, GPT-J):  pairs (x[2i], x[2i+1])      [c s c s ...]
  *   RK_ROPE_HALF        (GPT-NeoX, HF LLaMA):      pairs (x[i],  x[i + r/2])   [c c ... s s]
  * Pair i is rotated counter-clockwise by angle pos * theta_i:
- *   (a, b) -> (a cos - b sin, a sin + b cos),   theta_i = base^(-2i/r), i = 0 .. r/2 - 1,
- * then modified by the scaling (PAPER.md section 7):
- *   RK_SCALE_LINEAR  theta_i / s                          (position interpolation)
- *   RK_SCALE_NTK     base' = base * s^(r/(r-2))            (NTK-aware)
- *   RK_SCALE_YARN    theta_i' = (1-g_i) theta_i / s + g_i theta_i, g_i = ramp(L theta_i / 2pi)
- *                    between beta_slow and beta_fast, and cos/sin multiplied by the attention
- *                    factor (default 0.1 ln s + 1).
- * Channels r .. dim-1 pass through unchanged (partial rotary). Angles are formed in double
- * (pos * theta_i) before cos/sin, so float32 results stay accurate at positions >= 1e6. */
+ *   (a, b) -> (a cos - b sin, a sin + b cos),   i = 0 .. r/2 - 1,
+ * and cos, sin are multiplied by the attention factor m (rk_rope_mscale; 1 unless a scaling
+ * or attn_factor sets it). Channels r .. dim-1 pass through unchanged (partial rotary).
+ * Angles are formed in double (pos * theta_i) before cos/sin, so float32 results stay accurate
+ * at positions >= 1e6.
+ *
+ * Frequencies (PAPER.md section 7; Hugging Face transformers' modeling_rope_utils.py, whose
+ * rope types and parameter names are used: s = factor, b = base = rope_theta, L = orig_ctx =
+ * original_max_position_embeddings, M = max_pos = max_position_embeddings):
+ *   t_i = b^(-2i/r) / f_i    with f_i = freq_factors[i] (per-pair divisors as ggml's
+ *                            freq_factors; 1 without them)
+ *   RK_SCALE_NONE        theta_i = t_i                       (HF "default")
+ *   RK_SCALE_LINEAR      t_i / s                             (HF "linear", position interpolation)
+ *   RK_SCALE_NTK         static NTK-aware: b' = b s^(r/(r-2)) (rotary-embedding-torch; not HF)
+ *   RK_SCALE_DYNAMIC     HF "dynamic" (_compute_dynamic_ntk_parameters): with l = max(seq_len, M)
+ *                        b' = b ((s l / M) - (s - 1))^(r/(r-2)); l <= M gives the default
+ *                        frequencies, so they depend on the length
+ *   RK_SCALE_YARN        HF "yarn" (_compute_yarn_parameters: find_correction_dim,
+ *                        find_correction_range, linear_ramp_factor): a ramp over the pair index,
+ *                        c(n) = r ln(L / (2 pi n)) / (2 ln b); lo = floor(c(beta_fast)),
+ *                        hi = ceil(c(beta_slow)) (no floor/ceil with no_truncate), clamped to
+ *                        [0, r-1], hi += 0.001 if equal; g_i = clamp((i - lo)/(hi - lo), 0, 1);
+ *                        theta_i = (t_i / s) g_i + t_i (1 - g_i). s = factor, or M / L when
+ *                        factor is 0 and max_pos is given. m = attn_factor, else
+ *                        get_mscale(s, mscale) / get_mscale(s, mscale_all_dim) when both are
+ *                        nonzero (DeepSeek), else get_mscale(s) = 0.1 ln s + 1 (1 for s <= 1)
+ *   RK_SCALE_YARN_PAPER  the YaRN paper's text: ramp in the rotation count rho_i = L t_i / 2pi,
+ *                        g_i = clamp((rho_i - beta_slow)/(beta_fast - beta_slow), 0, 1),
+ *                        theta_i = (1 - g_i) t_i / s + g_i t_i; m = 0.1 ln s + 1 (1 for s <= 1).
+ *                        (What `yarn` meant before; kept to compare the two.)
+ *   RK_SCALE_LLAMA3      HF "llama3" (_compute_llama3_parameters): wavelength w_i = 2 pi / t_i;
+ *                        w_i < L / high_freq_factor: t_i; w_i > L / low_freq_factor: t_i / s;
+ *                        between: (1 - k) t_i / s + k t_i, k = (L / w_i - lo) / (hi - lo)
+ *   RK_SCALE_LONGROPE    HF "longrope" (_compute_longrope_parameters): t_i / long_factor[i] when
+ *                        seq_len > L, else t_i / short_factor[i]; m = attn_factor, else
+ *                        sqrt(1 + ln s / ln L) (1 for s <= 1), s = factor or M / L
+ *   freqs != NULL        theta_i = freqs[i] exactly (scaling must be RK_SCALE_NONE, no
+ *                        freq_factors): any scheme as data
+ * Every scheme ends as the r/2 numbers theta_i (rk_rope_freqs) and one m: the kernels never
+ * look at the scaling. A length-dependent type (dynamic, longrope) is fixed for the seq_len of
+ * the plan (HF: the largest position + 1 of the forward call); 0 means no length known (HF at
+ * initialisation: dynamic gives the default frequencies, longrope the short factors). */
 typedef enum { RK_ROPE_INTERLEAVED = 0, RK_ROPE_HALF = 1 } rk_rope_style;
-typedef enum { RK_SCALE_NONE = 0, RK_SCALE_LINEAR, RK_SCALE_NTK, RK_SCALE_YARN } rk_rope_scaling;
+typedef enum {
+    RK_SCALE_NONE = 0, RK_SCALE_LINEAR, RK_SCALE_NTK, RK_SCALE_YARN, RK_SCALE_YARN_PAPER,
+    RK_SCALE_DYNAMIC, RK_SCALE_LLAMA3, RK_SCALE_LONGROPE
+} rk_rope_scaling;
 
 typedef struct {
     size_t          dim;          /* head width d (channels per head); must be > 0          */
@@ -115,33 +151,56 @@ typedef struct {
     rk_rope_style   style;        /* 0: interleaved                                         */
     double          base;         /* 0: 10000                                               */
     rk_rope_scaling scaling;      /* 0: none                                                */
-    double          factor;       /* s > 0 for linear/ntk/yarn (0 with a scaling: EINVAL)   */
-    double          orig_ctx;     /* yarn: trained context length L (0: 4096)               */
-    double          beta_fast;    /* yarn: 0 -> 32                                          */
-    double          beta_slow;    /* yarn: 0 -> 1                                           */
-    double          attn_factor;  /* yarn: 0 -> 0.1 ln s + 1; other scalings: 0 -> 1        */
+    double          factor;       /* s > 0 with a scaling (0: EINVAL, except yarn and
+                                     longrope with max_pos: s = max_pos / orig_ctx)          */
+    double          orig_ctx;     /* L, original_max_position_embeddings: yarn, yarn-paper,
+                                     llama3, longrope (0: max_pos if given, else 4096)       */
+    double          beta_fast;    /* yarn, yarn-paper: 0 -> 32                              */
+    double          beta_slow;    /* yarn, yarn-paper: 0 -> 1                               */
+    double          attn_factor;  /* m; 0: the scaling's default (see above; 1 for none,
+                                     linear, ntk, dynamic, llama3)                          */
     size_t          table_len;    /* cos/sin table covers positions [0, table_len) (0: 4096);
                                      others combine it with cos/sin of a*table_len*theta
                                      (angle addition in double, corrected to the direct
                                      formula: within ~5 double ulps of cos(pos*theta))       */
+    /* Hugging Face rope types (issue 15); zero fields take the defaults. */
+    double          max_pos;      /* M, max_position_embeddings: dynamic (0: orig_ctx), and
+                                     the factor of yarn / longrope when factor is 0          */
+    size_t          seq_len;      /* dynamic, longrope: the sequence length (largest position
+                                     + 1) the frequencies are for; 0: not known (see above)  */
+    double          mscale;       /* yarn (DeepSeek): get_mscale coefficients of the         */
+    double          mscale_all_dim; /* attention factor; used only when both are nonzero    */
+    int             no_truncate;  /* yarn: 1 = HF truncate false (no floor/ceil of lo, hi)  */
+    double          low_freq_factor;  /* llama3: 0 -> 1                                     */
+    double          high_freq_factor; /* llama3: 0 -> 4 (must exceed low_freq_factor)      */
+    const double   *short_factor; /* longrope: r/2 divisors each, finite and > 0 (required) */
+    const double   *long_factor;
+    const double   *freq_factors; /* optional r/2 divisors f_i of the base frequencies (any
+                                     scaling but longrope), finite and > 0                  */
+    const double   *freqs;        /* optional r/2 frequencies used as they are (finite, >= 0)*/
 } rk_rope_config;
+/* The arrays are copied at create; rk_rope_get_config's points at the plan's copies. */
 
 typedef struct rk_rope rk_rope;
 /* Fill in the defaults of *cfg and validate it as rk_rope_create would, allocating nothing. */
 RK_NODISCARD int rk_rope_resolve(rk_rope_config *cfg);
 RK_NODISCARD int rk_rope_create(rk_rope **out, const rk_rope_config *cfg);
 void rk_rope_destroy(rk_rope *r);                           /* NULL-safe */
-const rk_rope_config *rk_rope_get_config(const rk_rope *r); /* defaults resolved */
+const rk_rope_config *rk_rope_get_config(const rk_rope *r); /* defaults resolved (factor,
+                                                               orig_ctx, max_pos, attn_factor,
+                                                               betas, llama3 factors) */
 const double *rk_rope_freqs(const rk_rope *r);              /* r/2 thetas after scaling */
-double rk_rope_mscale(const rk_rope *r);                    /* cos/sin multiplier (yarn;
-                                                               1 for s <= 1, as in HF)     */
+double rk_rope_mscale(const rk_rope *r);                    /* cos/sin multiplier m      */
 size_t rk_rope_bytes(const rk_rope *r);                     /* memory held by the plan   */
+/* The name of a scaling as the command line and Hugging Face spell it: "none", "linear",
+ * "ntk", "yarn", "yarn-paper", "dynamic", "llama3", "longrope" ("?" for others). */
+const char *rk_rope_scaling_name(rk_rope_scaling s);
 
 /* Rotate every row of `in` into `out` (same shape; out may alias in exactly, for in place).
  * in->cols must be a multiple of dim: each consecutive group of dim channels is one head, all
  * at the row's position (layout (n, heads, dim), so cos/sin are shared across heads).
  * Row t is at position pos[t] if pos != NULL, else pos0 + t. inverse != 0 undoes the
- * rotation (R^T; with a yarn attention factor a, divides by a). */
+ * rotation (R^T; with an attention factor m, divides by m). */
 RK_NODISCARD int rk_rope_apply(const rk_rope *r, const rk_mat *in, rk_mat *out,
                                int64_t pos0, const int64_t *pos, int inverse);
 RK_NODISCARD int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *out,
@@ -153,6 +212,38 @@ RK_NODISCARD int rk_rope_backward(const rk_rope *r, const rk_mat *dy, rk_mat *dx
                                   const int64_t *pos);
 RK_NODISCARD int rk_rope_backward_d(const rk_rope *r, const rk_matd *dy, rk_matd *dx,
                                     int64_t pos0, const int64_t *pos);
+
+/* A model's RoPE from its Hugging Face config.json (transformers' RotaryEmbeddingConfigMixin
+ * and the _compute_*_parameters functions of modeling_rope_utils.py, read with jansson):
+ *   rope_theta (or GPT-NeoX rotary_emb_base; inside rope_parameters first), default 10000;
+ *   head width: qk_rope_head_dim (DeepSeek's rotated part), head_dim, or
+ *     hidden_size / num_attention_heads (GPT-J: n_embd / n_head); rotary_dim =
+ *     int(head width * partial_rotary_factor) (GPT-NeoX rotary_pct, GPT-J rotary_dim also read);
+ *   max_position_embeddings; original_max_position_embeddings (top level first, as HF's
+ *     standardize_rope_params, then inside; default max_position_embeddings);
+ *   rope_parameters (newer files) or rope_scaling (older; both only if equal): rope_type (or
+ *     type): default, linear, dynamic, yarn, longrope (also "su"), llama3, with HF's keys and
+ *     defaults (factor, attention_factor, beta_fast, beta_slow, mscale, mscale_all_dim,
+ *     truncate, short_factor, long_factor, low_freq_factor, high_freq_factor).
+ * Pairing: interleaved for model_type gptj, codegen, deepseek_v2 and deepseek_v3 (unless
+ * rope_interleave is false), half-split (rotate_half) otherwise. cfg.dim = the head width,
+ * cfg.rotary_dim = the rotated channels (always set, so the plan keeps the file's pair count
+ * even if the caller changes dim).
+ * Errors name the key: RK_EFORMAT (not JSON, a key of the wrong type, a required key
+ * missing), RK_EUNSUP (a rope type or a key of the rope dictionary ropekit does not know, a
+ * per-layer-type dictionary), RK_EINVAL (a value out of range), RK_EIO (the file). */
+typedef struct {
+    rk_rope_config cfg;          /* ready for rk_rope_create (seq_len 0; set it)              */
+    char    rope_type[16];       /* as HF names it: "default", "linear", "dynamic", ...       */
+    size_t  head_dim;            /* the head width the file gives (= cfg.dim)                 */
+    double  partial_rotary_factor;
+    double *factors;             /* owned storage of cfg.short_factor / cfg.long_factor       */
+} rk_rope_hf;
+RK_NODISCARD int rk_rope_hf_load(rk_rope_hf *out, const char *path);
+/* The same from memory (name is used in messages, e.g. the file name). */
+RK_NODISCARD int rk_rope_hf_parse(rk_rope_hf *out, const char *json, size_t len,
+                                  const char *name);
+void rk_rope_hf_free(rk_rope_hf *h);                        /* safe on a zeroed struct */
 
 /* ------------------------------------------------------------------------------------ */
 /* Attention                                                                            */

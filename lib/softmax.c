@@ -244,6 +244,12 @@ static int sm_create(rk_attn *p)
     if (c->rope == RK_ROPE_QK) {
         if ((rc = make_rope(c, s))) return rc;
         p->bytes += rk_rope_bytes(s->rope);
+        /* rk_attn_get_config: the per-pair arrays are the rope plan's copies, not the caller's */
+        const rk_rope_config *own = rk_rope_get_config(s->rope);
+        p->cfg.rope_cfg.short_factor = own->short_factor;
+        p->cfg.rope_cfg.long_factor = own->long_factor;
+        p->cfg.rope_cfg.freq_factors = own->freq_factors;
+        p->cfg.rope_cfg.freqs = own->freqs;
         if (!(s->qd = TAKE(p, &rc, c->n_q, c->d, sizeof(double), "rotated queries")) ||
             !(s->kd = TAKE(p, &rc, c->n_kv, c->d, sizeof(double), "rotated keys")))
             return rc;

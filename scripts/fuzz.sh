@@ -53,7 +53,7 @@ fi
 command -v "$CLANG" >/dev/null 2>&1 || { echo "fuzz: $CLANG not found" >&2; exit 1; }
 
 # ---- build ----------------------------------------------------------------------------------
-LIBS="fftw3 fftw3f gsl openblas"
+LIBS="fftw3 fftw3f gsl openblas jansson"
 PKG_CFLAGS=$(pkg-config --cflags $LIBS)
 PKG_LIBS=$(pkg-config --libs $LIBS | sed 's/-lgslcblas//')
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"

@@ -1,5 +1,6 @@
 /* Naive double-precision RoPE reference, the oracle of tests/test_rope.c. Deliberately the
- * slow, obvious way: its own frequency code (HF style, 1 / base^(2i/r)) and, per position, the
+ * slow, obvious way: its own frequency code (HF style, 1 / base^(2i/r), every scaling of
+ * ropekit.h written from HF's modeling_rope_utils.py formulas) and, per position, the
  * explicit dim x dim matrix R of RoFormer eq. (15) (block-diagonal 2x2 rotations, identity on
  * the pass-through channels) multiplied by each head's vector. Not part of the library. */
 #ifndef RK_REF_ROPE_H

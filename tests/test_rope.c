@@ -169,9 +169,47 @@ static void check_case(const rk_rope_config *cfg, size_t heads, size_t rows, siz
     rk_rope_destroy(r);
 }
 
+/* Per-pair arrays for the longrope / freq_factors / freqs cases: up to 100 pairs. */
+static double short_f[100], long_f[100], ffac[100], fixed[100];
+static void fill_arrays(void)
+{
+    for (int i = 0; i < 100; i++) {
+        short_f[i] = 1.0 + 0.0625 * i;
+        long_f[i] = 1.0 + 0.375 * i * i / 7.0;
+        ffac[i] = 0.75 + (double)((i * 37) % 11) / 8.0;
+        fixed[i] = i % 5 == 4 ? 0.0 : 1.0 / (1.0 + 0.3 * i);      /* zeros: pairs that stay */
+    }
+}
+
+/* Every scaling, one config tweak each (index sc): */
+enum { N_SCAL = 11 };
+static rk_rope_config scaled(rk_rope_config cfg, int sc)
+{
+    switch (sc) {
+    case 0: break;                                                      /* none */
+    case 1: cfg.scaling = RK_SCALE_LINEAR; cfg.factor = 2.5; break;
+    case 2: cfg.scaling = RK_SCALE_NTK; cfg.factor = 4.0; break;
+    case 3: cfg.scaling = RK_SCALE_YARN; cfg.factor = 8.0; cfg.orig_ctx = 256.0; break;
+    case 4: cfg.scaling = RK_SCALE_YARN_PAPER; cfg.factor = 8.0; cfg.orig_ctx = 256.0; break;
+    case 5: cfg.scaling = RK_SCALE_DYNAMIC; cfg.factor = 3.0; cfg.max_pos = 512.0;
+            cfg.seq_len = 2000; break;                                  /* length past M */
+    case 6: cfg.scaling = RK_SCALE_LLAMA3; cfg.factor = 8.0; cfg.orig_ctx = 200.0; break;
+    case 7: cfg.scaling = RK_SCALE_LONGROPE; cfg.short_factor = short_f;
+            cfg.long_factor = long_f; cfg.max_pos = 8192.0; cfg.orig_ctx = 1024.0;
+            cfg.seq_len = 1025; break;                                  /* long factors */
+    case 8: cfg.scaling = RK_SCALE_YARN; cfg.factor = 0.0; cfg.max_pos = 2048.0;
+            cfg.orig_ctx = 512.0; cfg.no_truncate = 1; cfg.mscale = 1.0;
+            cfg.mscale_all_dim = 0.5; break;                            /* DeepSeek-style */
+    case 9: cfg.freq_factors = ffac; cfg.scaling = RK_SCALE_LINEAR; cfg.factor = 1.5; break;
+    case 10: cfg.freqs = fixed; cfg.attn_factor = 1.25; break;
+    }
+    return cfg;
+}
+
 static void test_vs_reference(void **state)
 {
     (void)state;
+    fill_arrays();
     gsl_rng *rng = rk_test_rng(2385);
     /* dim, rotary_dim, heads, rows, ld padding, table_len */
     static const struct { size_t dim, rd, heads, rows, pad, tlen; } sz[] = {
@@ -182,17 +220,15 @@ static void test_vs_reference(void **state)
         { 128, 96, 2, 4, 0, 0 },    /* GPT-NeoX-like partial rotary                        */
         { 200, 160, 1, 3, 1, 2 },   /* 80 pairs: more than one direct-path chunk           */
     };
-    static const rk_rope_scaling scal[] = { RK_SCALE_NONE, RK_SCALE_LINEAR, RK_SCALE_NTK,
-                                            RK_SCALE_YARN };
-    static const double fac[] = { 0.0, 2.5, 4.0, 8.0 };
     for (size_t c = 0; c < sizeof sz / sizeof sz[0]; c++)
         for (int st = 0; st < 2; st++)
-            for (size_t sc = 0; sc < 4; sc++) {
+            for (int sc = 0; sc < N_SCAL; sc++) {
                 size_t r = sz[c].rd ? sz[c].rd : sz[c].dim;
-                if (scal[sc] == RK_SCALE_NTK && r == 2) continue;   /* invalid, see errors */
                 rk_rope_config cfg = { .dim = sz[c].dim, .rotary_dim = sz[c].rd,
-                                       .style = (rk_rope_style)st, .scaling = scal[sc],
-                                       .factor = fac[sc], .table_len = sz[c].tlen };
+                                       .style = (rk_rope_style)st, .table_len = sz[c].tlen };
+                cfg = scaled(cfg, sc);
+                if ((cfg.scaling == RK_SCALE_NTK || cfg.scaling == RK_SCALE_DYNAMIC) && r == 2)
+                    continue;                                   /* invalid, see errors */
                 if (sc == 0 && c == 1) cfg.base = 500.0;              /* another base */
                 if (sc == 1 && c == 0) cfg.attn_factor = 0.75;        /* explicit factor */
                 size_t n = sz[c].rows;
@@ -778,8 +814,9 @@ static void test_freqs_and_scalings(void **state)
         assert_allclose(&tn[i], &want, 1, 1e-12, 0.0);
     }
 
-    /* YaRN: fast dims (r_i > beta_fast) unchanged, slow ones (r_i < beta_slow) theta / s,
-     * the transition strictly between; mscale = 0.1 ln s + 1. */
+    /* YaRN (HF's, yarn-paper alike for these settings): fast dims (r_i > beta_fast)
+     * unchanged, slow ones (r_i < beta_slow) theta / s, the transition strictly between;
+     * mscale = 0.1 ln s + 1. test_yarn_hf_vs_paper pins where the two differ. */
     rk_rope_config cy = { .dim = d, .scaling = RK_SCALE_YARN, .factor = 16.0 };
     rk_rope *ry = mk(&cy);
     const double *ty = rk_rope_freqs(ry);
@@ -824,6 +861,223 @@ static void test_freqs_and_scalings(void **state)
     rk_rope_destroy(NULL);
 }
 
+/* HF's yarn (ramp over the pair index) against the YaRN paper's text (ramp over the rotation
+ * count), the measurement of issue 15: d = 128, base 10000. For factor 4, original context
+ * 4096, HF's correction range is pairs 20 .. 46 (find_correction_range: floor(20.94),
+ * ceil(45.03)); 25 of the 64 frequencies differ by more than 1%, the largest by 42.28% (of
+ * HF's value); for factor 16, original 2048, by 67.55%. The attention factor is the same. */
+static void test_yarn_hf_vs_paper(void **state)
+{
+    (void)state;
+    static const struct { double s, L; int lo, hi, n1pc; double worst; } cs[] = {
+        { 4.0, 4096.0, 20, 46, 25, 0.42283719 },
+        { 16.0, 2048.0, 16, 41, 24, 0.67553352 },
+    };
+    rk_rope_config c0 = { .dim = 128 };
+    rk_rope *r0 = mk(&c0);
+    const double *t0 = rk_rope_freqs(r0);
+    for (int k = 0; k < 2; k++) {
+        rk_rope_config ch = { .dim = 128, .scaling = RK_SCALE_YARN, .factor = cs[k].s,
+                              .orig_ctx = cs[k].L };
+        rk_rope_config cp = ch;
+        cp.scaling = RK_SCALE_YARN_PAPER;
+        rk_rope *rh = mk(&ch), *rp = mk(&cp);
+        const double *th = rk_rope_freqs(rh), *tp = rk_rope_freqs(rp);
+        int n1pc = 0;
+        double worst = 0.0;
+        for (int i = 0; i < 64; i++) {
+            if (i <= cs[k].lo) assert_true(th[i] == t0[i]);              /* extrapolated */
+            else if (i >= cs[k].hi) assert_true(th[i] == t0[i] / cs[k].s);  /* interpolated */
+            else {                                                       /* linear in i */
+                double g = (double)(i - cs[k].lo) / (double)(cs[k].hi - cs[k].lo);
+                double want = t0[i] / cs[k].s * g + t0[i] * (1.0 - g);
+                assert_allclose(&th[i], &want, 1, 1e-15, 0.0);
+            }
+            double rel = fabs(th[i] - tp[i]) / th[i];
+            n1pc += rel > 0.01;
+            worst = fmax(worst, rel);
+        }
+        assert_int_equal(n1pc, cs[k].n1pc);
+        assert_allclose(&worst, &cs[k].worst, 1, 1e-7, 0.0);
+        assert_true(rk_rope_mscale(rh) == rk_rope_mscale(rp));
+        assert_true(rk_rope_mscale(rh) == 0.1 * log(cs[k].s) + 1.0);
+        rk_rope_destroy(rh); rk_rope_destroy(rp);
+    }
+    rk_rope_destroy(r0);
+}
+
+/* The other HF types, from their definitions (ropekit.h; modeling_rope_utils.py). */
+static void test_hf_types(void **state)
+{
+    (void)state;
+    const size_t d = 128, h = 64;
+    rk_rope_config c0 = { .dim = d };
+    rk_rope *r0 = mk(&c0);
+    const double *t0 = rk_rope_freqs(r0);
+
+    /* dynamic: the default frequencies up to M, then base' = b ((s l / M) - (s - 1))^(r/(r-2)),
+     * lower frequencies as the sequence grows; theta_0 stays 1 */
+    double prev = INFINITY;
+    const size_t lens[] = { 0, 1, 511, 512, 513, 1024, 4096, 100000 };
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        rk_rope_config cd = { .dim = d, .scaling = RK_SCALE_DYNAMIC, .factor = 2.0,
+                              .max_pos = 512.0, .seq_len = lens[k] };
+        rk_rope *rd = mk(&cd);
+        const double *td = rk_rope_freqs(rd);
+        assert_true(rk_rope_mscale(rd) == 1.0);
+        assert_true(td[0] == 1.0);
+        if (lens[k] <= 512) {
+            assert_memory_equal(td, t0, h * sizeof *td);
+        } else {
+            double l = (double)lens[k], b = 10000.0 * pow(2.0 * l / 512.0 - 1.0, 128.0 / 126.0);
+            for (size_t i = 0; i < h; i++) {
+                double want = 1.0 / pow(b, (double)(2 * i) / 128.0);
+                assert_allclose(&td[i], &want, 1, 1e-14, 0.0);
+            }
+            assert_true(td[h - 1] < prev);
+        }
+        prev = td[h - 1];
+        rk_rope_destroy(rd);
+    }
+    /* static NTK is not dynamic: at l = M (s l / M - (s - 1) = 1) dynamic is unscaled, NTK not */
+    rk_rope_config cn = { .dim = d, .scaling = RK_SCALE_NTK, .factor = 2.0 };
+    rk_rope *rn = mk(&cn);
+    assert_true(rk_rope_freqs(rn)[h - 1] < t0[h - 1]);
+    rk_rope_destroy(rn);
+
+    /* llama3 (Llama 3.1: base 500000, s 8, low 1, high 4, L 8192): wavelengths below
+     * L / 4 kept, above L / 1 divided by s, smooth between */
+    rk_rope_config cb = { .dim = d, .base = 500000.0 };
+    rk_rope *rb = mk(&cb);
+    const double *tb = rk_rope_freqs(rb);
+    rk_rope_config cl = { .dim = d, .base = 500000.0, .scaling = RK_SCALE_LLAMA3, .factor = 8.0,
+                          .orig_ctx = 8192.0 };
+    rk_rope *rl = mk(&cl);
+    const double *tl = rk_rope_freqs(rl);
+    assert_true(rk_rope_get_config(rl)->low_freq_factor == 1.0);
+    assert_true(rk_rope_get_config(rl)->high_freq_factor == 4.0);
+    int nk = 0, ns = 0, nm = 0;
+    for (size_t i = 0; i < h; i++) {
+        double w = 2.0 * 3.14159265358979323846 / tb[i];
+        if (w < 8192.0 / 4.0) { assert_true(tl[i] == tb[i]); nk++; }
+        else if (w > 8192.0) { assert_true(tl[i] == tb[i] / 8.0); ns++; }
+        else {
+            double sm = (8192.0 / w - 1.0) / 3.0, want = (1.0 - sm) * tb[i] / 8.0 + sm * tb[i];
+            assert_allclose(&tl[i], &want, 1, 1e-15, 0.0);
+            nm++;
+        }
+    }
+    assert_true(nk > 0 && ns > 0 && nm > 0);
+    assert_true(rk_rope_mscale(rl) == 1.0);
+    rk_rope_destroy(rb); rk_rope_destroy(rl);
+
+    /* longrope: short factors up to L, long ones beyond (seq_len > L); the attention factor
+     * sqrt(1 + ln s / ln L) with s = M / L when factor is 0, a given factor, or 1 for s <= 1 */
+    fill_arrays();
+    const size_t lr_len[] = { 0, 4096, 4097 };
+    for (size_t k = 0; k < 3; k++) {
+        rk_rope_config cr = { .dim = d, .scaling = RK_SCALE_LONGROPE, .short_factor = short_f,
+                              .long_factor = long_f, .orig_ctx = 4096.0, .max_pos = 131072.0,
+                              .seq_len = lr_len[k] };
+        rk_rope *rr = mk(&cr);
+        const double *f = lr_len[k] > 4096 ? long_f : short_f;
+        for (size_t i = 0; i < h; i++) assert_true(rk_rope_freqs(rr)[i] == t0[i] / f[i]);
+        double want = sqrt(1.0 + log(32.0) / log(4096.0));
+        assert_true(rk_rope_get_config(rr)->factor == 32.0);
+        assert_allclose((double[]){ rk_rope_mscale(rr) }, &want, 1, 1e-15, 0.0);
+        rk_rope_destroy(rr);
+    }
+    rk_rope_config cr = { .dim = d, .scaling = RK_SCALE_LONGROPE, .short_factor = short_f,
+                          .long_factor = long_f, .orig_ctx = 4096.0, .factor = 4.0 };
+    rk_rope *rr = mk(&cr);
+    double want = sqrt(1.0 + log(4.0) / log(4096.0));
+    assert_allclose((double[]){ rk_rope_mscale(rr) }, &want, 1, 1e-15, 0.0);
+    rk_rope_destroy(rr);
+    cr.factor = 0.5;
+    rr = mk(&cr);
+    assert_true(rk_rope_mscale(rr) == 1.0);
+    rk_rope_destroy(rr);
+
+    /* yarn: factor inferred from M / L, DeepSeek's mscale ratio, truncate = false */
+    rk_rope_config cy = { .dim = 64, .scaling = RK_SCALE_YARN, .max_pos = 163840.0,
+                          .orig_ctx = 4096.0, .mscale = 1.0, .mscale_all_dim = 0.8 };
+    rk_rope *ry = mk(&cy);
+    assert_true(rk_rope_get_config(ry)->factor == 40.0);
+    want = (0.1 * log(40.0) + 1.0) / (0.08 * log(40.0) + 1.0);
+    assert_allclose((double[]){ rk_rope_mscale(ry) }, &want, 1, 1e-15, 0.0);
+    rk_rope_destroy(ry);
+    cy.mscale_all_dim = 0.0;                    /* only one of the two: get_mscale(s) */
+    ry = mk(&cy);
+    assert_true(rk_rope_mscale(ry) == 0.1 * log(40.0) + 1.0);
+    rk_rope_destroy(ry);
+    /* without floor/ceil the ramp ends are fractional: pairs next to them move */
+    rk_rope_config ct = { .dim = d, .scaling = RK_SCALE_YARN, .factor = 4.0 };
+    rk_rope_config cu = ct;
+    cu.no_truncate = 1;
+    rk_rope *rt = mk(&ct), *ru = mk(&cu);
+    assert_true(rk_rope_freqs(ru)[21] != rk_rope_freqs(rt)[21]);   /* lo 20.94 instead of 20 */
+    assert_true(rk_rope_freqs(ru)[45] != rk_rope_freqs(rt)[45]);   /* hi 45.03 instead of 46 */
+    assert_true(rk_rope_freqs(ru)[10] == rk_rope_freqs(rt)[10]);   /* far from the ramp */
+    assert_true(rk_rope_freqs(ru)[50] == rk_rope_freqs(rt)[50]);
+    rk_rope_destroy(rt); rk_rope_destroy(ru);
+    rk_rope_destroy(r0);
+}
+
+/* Frequencies as data: a plan given another plan's thetas (freqs) and attention factor gives
+ * the same bits; freq_factors divide the base frequencies before the scaling; the arrays are
+ * copied at create (the caller's may change or go), get_config points at the copies. */
+static void test_freq_tables(void **state)
+{
+    (void)state;
+    gsl_rng *rng = rk_test_rng(1515);
+    rk_rope_config cy = { .dim = 40, .rotary_dim = 36, .style = RK_ROPE_HALF,
+                          .scaling = RK_SCALE_YARN, .factor = 6.0, .orig_ctx = 300.0,
+                          .table_len = 20 };
+    rk_rope *ry = mk(&cy);
+    double tab[18];
+    memcpy(tab, rk_rope_freqs(ry), sizeof tab);
+    rk_rope_config cf = { .dim = 40, .rotary_dim = 36, .style = RK_ROPE_HALF, .freqs = tab,
+                          .attn_factor = rk_rope_mscale(ry), .table_len = 20 };
+    rk_rope *rf = mk(&cf);
+    assert_true(rk_rope_get_config(rf)->freqs != tab);
+    assert_memory_equal(rk_rope_get_config(rf)->freqs, tab, sizeof tab);
+    for (int i = 0; i < 18; i++) tab[i] = -1.0;              /* the plan kept its own copy */
+    assert_memory_equal(rk_rope_freqs(rf), rk_rope_freqs(ry), sizeof tab);
+    size_t n = 30;
+    rk_matd x = rk_test_randnd(rng, n, 80, 80, 1.0);
+    rk_mat xf = rk_test_mat(n, 80, 80);
+    rk_test_d2f(&x, &xf);
+    rk_matd a = rk_test_matd(n, 80, 80), b = rk_test_matd(n, 80, 80);
+    rk_mat af = rk_test_mat(n, 80, 80), bf = rk_test_mat(n, 80, 80);
+    for (int inv = 0; inv < 2; inv++) {
+        assert_rk_ok(rk_rope_apply_d(ry, &x, &a, 7, NULL, inv));   /* crosses the table end */
+        assert_rk_ok(rk_rope_apply_d(rf, &x, &b, 7, NULL, inv));
+        assert_true(same_bits_d(&a, &b));
+        assert_rk_ok(rk_rope_apply(ry, &xf, &af, 7, NULL, inv));
+        assert_rk_ok(rk_rope_apply(rf, &xf, &bf, 7, NULL, inv));
+        assert_true(same_bits_f(&af, &bf));
+    }
+    rk_test_freed(&x); rk_test_freed(&a); rk_test_freed(&b);
+    rk_test_free(&xf); rk_test_free(&af); rk_test_free(&bf);
+    rk_rope_destroy(ry); rk_rope_destroy(rf);
+
+    /* freq_factors: theta_i = base^(-2i/r) / f_i, then the scaling */
+    fill_arrays();
+    rk_rope_config c0 = { .dim = 32 };
+    rk_rope *r0 = mk(&c0);
+    rk_rope_config cv = { .dim = 32, .freq_factors = ffac };
+    rk_rope_config cl = { .dim = 32, .freq_factors = ffac, .scaling = RK_SCALE_LINEAR,
+                          .factor = 3.0 };
+    rk_rope *rv = mk(&cv), *rl = mk(&cl);
+    for (int i = 0; i < 16; i++) {
+        assert_true(rk_rope_freqs(rv)[i] == rk_rope_freqs(r0)[i] / ffac[i]);
+        assert_true(rk_rope_freqs(rl)[i] == rk_rope_freqs(r0)[i] / ffac[i] / 3.0);
+    }
+    assert_true(rk_rope_get_config(rv)->freq_factors != ffac);
+    rk_rope_destroy(r0); rk_rope_destroy(rv); rk_rope_destroy(rl);
+    gsl_rng_free(rng);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* errors                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
@@ -863,6 +1117,46 @@ static void test_create_errors(void **state)
     expect_create_error(c, RK_EINVAL);
     c = ok; c.scaling = RK_SCALE_YARN; c.factor = 2.0; c.beta_slow = -1.0;
     expect_create_error(c, RK_EINVAL);
+    /* the HF types and per-pair arrays */
+    static const double good[4] = { 1.0, 2.0, 3.0, 4.0 };
+    static const double zero[4] = { 1.0, 0.0, 3.0, 4.0 }, nan4[4] = { 1.0, 2.0, NAN, 4.0 };
+    static const double neg[4] = { 1.0, 2.0, 3.0, -4.0 };
+    c = ok; c.scaling = RK_SCALE_DYNAMIC; c.factor = 2.0; c.rotary_dim = 2;
+    expect_create_error(c, RK_EINVAL);                               /* r/(r-2) */
+    c = ok; c.scaling = RK_SCALE_DYNAMIC;                       expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN;                          expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN_PAPER; c.factor = 2.0; c.beta_fast = 0.5;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN; c.factor = 2.0; c.no_truncate = 2;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN; c.factor = 2.0; c.mscale = NAN;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_YARN; c.factor = 40.0; c.mscale = -50.0; c.mscale_all_dim = 1.0;
+    expect_create_error(c, RK_EINVAL);                               /* attention factor < 0 */
+    c = ok; c.scaling = RK_SCALE_LLAMA3; c.factor = 8.0; c.low_freq_factor = 4.0;
+    expect_create_error(c, RK_EINVAL);                               /* high 4 <= low 4 */
+    c = ok; c.scaling = RK_SCALE_LLAMA3; c.factor = 8.0; c.high_freq_factor = -1.0;
+    expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_LONGROPE;                      expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = RK_SCALE_LONGROPE; c.short_factor = good;
+    expect_create_error(c, RK_EINVAL);                               /* no long_factor */
+    c = ok; c.scaling = RK_SCALE_LONGROPE; c.short_factor = good; c.long_factor = good;
+    expect_create_error(c, RK_EINVAL);                               /* no factor, no max_pos */
+    c.factor = 2.0; c.orig_ctx = 1.0;                           expect_create_error(c, RK_EINVAL);
+    c.orig_ctx = 0.0; c.long_factor = zero;                     expect_create_error(c, RK_EINVAL);
+    c.long_factor = nan4;                                       expect_create_error(c, RK_EINVAL);
+    c.long_factor = good; c.freq_factors = good;                expect_create_error(c, RK_EINVAL);
+    c = ok; c.short_factor = good;                              expect_create_error(c, RK_EINVAL);
+    c = ok; c.freqs = good; c.scaling = RK_SCALE_LINEAR; c.factor = 2.0;
+    expect_create_error(c, RK_EINVAL);                               /* freqs take no scaling */
+    c = ok; c.freqs = good; c.freq_factors = good;              expect_create_error(c, RK_EINVAL);
+    c = ok; c.freqs = neg;                                      expect_create_error(c, RK_EINVAL);
+    c = ok; c.freq_factors = zero;                              expect_create_error(c, RK_EINVAL);
+    c = ok; c.orig_ctx = NAN;                                   expect_create_error(c, RK_EINVAL);
+    c = ok; c.max_pos = -1.0;                                   expect_create_error(c, RK_EINVAL);
+    c = ok; c.scaling = (rk_rope_scaling)(RK_SCALE_LONGROPE + 1); expect_create_error(c, RK_EINVAL);
+    c = ok; c.freq_factors = (const double[]){ 1e-320, 1, 1, 1 };
+    expect_create_error(c, RK_EINVAL);                               /* theta_0 = 1 / 1e-320 */
     c = ok; c.attn_factor = -1.0;                               expect_create_error(c, RK_EINVAL);
     c = ok; c.attn_factor = NAN;                                expect_create_error(c, RK_EINVAL);
     c = ok; c.dim = 128; c.table_len = SIZE_MAX / 4;            expect_create_error(c, RK_EOVERFLOW);
@@ -927,7 +1221,7 @@ static void test_apply_errors(void **state)
 /* rk_rope_bytes: NULL -> 0; the tables (table_len x r/2 pairs x cos, sin in double and float)
  * dominate; each table row and theta is counted exactly (allocations are whole multiples of 64
  * bytes here), separate inverse tables (yarn, mscale != 1) count twice, the default table
- * covers 4096 positions. */
+ * covers 4096 positions, the copies of per-pair arrays count once each. */
 static void test_bytes(void **state)
 {
     (void)state;
@@ -966,19 +1260,37 @@ static void test_bytes(void **state)
     rk_rope *e = mk(&ce);
     assert_int_equal(rk_rope_bytes(e), ba + (4096 - 64) * row);
 
+    /* per-pair arrays: one copy of 16 values each (longrope: two) */
+    fill_arrays();
+    rk_rope_config cf = ca;
+    cf.freq_factors = ffac;
+    rk_rope *f = mk(&cf);
+    assert_int_equal(rk_rope_bytes(f), ba + 16 * sizeof(double));      /* 128 B: 2 x 64 */
+    rk_rope_config cr = ca;
+    cr.scaling = RK_SCALE_LONGROPE;
+    cr.short_factor = short_f;
+    cr.long_factor = long_f;
+    cr.factor = 1.0;                                              /* s <= 1: mscale 1 */
+    rk_rope *g = mk(&cr);
+    assert_int_equal(rk_rope_bytes(g), ba + 32 * sizeof(double));
+
     rk_rope_destroy(a); rk_rope_destroy(b); rk_rope_destroy(c);
     rk_rope_destroy(y); rk_rope_destroy(d); rk_rope_destroy(e);
+    rk_rope_destroy(f); rk_rope_destroy(g);
 }
 
 /* Every allocation of create failing in turn: RK_ENOMEM, *out NULL, nothing leaked (LSan). */
 static void test_alloc_failure(void **state)
 {
     (void)state;
-    const rk_rope_config cfgs[2] = {
+    fill_arrays();
+    const rk_rope_config cfgs[3] = {
         { .dim = 32, .table_len = 64 },
         { .dim = 32, .rotary_dim = 16, .scaling = RK_SCALE_YARN, .factor = 4.0, .table_len = 64 },
+        { .dim = 32, .scaling = RK_SCALE_LONGROPE, .factor = 4.0, .short_factor = short_f,
+          .long_factor = long_f, .table_len = 64 },                 /* + the arrays' copy */
     };
-    for (int c = 0; c < 2; c++) {
+    for (int c = 0; c < 3; c++) {
         long k = 0;
         for (;; k++) {
             rk_rope *r = (rk_rope *)&k;
@@ -991,7 +1303,8 @@ static void test_alloc_failure(void **state)
             assert_null(r);
             assert_true(k < 20);
         }
-        assert_true(k >= (c ? 4 : 3));    /* plan, freqs, tables (and inverse tables) */
+        assert_true(k >= (c ? 4 + (c == 2) : 3));   /* plan, freqs, (arrays), tables (and
+                                                       inverse tables) */
     }
 }
 
@@ -1011,6 +1324,9 @@ int main(void)
         cmocka_unit_test(test_float_bits_model),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_freqs_and_scalings),
+        cmocka_unit_test(test_yarn_hf_vs_paper),
+        cmocka_unit_test(test_hf_types),
+        cmocka_unit_test(test_freq_tables),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_apply_errors),
         cmocka_unit_test(test_alloc_failure),
