@@ -49,6 +49,13 @@ typedef struct rk__attn_kind {
     int       (*bwd_d)(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
                        const rk_matd *out, const double *saved, const rk_matd *dout,
                        rk_matd *dq, rk_matd *dk, rk_matd *dv, size_t kv_len);
+    /* Batches of heads (optional): a kind with its own batched execute spreads the work over
+     * batch x heads x its tiles; without one, attn.c runs the heads one after another through
+     * the matrix entries above. Tensors are checked by attn.c; kv_len is NULL or batch values. */
+    int       (*exec_batch_f)(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
+                              const rk_tensor *v, rk_tensor *out, const size_t *kv_len);
+    int       (*exec_batch_d)(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
+                              const rk_tensord *v, rk_tensord *out, const size_t *kv_len);
     /* The plan's feature map and its rotations (NULL: the kind has none). */
     struct rk__featmap *(*featmap)(const rk_attn *p, const rk_rope **rope_qk,
                                    const rk_rope **rope_features);
@@ -60,6 +67,10 @@ struct rk_attn {
     size_t               bytes;  /* working memory owned by the plan                     */
     const rk__attn_kind *ops;
     void                *impl;   /* kind-specific state                                  */
+    /* Grouped-query backward through the per-head path: one key/value head's gradients of
+     * the second and later query heads of its group, (n_kv, d + d_v) each precision. */
+    float               *gqa_f;
+    double              *gqa_d;
 };
 
 /* Number of keys query i may see given causal alignment and key padding (kv_len <= n_kv):

@@ -228,7 +228,7 @@ static int sm_create(rk_attn *p)
     if (!s) RK_FAIL(RK_ENOMEM, "softmax: cannot allocate the plan");
     p->impl = s;
     p->bytes += rk__alloc_size(sizeof *s);
-    s->kern = rk__sm_kernels_pick();
+    s->kern = rk__sm_kernels_for(c->isa);
     s->dvp = round_up(c->d_v, RK_SM_NR);
     s->ntiles = (c->n_q + BR - 1) / BR;
     s->npan = (c->n_kv + RK_SM_NR - 1) / RK_SM_NR;
