@@ -1,6 +1,7 @@
 /* ropekit theory: every theoretical statement of the paper as a runnable check, one row each
  * (equation, what is measured, measured value, tolerance and why, PASS/FAIL). The checks are in
- * theory.c; this file reads the options, runs them and writes the table. */
+ * theory_rope.c, theory_e19.c and theory_favor.c, listed and run by theory.c; this file reads the
+ * options, runs them and writes the table. */
 #include "cli.h"
 #include "decay.h"
 #include "theory.h"
