@@ -138,7 +138,7 @@ int theory__chk_e19_qk(const theory_config *cfg, theory_result *res)
     res->cmp = THEORY_INFO;
     res->tol = NAN;
     setf(res->detail, sizeof res->detail, "5%%..95%%: %.3g .. %.3g, max %.3g: relative only in "
-         "expectation over the projection (PAPER.md section 3)",
+         "expectation over the projection (docs/theory.md#eq-19)",
          gsl_stats_quantile_from_sorted_data(rel, 1, nd, 0.05),
          gsl_stats_quantile_from_sorted_data(rel, 1, nd, 0.95), rel[nd - 1]);
     setf(res->why, sizeof res->why, "not a check: omega . (R_m q) depends on m itself, so eq. 19's "

@@ -195,7 +195,7 @@ int theory__chk_fv_unbiased(const theory_config *cfg, theory_result *res)
     return RK_OK;
 }
 
-/* Lemma 2 closed forms (PAPER.md section 6), iid projections. */
+/* Lemma 2 closed forms (docs/theory.md#favor), iid projections. */
 static double fv_pred(int which, const fv_point *p)
 {
     double pos = exp(p->z2) * p->sm * p->sm * (1 - exp(-p->z2)) / FV_M;
@@ -281,8 +281,9 @@ int theory__chk_fv_ort_bound(const theory_config *cfg, theory_result *res)
     setf(res->detail, sizeof res->detail, "MSE_ort %.5g, bound %.5g, CI [%.4f, %.4f] x bound", mse, b,
          (mse - t * se) / b, (mse + t * se) / b);
     setf(res->why, sizeof res->why, "fails only if MSE_ort is significantly above the bound: the "
-         "lower CI end (99%% family-wise, %zu tests) must be <= 1. PAPER.md s. 6 writes SM^2 for "
-         "(SM - e^{-..})^2; SM^2 would make the bound negative for small norms", theory__family());
+         "lower CI end (99%% family-wise, %zu tests) must be <= 1. The bound has (SM - e^{-..})^2, "
+         "not SM^2, which would make it negative for small norms (docs/theory.md#theorem-2)",
+         theory__family());
     return RK_OK;
 }
 

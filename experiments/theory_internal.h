@@ -67,7 +67,7 @@ static inline int64_t rpos(gsl_rng *r, int64_t P)
     return (int64_t)floor(gsl_ran_flat(r, -(double)P, (double)P + 1.0));
 }
 
-/* ---- the paper's rotation, written out (eqs. 13-15, 34; 0-based theta, PAPER.md s. 8) ---- */
+/* ---- the paper's rotation, written out (eqs. 13-15, 34; 0-based theta: docs/theory.md) ---- */
 
 static inline double paper_theta(double base, size_t i, size_t d)
 {

@@ -230,7 +230,7 @@ int theory__chk_norm_f(const theory_config *c, theory_result *r)
     return norm_check(c, r, 1);
 }
 
-/* h_i = q~_i conj(k~_i) of interleaved pairs (PAPER.md section 2). */
+/* h_i = q~_i conj(k~_i) of interleaved pairs (docs/theory.md#figure-2). */
 static void hprod(const double *q, const double *k, size_t i, double *hr, double *hi)
 {
     *hr = q[2 * i] * k[2 * i] + q[2 * i + 1] * k[2 * i + 1];
@@ -434,7 +434,7 @@ done:
 }
 
 /* Interleaved and half-split give identical scores after the channel permutation
- * x_half = x_inter[perm], perm = (0, 2, 4, .., 1, 3, 5, ..) (PAPER.md section 9). */
+ * x_half = x_inter[perm], perm = (0, 2, 4, .., 1, 3, 5, ..) (docs/theory.md#conventions). */
 static int layout_check(const theory_config *cfg, theory_result *res, int f32)
 {
     const theory_rope *R = cfg->rope;
