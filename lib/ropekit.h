@@ -135,7 +135,7 @@ void rk_matd_free(rk_matd *m);
  * Angles are formed in double (pos * theta_i) before cos/sin, so float32 results stay accurate
  * at positions >= 1e6.
  *
- * Frequencies (PAPER.md section 7; Hugging Face transformers' modeling_rope_utils.py, whose
+ * Frequencies (docs/theory.md#rope-scalings-and-xpos; Hugging Face transformers' modeling_rope_utils.py, whose
  * rope types and parameter names are used: s = factor, b = base = rope_theta, L = orig_ctx =
  * original_max_position_embeddings, M = max_pos = max_position_embeddings):
  *   t_i = b^(-2i/r) / f_i    with f_i = freq_factors[i] (per-pair divisors as ggml's
@@ -523,7 +523,7 @@ RK_NODISCARD int rk_attn_proj_load(const char *path, size_t d, rk_mat *w);
  * Softmax: logit = scale q_i . k_j + b(t) (RoPE, xPos applied to q, k first). The float32 path
  * adds float(log2(e) b) to its log2-domain logits; a zero bias gives the same bits as none.
  *
- * RK_RPE_FFT (Luo et al. 2021, "Stable, fast and accurate", eq. 10; PAPER.md section 5):
+ * RK_RPE_FFT (Luo et al. 2021, "Stable, fast and accurate", eq. 10; docs/theory.md#relative-biases):
  *     out_i = sum_j c_ij phi(q_i).phi(k_j) v_j / sum_j c_ij phi(q_i).phi(k_j),
  *     c_ij = exp(b(t)) for the keys query i sees (causal: t <= 0; kv_len), 0 otherwise,
  * with the feature map of cfg.rpe_base (RK_PERFORMER: FAVOR+ kernel, n_features, seed, proj,
@@ -601,7 +601,7 @@ RK_NODISCARD int rk_bias_alibi(double *bias, size_t n_q, size_t n_kv, double slo
 RK_NODISCARD int rk_sinusoidal_add(rk_mat *x, int64_t pos0, double base);
 RK_NODISCARD int rk_sinusoidal_add_d(rk_matd *x, int64_t pos0, double base);
 
-/* xPos (Sun et al. 2022, torchscale XPOS; PAPER.md section 7): RoPE whose pair i (of the r
+/* xPos (Sun et al. 2022, torchscale XPOS; docs/theory.md#rope-scalings-and-xpos): RoPE whose pair i (of the r
  * rotated channels) is also scaled, the query at position n by zeta_i^(n/B) and the key at m by
  * zeta_i^(-m/B), so the pair's score gains zeta_i^((n - m)/B) <= 1 for n >= m (causal only):
  *     zeta_i = (2i/r + gamma) / (1 + gamma),  i = 0 .. r/2 - 1  (gamma 0: 0.4).
