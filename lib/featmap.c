@@ -4,12 +4,16 @@
  * single-threaded, so it depends on the seed alone (not on threads, not on the environment:
  * gsl_rng_default is never used). Gaussians are gsl_ran_gaussian_ziggurat, in this order:
  *   iid:        m rows of d draws (row norms are chi(d) by construction); fixed: row / |row| * sqrt(d)
- *   orthogonal: ceil(m/d) blocks; per block a d x d Gaussian G (row-major draws), G = QR
- *               (Householder, gsl_linalg_QR_decomp + _unpack), rows of Q diag(sign(diag R))
- *               (the sign correction makes the block Haar-distributed: without it GSL's
- *               Householder convention makes Q[0][0] always negative), the last block cut to
- *               m mod d rows; then, for chi norms, each kept row of the block times the norm of
- *               d fresh draws; for fixed norms, times sqrt(d).
+ *   orthogonal: ceil(m/d) blocks of r = d rows, the last one r = m mod d (when not 0); per
+ *               block, 16 rows at a time: d draws per row, made orthogonal to the block's rows
+ *               before them (Gram-Schmidt, twice) and of unit length; then, for chi norms, each
+ *               row of the block times the norm of d fresh draws; for fixed norms, times sqrt(d).
+ *               Gram-Schmidt of Gaussian rows is the QR of G^T with a positive diagonal in R,
+ *               so the r rows are a Haar-distributed orthonormal r-frame (a Householder QR needs
+ *               the sign correction Q diag(sign(diag R)) for that: GSL's makes Q[0][0] always
+ *               negative). Only the rows asked for are drawn: O(d r^2) per block, never a d x d
+ *               factorisation for m < d (rk__featmap_check_cost refuses sizes that would
+ *               take minutes).
  * Rows are orthogonal within a block only. Everything is computed in double, stored as float.
  */
 #include "featmap.h"
@@ -27,12 +31,8 @@
 #  define RK_FM_X86 0
 #endif
 
-#include <gsl/gsl_errno.h>
-#include <gsl/gsl_linalg.h>
-#include <gsl/gsl_matrix.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
-#include <gsl/gsl_vector.h>
 
 /* ------------------------------------------------------------------------------------------ */
 /* Projections                                                                                */
@@ -69,40 +69,87 @@ static int draw_iid(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w,
     return RK_OK;
 }
 
+/* a . b over n doubles in a fixed order (four partial sums): the projection depends on the seed
+ * alone, never on the build's vector width or a BLAS's threads. */
+static double dot4(const double *a, const double *b, size_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        s0 += a[c] * b[c];
+        s1 += a[c + 1] * b[c + 1];
+        s2 += a[c + 2] * b[c + 2];
+        s3 += a[c + 3] * b[c + 3];
+    }
+    for (; c < n; c++) s0 += a[c] * b[c];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Rows i0 .. i0+np-1 of q (r x d; rows 0 .. i0-1 orthonormal): Gaussian draws, row by row,
+ * made orthogonal to every row before them and of unit length. Twice ("twice is enough":
+ * orthogonal to working precision): against the earlier panels at once (each earlier row is read
+ * once per pass for all np rows: at large d the rows do not fit in cache, and row-by-row
+ * Gram-Schmidt would stream them np times), then within the panel row by row (modified
+ * Gram-Schmidt) with normalisation. c: np * i0 scratch. Returns 0, or -1 if a row vanished
+ * (probability 0 for Gaussian rows with r <= d). */
+#define HAAR_PANEL 16
+static int haar_panel(gsl_rng *rng, double *q, size_t i0, size_t np, size_t d, double *c)
+{
+    double *qp = q + i0 * d;
+    for (size_t i = 0; i < np * d; i++) qp[i] = gsl_ran_gaussian_ziggurat(rng, 1.0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t j = 0; j < i0; j++)
+            for (size_t p = 0; p < np; p++) c[p * i0 + j] = dot4(qp + p * d, q + j * d, d);
+        for (size_t j = 0; j < i0; j++) {
+            const double *qj = q + j * d;
+            for (size_t p = 0; p < np; p++) {
+                double a = c[p * i0 + j], *x = qp + p * d;
+                for (size_t k = 0; k < d; k++) x[k] -= a * qj[k];
+            }
+        }
+        for (size_t p = 0; p < np; p++) {
+            double *x = qp + p * d;
+            for (size_t p2 = 0; p2 < p; p2++) {
+                const double *y = qp + p2 * d;
+                double a = dot4(x, y, d);
+                for (size_t k = 0; k < d; k++) x[k] -= a * y[k];
+            }
+            double nrm = sqrt(dot4(x, x, d));
+            if (!(nrm > 0.0) || !isfinite(nrm)) return -1;
+            for (size_t k = 0; k < d; k++) x[k] /= nrm;
+        }
+    }
+    return 0;
+}
+
 static int draw_orthogonal(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w,
                            const char *who)
 {
     size_t d = cfg->d;
+    size_t r_max = m < d ? m : d;
+    double *q = rk__alloc(r_max * d * sizeof *q), *c = rk__alloc(HAAR_PANEL * r_max * sizeof *c);
     int rc = RK_OK;
-    gsl_matrix *A = gsl_matrix_alloc(d, d), *Q = gsl_matrix_alloc(d, d), *R = gsl_matrix_alloc(d, d);
-    gsl_vector *tau = gsl_vector_alloc(d);
-    if (!A || !Q || !R || !tau) { rc = rk__fail(RK_ENOMEM, "%s: GSL cannot allocate %zu x %zu "
-                                                "matrices for the QR", who, d, d); goto done; }
+    if (!q || !c) {
+        rc = rk__fail(RK_ENOMEM, "%s: cannot allocate a %zu x %zu orthogonal block", who, r_max, d);
+        goto done;
+    }
     for (size_t b = 0; b * d < m; b++) {
-        /* G (d, d) Gaussian; G = Q R */
-        for (size_t i = 0; i < d; i++)
-            for (size_t c = 0; c < d; c++)
-                gsl_matrix_set(A, i, c, gsl_ran_gaussian_ziggurat(rng, 1.0));
-        int g = gsl_linalg_QR_decomp(A, tau);
-        if (!g) g = gsl_linalg_QR_unpack(A, tau, Q, R);
-        if (g) { rc = rk__fail(RK_EDEP, "%s: GSL QR of a %zu x %zu block failed: %s", who, d,
-                               d, gsl_strerror(g)); goto done; }
+        /* the rows this block gives: d, or what is left of m (only those are drawn) */
         size_t rows = m - b * d < d ? m - b * d : d;
+        for (size_t i0 = 0; i0 < rows; i0 += HAAR_PANEL)
+            if (haar_panel(rng, q, i0, rows - i0 < HAAR_PANEL ? rows - i0 : HAAR_PANEL, d, c)) {
+                rc = rk__fail(RK_EDEP, "%s: a Gaussian row of block %zu vanished in "
+                              "Gram-Schmidt (d = %zu)", who, b, d);
+                goto done;
+            }
         for (size_t i = 0; i < rows; i++) {
             double len = cfg->proj_norm == RK_NORM_FIXED ? sqrt((double)d) : chi_norm(rng, d);
-            float *w_r = w + (b * d + i) * d;
-            for (size_t c = 0; c < d; c++) {
-                /* Q diag(sign(diag R)): sign(0) taken as +1 */
-                double sgn = gsl_matrix_get(R, c, c) < 0.0 ? -1.0 : 1.0;
-                w_r[c] = (float)(gsl_matrix_get(Q, i, c) * sgn * len);
-            }
+            for (size_t k = 0; k < d; k++) w[(b * d + i) * d + k] = (float)(q[i * d + k] * len);
         }
     }
 done:
-    gsl_vector_free(tau);
-    gsl_matrix_free(R);
-    gsl_matrix_free(Q);
-    gsl_matrix_free(A);
+    rk__free(c);
+    rk__free(q);
     return rc;
 }
 
@@ -166,6 +213,21 @@ int rk__featmap_resolve(rk_attn_config *c, int favor, const char *who, size_t *F
         c->n_features = d;
         *F = d;
     }
+    return RK_OK;
+}
+
+int rk__featmap_check_cost(const rk_attn_config *c, int favor, const char *who)
+{
+    size_t m = c->n_features, d = c->d;
+    if (!favor || c->proj != RK_PROJ_ORTHOGONAL || c->proj_data || !m) return RK_OK;
+    /* Gram-Schmidt twice: ~4 d r^2 flops per block of r rows */
+    double full = floor((double)m / (double)d), rest = (double)m - full * (double)d;
+    double flops = 4.0 * (double)d * ((double)d * (double)d * full + rest * rest);
+    if (flops > RK_FEATMAP_ORTHO_MAX_FLOPS)
+        RK_FAIL(RK_EINVAL, "%s: an orthogonal projection of m = %zu rows at d = %zu takes about "
+                "%.3g GFLOP of Gram-Schmidt (more than %.0f: minutes); draw iid rows (proj = "
+                "RK_PROJ_IID, ropekit --iid) or use fewer features", who, m, d, flops * 1e-9,
+                RK_FEATMAP_ORTHO_MAX_FLOPS * 1e-9);
     return RK_OK;
 }
 

@@ -27,6 +27,10 @@
 
 /* FAVOR+ default number of random features (the Performer paper's App. A.3 default). */
 #define RK_FEATMAP_DEFAULT_M 256
+/* Orthogonal projections costing more than this (Gram-Schmidt flops, ~4 d r^2 per block of r
+ * rows) are refused at resolve, suggesting iid rows: about a minute on one core (d = 2048,
+ * m = 2048 is 3.4e10; d = 4096, m = 4096 is refused). */
+#define RK_FEATMAP_ORTHO_MAX_FLOPS 1e11
 
 typedef struct rk__featmap {
     int       favor;         /* 1: FAVOR+ random features; 0: elu+1 / relu                */
@@ -53,6 +57,11 @@ typedef struct rk__featmap {
  * kind in messages. Sets c->n_features (m, or d for the linear maps) and *F. Allocates
  * nothing. RK_EINVAL, RK_EOVERFLOW. */
 int rk__featmap_resolve(rk_attn_config *c, int favor, const char *who, size_t *F);
+
+/* After the kind's own size checks, for a FAVOR+ map (favor != 0): RK_EINVAL for an orthogonal
+ * projection (drawn, not given) costing more than RK_FEATMAP_ORTHO_MAX_FLOPS, with a message
+ * suggesting iid rows. */
+int rk__featmap_check_cost(const rk_attn_config *c, int favor, const char *who);
 
 /* Build the map of a resolved config: allocate (counting the bytes into *bytes) and draw or
  * copy the projection; transposed != 0 also keeps the (d, m) operands wsT, wsdT. On failure

@@ -72,6 +72,7 @@ static int perf_resolve(rk_attn_config *c, rk_attn_info *info)
         RK_FAIL(RK_EOVERFLOW, "%s: feature width %zu with d = %zu, d_v = %zu is too large",
                 who, F, d, dv);
     if ((rc = rk__attn_rope_check(c, c->rope == RK_ROPE_FEATURES ? F : d, who))) return rc;
+    if ((rc = rk__featmap_check_cost(c, c->kind == RK_PERFORMER, who))) return rc;
     info->feature_dim = F;
     return RK_OK;
 }

@@ -173,6 +173,7 @@ static int rpe_resolve(rk_attn_config *c, rk_attn_info *info)
     if (!rk__fits_int(N) || rk__mul(F, cf, &t) || rk__mul(c->n_q, F, &t) ||
         rk__mul(c->n_kv, F, &t) || rk__mul(c->n_q, cf, &t) || rk__mul(N, 16, &t))
         RK_FAIL(RK_EOVERFLOW, "rpe-fft: FFT size %zu with %zu features is too large", N, F);
+    if ((rc = rk__featmap_check_cost(c, c->rpe_base == RK_PERFORMER, "rpe-fft"))) return rc;
     info->feature_dim = F;
     info->fft_len = N;
     return RK_OK;
