@@ -119,7 +119,8 @@ static void tpv_c(const float *w, size_t ldw, const float *x, size_t ldx, size_t
     }
 }
 
-static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c, rows_bwd_c, tpv_c };
+static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c, rows_bwd_c, tpv_c,
+                                        RK_ISA_PORTABLE };
 
 /* ------------------------------------------------------------------------------------ */
 /* AVX2 + FMA kernels                                                                   */
@@ -443,7 +444,312 @@ AVX2 static void tpv_avx2(const float *w, size_t ldw, const float *x, size_t ldx
 }
 
 static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2,
-                                          rows_bwd_avx2, tpv_avx2 };
+                                          rows_bwd_avx2, tpv_avx2, RK_ISA_AVX2 };
+
+/* ------------------------------------------------------------------------------------ */
+/* AVX-512 kernels (F, DQ, BW, VL): one zmm holds a row's 16 keys of a panel, so a 6-row    */
+/* block's logits of one panel are 6 registers; the products work on two panels (qk) or  */
+/* 32 columns (pv, tpv) at a time: 12 accumulators, enough independent FMA chains to hide */
+/* the 4-cycle FMA latency on two 512-bit FMA pipes (Intel) and on Zen 4's one (two       */
+/* 256-bit halves), with 2 vector loads and 6 embedded broadcasts per 12 FMAs. Masks      */
+/* replace the blends and scalar tails of the AVX2 versions.                              */
+/* ------------------------------------------------------------------------------------ */
+
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+
+/* The AVX2 exp2 on 16 lanes: the same clamps, rounding, Estrin tree and exponent bits, so
+ * each lane gives the AVX2 function's bits (and its flush to 0 below 2^-126.5). */
+AVX512 static inline __m512 exp2_avx512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-127.0f), x);   /* second operand NaN -> NaN kept */
+    x = _mm512_min_ps(_mm512_set1_ps(127.0f), x);
+    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(x, n);
+    __m512 f2 = _mm512_mul_ps(f, f), f4 = _mm512_mul_ps(f2, f2);
+    __m512 p01 = _mm512_fmadd_ps(_mm512_set1_ps(6.931472028550421e-1f), f, _mm512_set1_ps(1.0f));
+    __m512 p23 = _mm512_fmadd_ps(_mm512_set1_ps(5.550332471162809e-2f), f,
+                                 _mm512_set1_ps(2.402264791363012e-1f));
+    __m512 p45 = _mm512_fmadd_ps(_mm512_set1_ps(1.339887440266574e-3f), f,
+                                 _mm512_set1_ps(9.618437357674640e-3f));
+    __m512 p46 = _mm512_fmadd_ps(_mm512_set1_ps(1.535336188319500e-4f), f2, p45);
+    __m512 p03 = _mm512_fmadd_ps(p23, f2, p01);
+    __m512 p = _mm512_fmadd_ps(p46, f4, p03);
+    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(e, 23)));
+}
+
+/* Lanes j0 + i < n of a 16-lane vector. */
+static inline __mmask16 lanes_below(size_t n, size_t j0)
+{
+    if (j0 >= n) return 0;
+    return n - j0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j0)) - 1u);
+}
+
+#define SM_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+
+/* S block = Q block K panels^T, two panels per pass (12 accumulators: row r, panel p and
+ * p + 1), then a last single panel if npan is odd. Each logit is the chain
+ * fma(q[c], k[c], acc) over c = 0 .. d-1 from 0, as in the AVX2 kernel. */
+AVX512 static void qk_avx512(const float *q, size_t d, const float *kt, size_t npan, float *s,
+                             size_t lds)
+{
+    const float *q0 = q, *q1 = q + d, *q2 = q + 2 * d, *q3 = q + 3 * d, *q4 = q + 4 * d,
+                *q5 = q + 5 * d;
+    const size_t pstride = d * RK_SM_NR;
+    size_t p = 0;
+    for (; p + 2 <= npan; p += 2) {
+        const float *b = kt + p * pstride, *b2 = b + pstride;
+#define QK_DECL2(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+        SM_ROWS(QK_DECL2)
+        for (size_t c = 0; c < d; c++, b += RK_SM_NR, b2 += RK_SM_NR) {
+            __m512 k0 = _mm512_load_ps(b), k1 = _mm512_load_ps(b2);
+#define QK_FMA2(r) { __m512 a = _mm512_set1_ps(q##r[c]);                                     \
+                     c##r##0 = _mm512_fmadd_ps(a, k0, c##r##0);                                \
+                     c##r##1 = _mm512_fmadd_ps(a, k1, c##r##1); }
+            SM_ROWS(QK_FMA2)
+        }
+        float *s_p = s + p * RK_SM_NR;
+#define QK_ST2(r) _mm512_storeu_ps(s_p + r * lds, c##r##0);                                  \
+                  _mm512_storeu_ps(s_p + r * lds + RK_SM_NR, c##r##1);
+        SM_ROWS(QK_ST2)
+    }
+    if (p < npan) {
+        const float *b = kt + p * pstride;
+#define QK_DECL1(r) __m512 c##r = _mm512_setzero_ps();
+        SM_ROWS(QK_DECL1)
+        for (size_t c = 0; c < d; c++, b += RK_SM_NR) {
+            __m512 k0 = _mm512_load_ps(b);
+#define QK_FMA1(r) c##r = _mm512_fmadd_ps(_mm512_set1_ps(q##r[c]), k0, c##r);
+            SM_ROWS(QK_FMA1)
+        }
+        float *s_p = s + p * RK_SM_NR;
+#define QK_ST1(r) _mm512_storeu_ps(s_p + r * lds, c##r);
+        SM_ROWS(QK_ST1)
+    }
+}
+
+/* Online softmax of a 6-row block (the contract and the passes of rows_avx2). Masked columns
+ * are replaced by -inf in registers (a mask blend) for the max, and their p is written as an
+ * exact 0 (a zero-masking move), so whatever they held never reaches the max, p or the sum.
+ * The max keeps its accumulator as the second operand of vmaxps, which returns that operand
+ * when the other is NaN: NaN logits are left out of the max, as in the portable loop (and
+ * then make p, the sum and the row's output NaN). */
+AVX512 static void rows_avx512(float *s, size_t lds, size_t ncol, const size_t *nv, float *m,
+                               double *l, float *alpha)
+{
+    float m_new[16] = { 0 }, m_old[16] = { 0 };
+    int live[RK_SM_MR];
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    // 1. row max over the columns each row sees
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        const float *s_r = s + r * lds;
+        const size_t n = nv[r];
+        __m512 mx = ninf;
+        for (size_t j = 0; j < n; j += 16) {
+            __m512 x = _mm512_mask_blend_ps(lanes_below(n, j), ninf, _mm512_loadu_ps(s_r + j));
+            mx = _mm512_max_ps(x, mx);
+        }
+        float v = _mm512_reduce_max_ps(mx);
+        m_new[r] = v > m[r] ? v : m[r];
+        live[r] = n > 0 && m_new[r] > -INFINITY;
+        m_old[r] = live[r] ? m[r] : 0.0f;
+        if (!live[r]) m_new[r] = 0.0f;
+    }
+    // 2. the six rescale factors exp2(m_old - m_new) at once (-inf - finite -> 0)
+    _mm512_storeu_ps(m_old, exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(m_old),
+                                                      _mm512_loadu_ps(m_new))));
+    // 3. p = exp2(s - m_new) in place (exact 0 where masked), and its sum
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds;
+        if (!live[r]) {                      /* sees none of these keys: p = 0, keep o */
+            memset(s_r, 0, ncol * sizeof *s_r);
+            alpha[r] = 1.0f;
+            continue;
+        }
+        const size_t n = nv[r];
+        const __m512 vm = _mm512_set1_ps(m_new[r]);
+        __m512 acc = _mm512_setzero_ps();
+        for (size_t j = 0; j < ncol; j += 16) {
+            __mmask16 k = lanes_below(n, j);
+            __m512 p = _mm512_maskz_mov_ps(k, exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(s_r + j), vm)));
+            _mm512_storeu_ps(s_r + j, p);
+            acc = _mm512_add_ps(acc, p);
+        }
+        alpha[r] = m_old[r];
+        l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(acc);
+        m[r] = m_new[r];
+    }
+}
+
+/* O = diag(alpha) O + P V over 32 columns (two zmm per row, 12 accumulators) or, for the
+ * last 16 of an odd number of 16-column groups, 16 (NV = 1). Keys every row sees go through
+ * the 6-row kernel, the few keys only some rows see (causal diagonal) row by row, as in
+ * pv_avx2. v rows are 64-B aligned (ldv a multiple of 16). */
+#define PV_BLOCK(NV)                                                                          \
+    do {                                                                                      \
+        float *o0 = o + cb, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo, *o4 = o3 + ldo,   \
+              *o5 = o4 + ldo;                                                                 \
+        __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;                    \
+        (void)c01; (void)c11; (void)c21; (void)c31; (void)c41; (void)c51;                     \
+        PV_LOAD(0, NV) PV_LOAD(1, NV) PV_LOAD(2, NV) PV_LOAD(3, NV) PV_LOAD(4, NV)            \
+        PV_LOAD(5, NV)                                                                        \
+        const float *b = v + cb;                                                              \
+        size_t j = 0;                                                                         \
+        for (; j < lo; j++, b += ldv) {                                                       \
+            __m512 b0 = _mm512_load_ps(b), b1 = NV == 2 ? _mm512_load_ps(b + 16) : b0;        \
+            (void)b1;                                                                         \
+            PV_FMA(0, NV) PV_FMA(1, NV) PV_FMA(2, NV) PV_FMA(3, NV) PV_FMA(4, NV)             \
+            PV_FMA(5, NV)                                                                     \
+        }                                                                                     \
+        for (; j < hi; j++, b += ldv) {                                                       \
+            __m512 b0 = _mm512_load_ps(b), b1 = NV == 2 ? _mm512_load_ps(b + 16) : b0;        \
+            (void)b1;                                                                         \
+            if (j < n0) PV_FMA(0, NV)                                                         \
+            if (j < n1) PV_FMA(1, NV)                                                         \
+            if (j < n2) PV_FMA(2, NV)                                                         \
+            if (j < n3) PV_FMA(3, NV)                                                         \
+            if (j < n4) PV_FMA(4, NV)                                                         \
+            if (j < n5) PV_FMA(5, NV)                                                         \
+        }                                                                                     \
+        PV_STORE(0, NV) PV_STORE(1, NV) PV_STORE(2, NV) PV_STORE(3, NV) PV_STORE(4, NV)       \
+        PV_STORE(5, NV)                                                                       \
+    } while (0)
+#define PV_LOAD(r, NV) {                                                                      \
+        __m512 a = _mm512_set1_ps(alpha[r]);                                                  \
+        c##r##0 = _mm512_mul_ps(a, _mm512_loadu_ps(o##r));                                    \
+        c##r##1 = NV == 2 ? _mm512_mul_ps(a, _mm512_loadu_ps(o##r + 16)) : c##r##0; }
+#define PV_FMA(r, NV) {                                                                       \
+        __m512 a = _mm512_set1_ps(p##r[j]);                                                   \
+        c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);                                            \
+        if (NV == 2) c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1); }
+#define PV_STORE(r, NV) {                                                                     \
+        _mm512_storeu_ps(o##r, c##r##0);                                                      \
+        if (NV == 2) _mm512_storeu_ps(o##r + 16, c##r##1); }
+
+AVX512 static void pv_avx512(const float *p, size_t ldp, const float *v, size_t ldv,
+                             const size_t *nv, size_t ncols, const float *alpha, float *o,
+                             size_t ldo)
+{
+    const float *p0 = p, *p1 = p + ldp, *p2 = p + 2 * ldp, *p3 = p + 3 * ldp,
+                *p4 = p + 4 * ldp, *p5 = p + 5 * ldp;
+    const size_t n0 = nv[0], n1 = nv[1], n2 = nv[2], n3 = nv[3], n4 = nv[4], n5 = nv[5];
+    size_t lo = n0, hi = n0;
+    for (size_t r = 1; r < RK_SM_MR; r++) {
+        if (nv[r] < lo) lo = nv[r];
+        if (nv[r] > hi) hi = nv[r];
+    }
+    size_t cb = 0;
+    for (; cb + 32 <= ncols; cb += 32) PV_BLOCK(2);
+    if (cb < ncols) PV_BLOCK(1);
+}
+#undef PV_BLOCK
+#undef PV_LOAD
+#undef PV_FMA
+#undef PV_STORE
+
+AVX512 static void exp2_array_avx512(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = lanes_below(n, i);
+        _mm512_mask_storeu_ps(x + i, k, exp2_avx512(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+
+/* P and dS of a 6-row block: p = exp2(s - lse), ds = p (dp - dd) where the row sees the
+ * column, exactly 0 elsewhere (zero-masking moves: a NaN of an unseen key never survives). */
+AVX512 static void rows_bwd_avx512(float *s, float *dp, size_t lds, size_t ncol,
+                                   const size_t *nv, const float *lse, const float *dd)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds, *dp_r = dp + r * lds;
+        const size_t n = lse[r] == -INFINITY ? 0 : nv[r];
+        const __m512 vl = _mm512_set1_ps(lse[r]), vd = _mm512_set1_ps(dd[r]);
+        for (size_t j = 0; j < ncol; j += 16) {
+            if (j >= n) {
+                _mm512_storeu_ps(s_r + j, zero);
+                _mm512_storeu_ps(dp_r + j, zero);
+                continue;
+            }
+            __mmask16 k = lanes_below(n, j);
+            __m512 p = exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(s_r + j), vl));
+            __m512 ds = _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(dp_r + j), vd));
+            _mm512_storeu_ps(s_r + j, _mm512_maskz_mov_ps(k, p));
+            _mm512_storeu_ps(dp_r + j, _mm512_maskz_mov_ps(k, ds));
+        }
+    }
+}
+
+/* o (nk <= 6 key rows) += w^T x over the rows each key's suffix covers (tpv_avx2's
+ * contract), 32 columns per pass (12 accumulators), then 16. */
+#define TPV_BLOCK(NV)                                                                         \
+    do {                                                                                      \
+        __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;                    \
+        (void)c01; (void)c11; (void)c21; (void)c31; (void)c41; (void)c51;                     \
+        TPV_LOAD(0, NV) TPV_LOAD(1, NV) TPV_LOAD(2, NV) TPV_LOAD(3, NV) TPV_LOAD(4, NV)       \
+        TPV_LOAD(5, NV)                                                                       \
+        size_t r = lo;                                                                        \
+        for (; r < hi; r++) {                          /* rows only some keys see */          \
+            const float *x_r = x + r * ldx + cb, *w_r = w + r * ldw;                          \
+            __m512 b0 = _mm512_loadu_ps(x_r), b1 = NV == 2 ? _mm512_loadu_ps(x_r + 16) : b0;  \
+            (void)b1;                                                                         \
+            if (r >= st[0]) TPV_FMA(0, NV)                                                    \
+            if (r >= st[1]) TPV_FMA(1, NV)                                                    \
+            if (r >= st[2]) TPV_FMA(2, NV)                                                    \
+            if (r >= st[3]) TPV_FMA(3, NV)                                                    \
+            if (r >= st[4]) TPV_FMA(4, NV)                                                    \
+            if (r >= st[5]) TPV_FMA(5, NV)                                                    \
+        }                                                                                     \
+        for (; r < nr; r++) {                          /* rows every key of the block sees */ \
+            const float *x_r = x + r * ldx + cb, *w_r = w + r * ldw;                          \
+            __m512 b0 = _mm512_loadu_ps(x_r), b1 = NV == 2 ? _mm512_loadu_ps(x_r + 16) : b0;  \
+            (void)b1;                                                                         \
+            TPV_FMA(0, NV) TPV_FMA(1, NV) TPV_FMA(2, NV) TPV_FMA(3, NV) TPV_FMA(4, NV)        \
+            TPV_FMA(5, NV)                                                                    \
+        }                                                                                     \
+        TPV_STORE(0, NV) TPV_STORE(1, NV) TPV_STORE(2, NV) TPV_STORE(3, NV) TPV_STORE(4, NV)  \
+        TPV_STORE(5, NV)                                                                      \
+    } while (0)
+#define TPV_LOAD(j, NV) {                                                                     \
+        if (j < nk) {                                                                         \
+            c##j##0 = _mm512_loadu_ps(o + j * ldo + cb);                                      \
+            c##j##1 = NV == 2 ? _mm512_loadu_ps(o + j * ldo + cb + 16) : c##j##0;             \
+        } else {                                                                              \
+            c##j##0 = c##j##1 = _mm512_setzero_ps();                                          \
+        } }
+#define TPV_FMA(j, NV) {                                                                      \
+        __m512 a = _mm512_set1_ps(w_r[j]);                                                    \
+        c##j##0 = _mm512_fmadd_ps(a, b0, c##j##0);                                            \
+        if (NV == 2) c##j##1 = _mm512_fmadd_ps(a, b1, c##j##1); }
+#define TPV_STORE(j, NV) {                                                                    \
+        if (j < nk) {                                                                         \
+            _mm512_storeu_ps(o + j * ldo + cb, c##j##0);                                      \
+            if (NV == 2) _mm512_storeu_ps(o + j * ldo + cb + 16, c##j##1);                    \
+        } }
+
+AVX512 static void tpv_avx512(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
+                              const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo)
+{
+    size_t st[RK_SM_MR], lo = nr, hi = 0;
+    for (size_t j = 0; j < RK_SM_MR; j++) {
+        st[j] = j < nk ? rs[j] : nr;               /* a missing key sees no row */
+        if (st[j] < lo) lo = st[j];
+        if (j < nk && st[j] > hi) hi = st[j];
+    }
+    if (nk == 0 || lo >= nr) return;
+    if (hi > nr || nk < RK_SM_MR) hi = nr;   /* a short block: every row tests its keys */
+    size_t cb = 0;
+    for (; cb + 32 <= ncols; cb += 32) TPV_BLOCK(2);
+    if (cb < ncols) TPV_BLOCK(1);
+}
+#undef TPV_BLOCK
+#undef TPV_LOAD
+#undef TPV_FMA
+#undef TPV_STORE
+#undef SM_ROWS
+
+static const rk__sm_kernels kern_avx512 = { "avx512", qk_avx512, rows_avx512, pv_avx512,
+                                            rows_bwd_avx512, tpv_avx512, RK_ISA_AVX512 };
 
 static int cpu_has_avx2(void)
 {
@@ -462,17 +768,25 @@ void rk__sm_force_portable(int on) { force_portable = on; }
 const rk__sm_kernels *rk__sm_kernels_for(rk_isa isa)
 {
 #ifdef RK_SM_HAVE_AVX2
+    if (!force_portable && isa >= RK_ISA_AVX512 && rk_isa_available(RK_ISA_AVX512))
+        return &kern_avx512;
     if (!force_portable && isa >= RK_ISA_AVX2 && cpu_has_avx2()) return &kern_avx2;
 #endif
     (void)isa;
     return &kern_c;
 }
 
-int rk__sm_exp2_array(float *x, size_t n)
+int rk__sm_exp2_array(float *x, size_t n) { return rk__sm_exp2_array_isa(RK_ISA_AVX2, x, n); }
+
+int rk__sm_exp2_array_isa(rk_isa isa, float *x, size_t n)
 {
 #ifdef RK_SM_HAVE_AVX2
-    if (cpu_has_avx2()) { exp2_array_avx2(x, n); return 1; }
+    if (isa == RK_ISA_AVX512 && rk_isa_available(RK_ISA_AVX512)) {
+        exp2_array_avx512(x, n);
+        return 1;
+    }
+    if (isa == RK_ISA_AVX2 && cpu_has_avx2()) { exp2_array_avx2(x, n); return 1; }
 #endif
-    (void)x; (void)n;
+    (void)isa; (void)x; (void)n;
     return 0;
 }
