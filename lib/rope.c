@@ -23,9 +23,9 @@
  * for large inputs (each thread computes its own cos/sin of a T theta). Every row's cos/sin
  * are a function of its position alone, so pos0 + t and an explicit array give the same bits
  * and the row partition (thread count) never changes them. The float path
- * has AVX2 kernels chosen at run time; they use the same operations in the same order as the
- * portable loops (no FMA), so both give the same bits and results never depend on the thread
- * count or on the machine's SIMD width.
+ * has AVX2 and AVX-512 kernels chosen at create (the plan's isa); they use the same operations
+ * in the same order as the portable loops (no FMA), so all give the same bits and results
+ * never depend on the thread count or on the machine's SIMD width.
  */
 #include "rk_internal.h"
 
@@ -57,7 +57,7 @@ struct rk_rope {
      * by mscale; the sign of sin is flipped by the kernels). [1] aliases [0] when mscale == 1. */
     double *tab_d[2];
     float  *tab_f[2];
-    int     avx2;            /* use the AVX2 float kernels                                    */
+    rk_isa  isa;             /* float kernels' path (portable, AVX2, AVX-512: the same bits)  */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -437,11 +437,9 @@ int rk_rope_create(rk_rope **out, const rk_rope_config *cfg)
     if (ndir == 1) { r->tab_d[1] = r->tab_d[0]; r->tab_f[1] = r->tab_f[0]; }
     for (int inv = 0; inv < ndir; inv++) rope_fill_tables(r, inv);
     rk_isa isa;
-    if ((rc = rk__isa_pick(c.isa, RK_ISA_AVX2, "rope", &isa))) { rk_rope_destroy(r); return rc; }
+    if ((rc = rk__isa_pick(c.isa, RK_ISA_AVX512, "rope", &isa))) { rk_rope_destroy(r); return rc; }
     r->cfg.isa = isa;
-#if RK_ROPE_X86
-    r->avx2 = isa >= RK_ISA_AVX2;
-#endif
+    r->isa = RK_ROPE_X86 ? isa : RK_ISA_PORTABLE;
     *out = r;
     return RK_OK;
 }
@@ -576,6 +574,48 @@ static void rot_half_f_avx2(const float *xa, const float *xb, float *oa, float *
         ob[i] = b * ci + a * si;
     }
 }
+
+/* AVX-512 versions: the same operations (no FMA), 16 floats per vector, the tail one masked
+ * vector (lanes past the end are neither read nor written), so again the portable bits.
+ * Interleaved: the cos/sin of 8 pairs are spread to (c0 c0 c1 c1 ..) by one permute each. */
+#define RK_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2")))
+RK_AVX512
+static void rot_inter_f_avx512(const float *x, float *o, const float *c, const float *s,
+                               size_t n, int inv)
+{
+    /* out = x * (c0 c0 c1 c1 ..) + swap(x) * (-s0 s0 -s1 s1 ..) (s negated for inv) */
+    const __m512 sgn = _mm512_castsi512_ps(_mm512_set1_epi64(inv ? (long long)0x8000000000000000ULL
+                                                                  : (long long)0x80000000ULL));
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    for (size_t i = 0; i < n; i += 8) {
+        const size_t left = n - i < 8 ? n - i : 8;
+        const __mmask8 k8 = (__mmask8)((1u << left) - 1u);
+        const __mmask16 k16 = (__mmask16)((1u << (2 * left)) - 1u);
+        __m512 cc = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(k8, c + i)));
+        __m512 ss = _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(k8, s + i)));
+        ss = _mm512_xor_ps(ss, sgn);
+        __m512 v = _mm512_maskz_loadu_ps(k16, x + 2 * i);
+        __m512 w = _mm512_permute_ps(v, 0xB1);       /* (b0 a0 b1 a1 ...) */
+        _mm512_mask_storeu_ps(o + 2 * i, k16, _mm512_add_ps(_mm512_mul_ps(v, cc), _mm512_mul_ps(w, ss)));
+    }
+}
+
+RK_AVX512
+static void rot_half_f_avx512(const float *xa, const float *xb, float *oa, float *ob,
+                              const float *c, const float *s, size_t n, int inv)
+{
+    const __m512 sgn = _mm512_set1_ps(inv ? -0.f : 0.f);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 a = _mm512_maskz_loadu_ps(k, xa + i), b = _mm512_maskz_loadu_ps(k, xb + i);
+        __m512 ci = _mm512_maskz_loadu_ps(k, c + i);
+        __m512 si = _mm512_xor_ps(_mm512_maskz_loadu_ps(k, s + i), sgn);
+        __m512 ra = _mm512_sub_ps(_mm512_mul_ps(a, ci), _mm512_mul_ps(b, si));
+        __m512 rb = _mm512_add_ps(_mm512_mul_ps(b, ci), _mm512_mul_ps(a, si));
+        _mm512_mask_storeu_ps(oa + i, k, ra);
+        _mm512_mask_storeu_ps(ob + i, k, rb);
+    }
+}
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
@@ -592,12 +632,17 @@ static void row_pairs_f(const rk_rope *r, const float *x_t, float *o_t, size_t h
         float *o = o_t + hd * dim;
         if (r->cfg.style == RK_ROPE_INTERLEAVED) {
 #if RK_ROPE_X86
-            if (r->avx2) { rot_inter_f_avx2(x + 2 * i0, o + 2 * i0, c, s, n, inv); continue; }
+            if (r->isa >= RK_ISA_AVX512) { rot_inter_f_avx512(x + 2 * i0, o + 2 * i0, c, s, n, inv); continue; }
+            if (r->isa >= RK_ISA_AVX2) { rot_inter_f_avx2(x + 2 * i0, o + 2 * i0, c, s, n, inv); continue; }
 #endif
             rot_inter_f(x + 2 * i0, o + 2 * i0, c, s, n, inv);
         } else {
 #if RK_ROPE_X86
-            if (r->avx2) {
+            if (r->isa >= RK_ISA_AVX512) {
+                rot_half_f_avx512(x + i0, x + h + i0, o + i0, o + h + i0, c, s, n, inv);
+                continue;
+            }
+            if (r->isa >= RK_ISA_AVX2) {
                 rot_half_f_avx2(x + i0, x + h + i0, o + i0, o + h + i0, c, s, n, inv);
                 continue;
             }
@@ -747,6 +792,29 @@ static void combine_f_avx2(const double *ang, const double *ca, const double *sa
         s[i] = (float)(s0 + c0 * g);
     }
 }
+
+/* AVX-512 combine_f: 8 pairs at a time, the tail one masked vector; the same operations. */
+RK_AVX512
+static void combine_f_avx512(const double *ang, const double *ca, const double *sa,
+                             const double *th, double pa, double bd, int corr, const double *cb,
+                             const double *sb, size_t n, float *c, float *s)
+{
+    const __m512d vp = _mm512_set1_pd(pa), vb = _mm512_set1_pd(bd);
+    const __m512d on = _mm512_castsi512_pd(_mm512_set1_epi64(corr ? -1 : 0));
+    for (size_t i = 0; i < n; i += 8) {
+        const __mmask8 k = n - i >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (n - i)) - 1u);
+        __m512d a = _mm512_maskz_loadu_pd(k, ca + i), as = _mm512_maskz_loadu_pd(k, sa + i);
+        __m512d b = _mm512_maskz_loadu_pd(k, cb + i), bs = _mm512_maskz_loadu_pd(k, sb + i);
+        __m512d t = _mm512_maskz_loadu_pd(k, th + i);
+        __m512d c0 = _mm512_sub_pd(_mm512_mul_pd(a, b), _mm512_mul_pd(as, bs));
+        __m512d s0 = _mm512_add_pd(_mm512_mul_pd(as, b), _mm512_mul_pd(a, bs));
+        __m512d g = _mm512_sub_pd(_mm512_sub_pd(_mm512_mul_pd(vp, t), _mm512_maskz_loadu_pd(k, ang + i)),
+                                  _mm512_mul_pd(vb, t));
+        g = _mm512_and_pd(g, on);                            /* +0 without the correction */
+        _mm256_mask_storeu_ps(c + i, k, _mm512_cvtpd_ps(_mm512_sub_pd(c0, _mm512_mul_pd(s0, g))));
+        _mm256_mask_storeu_ps(s + i, k, _mm512_cvtpd_ps(_mm512_add_pd(s0, _mm512_mul_pd(c0, g))));
+    }
+}
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
@@ -836,7 +904,10 @@ static void rows_f(const rk_rope *r, const float *x, size_t ldi, float *o, size_
                     size_t n = c0 + nc - i0 < RK_ROPE_CHUNK ? c0 + nc - i0 : RK_ROPE_CHUNK;
                     size_t k = i0 - c0;
 #if RK_ROPE_X86
-                    if (r->avx2)
+                    if (r->isa >= RK_ISA_AVX512)
+                        combine_f_avx512(ang + k, ca + k, sa + k, r->theta + i0, pa, bd, corr,
+                                         cb + i0, cb + h + i0, n, c, s);
+                    else if (r->isa >= RK_ISA_AVX2)
                         combine_f_avx2(ang + k, ca + k, sa + k, r->theta + i0, pa, bd, corr,
                                        cb + i0, cb + h + i0, n, c, s);
                     else
