@@ -1,12 +1,17 @@
 /* Float32 kernels of exact softmax attention: the portable versions, then AVX2+FMA versions
- * with register-blocked 6 x 16 micro-kernels and a polynomial exp2. Shapes and packed
- * layouts are described in softmax_kern.h; the tile loop that calls these is lib/softmax.c.
+ * with register-blocked 6 x 16 micro-kernels and a polynomial exp2, then AVX-512 versions.
+ * Shapes and packed layouts are described in softmax_kern.h; the tile loop that calls these
+ * is lib/softmax.c.
  *
  * Cost model (d = d_v = 64): per logit, q.k is 64 FMAs and p v is 64 FMAs, i.e. 16 vector
  * FMAs, against ~2.5 vector ops of max/exp2/sum, so the two micro-kernels decide the speed
- * (about 80% of the time at n = 4096, the softmax pass about 13%). Each keeps 12
- * accumulators (6 rows x 2 vectors of 8) in registers and issues 8 loads per 12 FMAs, which
- * Zen3/Haswell-class cores sustain from L1.
+ * (about 80% of the time at n = 4096, the softmax pass about 13%). The AVX2 ones keep 12
+ * accumulators (6 rows x 2 vectors of 8) in registers and issue 8 loads per 12 FMAs, which
+ * Zen3/Haswell-class cores sustain from L1. The AVX-512 ones use the 32 zmm registers for 24
+ * accumulators (6 rows x 4 panels of 16 keys in qk, 6 rows x 64 columns in pv and tpv): 10
+ * loads per 24 FMAs, enough independent chains for two 512-bit FMA pipes (Zen 5, Intel
+ * server cores); the same per-element FMA chains as AVX2 (qk, pv, tpv give the AVX2 bits;
+ * the row sums of the online softmax are added in another order).
  */
 #include "softmax_kern.h"
 
@@ -448,11 +453,11 @@ static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx
 
 /* ------------------------------------------------------------------------------------ */
 /* AVX-512 kernels (F, DQ, BW, VL): one zmm holds a row's 16 keys of a panel, so a 6-row    */
-/* block's logits of one panel are 6 registers; the products work on two panels (qk) or  */
-/* 32 columns (pv, tpv) at a time: 12 accumulators, enough independent FMA chains to hide */
-/* the 4-cycle FMA latency on two 512-bit FMA pipes (Intel) and on Zen 4's one (two       */
-/* 256-bit halves), with 2 vector loads and 6 embedded broadcasts per 12 FMAs. Masks      */
-/* replace the blends and scalar tails of the AVX2 versions.                              */
+/* block's logits of one panel are 6 registers; the products work on four panels (qk) or  */
+/* 64 columns (pv, tpv) at a time: 24 accumulators, 4 vector loads and 6 broadcasts per 24 */
+/* FMAs, chains enough to hide the FMA latency on two 512-bit FMA pipes; then 2 and 1.    */
+/* Masks replace the blends and scalar tails of the AVX2 versions (in registers: masked   */
+/* loads and stores in a loop body are slow on Zen 5, see lib/rope.c).                     */
 /* ------------------------------------------------------------------------------------ */
 
 #define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
@@ -485,51 +490,46 @@ static inline __mmask16 lanes_below(size_t n, size_t j0)
     return n - j0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j0)) - 1u);
 }
 
-#define SM_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define RK_SM_INLINE __attribute__((always_inline)) inline
+#define UNROLL _Pragma("GCC unroll 8")
 
-/* S block = Q block K panels^T, two panels per pass (12 accumulators: row r, panel p and
- * p + 1), then a last single panel if npan is odd. Each logit is the chain
- * fma(q[c], k[c], acc) over c = 0 .. d-1 from 0, as in the AVX2 kernel. */
+/* S block = Q block K panels^T over NP (4, 2 or 1) consecutive panels at once: 6 NP
+ * accumulators (24 for four panels, with 4 panel loads and 6 broadcasts per 24 FMAs). NP is
+ * a constant at every call, so the loops unroll and the accumulators stay in registers. Each
+ * logit is the chain fma(q[c], k[c], acc) over c = 0 .. d-1 from 0, as in the AVX2 kernel. */
+AVX512 static RK_SM_INLINE void qk_block512(const int NP, const float *q, size_t d,
+                                            const float *b, float *s, size_t lds)
+{
+    const size_t ps = d * RK_SM_NR;
+    __m512 acc[RK_SM_MR][4];
+    UNROLL for (int r = 0; r < RK_SM_MR; r++)
+        UNROLL for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (size_t c = 0; c < d; c++, b += RK_SM_NR) {
+        __m512 kv[4];
+        UNROLL for (int p = 0; p < NP; p++) kv[p] = _mm512_load_ps(b + p * ps);
+        UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+            __m512 a = _mm512_set1_ps(q[r * d + c]);
+            UNROLL for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(a, kv[p], acc[r][p]);
+        }
+    }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++)
+        UNROLL for (int p = 0; p < NP; p++) _mm512_storeu_ps(s + r * lds + p * RK_SM_NR, acc[r][p]);
+}
+
 AVX512 static void qk_avx512(const float *q, size_t d, const float *kt, size_t npan, float *s,
                              size_t lds)
 {
-    const float *q0 = q, *q1 = q + d, *q2 = q + 2 * d, *q3 = q + 3 * d, *q4 = q + 4 * d,
-                *q5 = q + 5 * d;
-    const size_t pstride = d * RK_SM_NR;
+    const size_t ps = d * RK_SM_NR;
     size_t p = 0;
-    for (; p + 2 <= npan; p += 2) {
-        const float *b = kt + p * pstride, *b2 = b + pstride;
-#define QK_DECL2(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
-        SM_ROWS(QK_DECL2)
-        for (size_t c = 0; c < d; c++, b += RK_SM_NR, b2 += RK_SM_NR) {
-            __m512 k0 = _mm512_load_ps(b), k1 = _mm512_load_ps(b2);
-#define QK_FMA2(r) { __m512 a = _mm512_set1_ps(q##r[c]);                                     \
-                     c##r##0 = _mm512_fmadd_ps(a, k0, c##r##0);                                \
-                     c##r##1 = _mm512_fmadd_ps(a, k1, c##r##1); }
-            SM_ROWS(QK_FMA2)
-        }
-        float *s_p = s + p * RK_SM_NR;
-#define QK_ST2(r) _mm512_storeu_ps(s_p + r * lds, c##r##0);                                  \
-                  _mm512_storeu_ps(s_p + r * lds + RK_SM_NR, c##r##1);
-        SM_ROWS(QK_ST2)
-    }
-    if (p < npan) {
-        const float *b = kt + p * pstride;
-#define QK_DECL1(r) __m512 c##r = _mm512_setzero_ps();
-        SM_ROWS(QK_DECL1)
-        for (size_t c = 0; c < d; c++, b += RK_SM_NR) {
-            __m512 k0 = _mm512_load_ps(b);
-#define QK_FMA1(r) c##r = _mm512_fmadd_ps(_mm512_set1_ps(q##r[c]), k0, c##r);
-            SM_ROWS(QK_FMA1)
-        }
-        float *s_p = s + p * RK_SM_NR;
-#define QK_ST1(r) _mm512_storeu_ps(s_p + r * lds, c##r);
-        SM_ROWS(QK_ST1)
-    }
+    for (; p + 4 <= npan; p += 4) qk_block512(4, q, d, kt + p * ps, s + p * RK_SM_NR, lds);
+    if (p + 2 <= npan) { qk_block512(2, q, d, kt + p * ps, s + p * RK_SM_NR, lds); p += 2; }
+    if (p < npan) qk_block512(1, q, d, kt + p * ps, s + p * RK_SM_NR, lds);
 }
 
-/* Online softmax of a 6-row block (the contract and the passes of rows_avx2). Masked columns
- * are replaced by -inf in registers (a mask blend) for the max, and their p is written as an
+/* Online softmax of a 6-row block (the contract and the passes of rows_avx2), each pass over
+ * the six rows at once (for each 16 columns, every row): six independent max and exp2 chains
+ * in flight instead of one row's four, which hides the exp2's latency. Masked columns are
+ * replaced by -inf in registers (a mask blend) for the max, and their p is written as an
  * exact 0 (a zero-masking move), so whatever they held never reaches the max, p or the sum.
  * The max keeps its accumulator as the second operand of vmaxps, which returns that operand
  * when the other is NaN: NaN logits are left out of the max, as in the portable loop (and
@@ -540,112 +540,100 @@ AVX512 static void rows_avx512(float *s, size_t lds, size_t ncol, const size_t *
     float m_new[16] = { 0 }, m_old[16] = { 0 };
     int live[RK_SM_MR];
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    // 1. row max over the columns each row sees
-    for (size_t r = 0; r < RK_SM_MR; r++) {
-        const float *s_r = s + r * lds;
-        const size_t n = nv[r];
-        __m512 mx = ninf;
-        for (size_t j = 0; j < n; j += 16) {
-            __m512 x = _mm512_mask_blend_ps(lanes_below(n, j), ninf, _mm512_loadu_ps(s_r + j));
-            mx = _mm512_max_ps(x, mx);
-        }
-        float v = _mm512_reduce_max_ps(mx);
+    __m512 acc[RK_SM_MR];
+    // 1. row maxima over the columns each row sees
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) acc[r] = ninf;
+    for (size_t j = 0; j < ncol; j += 16)
+        UNROLL for (int r = 0; r < RK_SM_MR; r++)
+            if (j < nv[r]) {
+                __m512 x = _mm512_mask_blend_ps(lanes_below(nv[r], j), ninf,
+                                                _mm512_loadu_ps(s + r * lds + j));
+                acc[r] = _mm512_max_ps(x, acc[r]);
+            }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+        float v = _mm512_reduce_max_ps(acc[r]);
         m_new[r] = v > m[r] ? v : m[r];
-        live[r] = n > 0 && m_new[r] > -INFINITY;
+        live[r] = nv[r] > 0 && m_new[r] > -INFINITY;
         m_old[r] = live[r] ? m[r] : 0.0f;
         if (!live[r]) m_new[r] = 0.0f;
     }
     // 2. the six rescale factors exp2(m_old - m_new) at once (-inf - finite -> 0)
     _mm512_storeu_ps(m_old, exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(m_old),
                                                       _mm512_loadu_ps(m_new))));
-    // 3. p = exp2(s - m_new) in place (exact 0 where masked), and its sum
-    for (size_t r = 0; r < RK_SM_MR; r++) {
-        float *s_r = s + r * lds;
+    // 3. p = exp2(s - m_new) in place (exact 0 where masked, all 0 in a row left out), sums
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) acc[r] = _mm512_setzero_ps();
+    for (size_t j = 0; j < ncol; j += 16)
+        UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+            float *s_rj = s + r * lds + j;
+            __mmask16 k = live[r] ? lanes_below(nv[r], j) : 0;
+            if (!k) { _mm512_storeu_ps(s_rj, _mm512_setzero_ps()); continue; }
+            __m512 p = _mm512_maskz_mov_ps(k, exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(s_rj),
+                                                                        _mm512_set1_ps(m_new[r]))));
+            _mm512_storeu_ps(s_rj, p);
+            acc[r] = _mm512_add_ps(acc[r], p);
+        }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) {
         if (!live[r]) {                      /* sees none of these keys: p = 0, keep o */
-            memset(s_r, 0, ncol * sizeof *s_r);
             alpha[r] = 1.0f;
             continue;
         }
-        const size_t n = nv[r];
-        const __m512 vm = _mm512_set1_ps(m_new[r]);
-        __m512 acc = _mm512_setzero_ps();
-        for (size_t j = 0; j < ncol; j += 16) {
-            __mmask16 k = lanes_below(n, j);
-            __m512 p = _mm512_maskz_mov_ps(k, exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(s_r + j), vm)));
-            _mm512_storeu_ps(s_r + j, p);
-            acc = _mm512_add_ps(acc, p);
-        }
         alpha[r] = m_old[r];
-        l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(acc);
+        l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(acc[r]);
         m[r] = m_new[r];
     }
 }
 
-/* O = diag(alpha) O + P V over 32 columns (two zmm per row, 12 accumulators) or, for the
- * last 16 of an odd number of 16-column groups, 16 (NV = 1). Keys every row sees go through
- * the 6-row kernel, the few keys only some rows see (causal diagonal) row by row, as in
- * pv_avx2. v rows are 64-B aligned (ldv a multiple of 16). */
-#define PV_BLOCK(NV)                                                                          \
-    do {                                                                                      \
-        float *o0 = o + cb, *o1 = o0 + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo, *o4 = o3 + ldo,   \
-              *o5 = o4 + ldo;                                                                 \
-        __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;                    \
-        (void)c01; (void)c11; (void)c21; (void)c31; (void)c41; (void)c51;                     \
-        PV_LOAD(0, NV) PV_LOAD(1, NV) PV_LOAD(2, NV) PV_LOAD(3, NV) PV_LOAD(4, NV)            \
-        PV_LOAD(5, NV)                                                                        \
-        const float *b = v + cb;                                                              \
-        size_t j = 0;                                                                         \
-        for (; j < lo; j++, b += ldv) {                                                       \
-            __m512 b0 = _mm512_load_ps(b), b1 = NV == 2 ? _mm512_load_ps(b + 16) : b0;        \
-            (void)b1;                                                                         \
-            PV_FMA(0, NV) PV_FMA(1, NV) PV_FMA(2, NV) PV_FMA(3, NV) PV_FMA(4, NV)             \
-            PV_FMA(5, NV)                                                                     \
-        }                                                                                     \
-        for (; j < hi; j++, b += ldv) {                                                       \
-            __m512 b0 = _mm512_load_ps(b), b1 = NV == 2 ? _mm512_load_ps(b + 16) : b0;        \
-            (void)b1;                                                                         \
-            if (j < n0) PV_FMA(0, NV)                                                         \
-            if (j < n1) PV_FMA(1, NV)                                                         \
-            if (j < n2) PV_FMA(2, NV)                                                         \
-            if (j < n3) PV_FMA(3, NV)                                                         \
-            if (j < n4) PV_FMA(4, NV)                                                         \
-            if (j < n5) PV_FMA(5, NV)                                                         \
-        }                                                                                     \
-        PV_STORE(0, NV) PV_STORE(1, NV) PV_STORE(2, NV) PV_STORE(3, NV) PV_STORE(4, NV)       \
-        PV_STORE(5, NV)                                                                       \
-    } while (0)
-#define PV_LOAD(r, NV) {                                                                      \
-        __m512 a = _mm512_set1_ps(alpha[r]);                                                  \
-        c##r##0 = _mm512_mul_ps(a, _mm512_loadu_ps(o##r));                                    \
-        c##r##1 = NV == 2 ? _mm512_mul_ps(a, _mm512_loadu_ps(o##r + 16)) : c##r##0; }
-#define PV_FMA(r, NV) {                                                                       \
-        __m512 a = _mm512_set1_ps(p##r[j]);                                                   \
-        c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);                                            \
-        if (NV == 2) c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1); }
-#define PV_STORE(r, NV) {                                                                     \
-        _mm512_storeu_ps(o##r, c##r##0);                                                      \
-        if (NV == 2) _mm512_storeu_ps(o##r + 16, c##r##1); }
+/* O = diag(alpha) O + P V over 16 NV columns (NV = 4, 2, 1: 64, 32, 16 columns; 6 NV
+ * accumulators). Keys every row sees go through the 6-row kernel, the few keys only some
+ * rows see (causal diagonal) row by row, as in pv_avx2. v rows are 64-B aligned (ldv a
+ * multiple of 16). */
+AVX512 static RK_SM_INLINE void pv_block512(const int NV, const float *p, size_t ldp,
+                                            const float *v, size_t ldv, const size_t *nv,
+                                            size_t lo, size_t hi, const float *alpha, float *o,
+                                            size_t ldo)
+{
+    __m512 acc[RK_SM_MR][4];
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+        __m512 a = _mm512_set1_ps(alpha[r]);
+        UNROLL for (int c = 0; c < NV; c++)
+            acc[r][c] = _mm512_mul_ps(a, _mm512_loadu_ps(o + r * ldo + 16 * c));
+    }
+    size_t j = 0;
+    for (; j < lo; j++, v += ldv) {                 /* keys all six rows see */
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_load_ps(v + 16 * c);
+        UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+            __m512 a = _mm512_set1_ps(p[r * ldp + j]);
+            UNROLL for (int c = 0; c < NV; c++) acc[r][c] = _mm512_fmadd_ps(a, b[c], acc[r][c]);
+        }
+    }
+    for (; j < hi; j++, v += ldv) {                 /* keys only some rows see */
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_load_ps(v + 16 * c);
+        UNROLL for (int r = 0; r < RK_SM_MR; r++)
+            if (j < nv[r]) {
+                __m512 a = _mm512_set1_ps(p[r * ldp + j]);
+                UNROLL for (int c = 0; c < NV; c++) acc[r][c] = _mm512_fmadd_ps(a, b[c], acc[r][c]);
+            }
+    }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++)
+        UNROLL for (int c = 0; c < NV; c++) _mm512_storeu_ps(o + r * ldo + 16 * c, acc[r][c]);
+}
 
 AVX512 static void pv_avx512(const float *p, size_t ldp, const float *v, size_t ldv,
                              const size_t *nv, size_t ncols, const float *alpha, float *o,
                              size_t ldo)
 {
-    const float *p0 = p, *p1 = p + ldp, *p2 = p + 2 * ldp, *p3 = p + 3 * ldp,
-                *p4 = p + 4 * ldp, *p5 = p + 5 * ldp;
-    const size_t n0 = nv[0], n1 = nv[1], n2 = nv[2], n3 = nv[3], n4 = nv[4], n5 = nv[5];
-    size_t lo = n0, hi = n0;
+    size_t lo = nv[0], hi = nv[0];
     for (size_t r = 1; r < RK_SM_MR; r++) {
         if (nv[r] < lo) lo = nv[r];
         if (nv[r] > hi) hi = nv[r];
     }
     size_t cb = 0;
-    for (; cb + 32 <= ncols; cb += 32) PV_BLOCK(2);
-    if (cb < ncols) PV_BLOCK(1);
+    for (; cb + 64 <= ncols; cb += 64) pv_block512(4, p, ldp, v + cb, ldv, nv, lo, hi, alpha, o + cb, ldo);
+    if (cb + 32 <= ncols) { pv_block512(2, p, ldp, v + cb, ldv, nv, lo, hi, alpha, o + cb, ldo); cb += 32; }
+    if (cb < ncols) pv_block512(1, p, ldp, v + cb, ldv, nv, lo, hi, alpha, o + cb, ldo);
 }
-#undef PV_BLOCK
-#undef PV_LOAD
-#undef PV_FMA
-#undef PV_STORE
 
 AVX512 static void exp2_array_avx512(float *x, size_t n)
 {
@@ -681,51 +669,40 @@ AVX512 static void rows_bwd_avx512(float *s, float *dp, size_t lds, size_t ncol,
 }
 
 /* o (nk <= 6 key rows) += w^T x over the rows each key's suffix covers (tpv_avx2's
- * contract), 32 columns per pass (12 accumulators), then 16. */
-#define TPV_BLOCK(NV)                                                                         \
-    do {                                                                                      \
-        __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;                    \
-        (void)c01; (void)c11; (void)c21; (void)c31; (void)c41; (void)c51;                     \
-        TPV_LOAD(0, NV) TPV_LOAD(1, NV) TPV_LOAD(2, NV) TPV_LOAD(3, NV) TPV_LOAD(4, NV)       \
-        TPV_LOAD(5, NV)                                                                       \
-        size_t r = lo;                                                                        \
-        for (; r < hi; r++) {                          /* rows only some keys see */          \
-            const float *x_r = x + r * ldx + cb, *w_r = w + r * ldw;                          \
-            __m512 b0 = _mm512_loadu_ps(x_r), b1 = NV == 2 ? _mm512_loadu_ps(x_r + 16) : b0;  \
-            (void)b1;                                                                         \
-            if (r >= st[0]) TPV_FMA(0, NV)                                                    \
-            if (r >= st[1]) TPV_FMA(1, NV)                                                    \
-            if (r >= st[2]) TPV_FMA(2, NV)                                                    \
-            if (r >= st[3]) TPV_FMA(3, NV)                                                    \
-            if (r >= st[4]) TPV_FMA(4, NV)                                                    \
-            if (r >= st[5]) TPV_FMA(5, NV)                                                    \
-        }                                                                                     \
-        for (; r < nr; r++) {                          /* rows every key of the block sees */ \
-            const float *x_r = x + r * ldx + cb, *w_r = w + r * ldw;                          \
-            __m512 b0 = _mm512_loadu_ps(x_r), b1 = NV == 2 ? _mm512_loadu_ps(x_r + 16) : b0;  \
-            (void)b1;                                                                         \
-            TPV_FMA(0, NV) TPV_FMA(1, NV) TPV_FMA(2, NV) TPV_FMA(3, NV) TPV_FMA(4, NV)        \
-            TPV_FMA(5, NV)                                                                    \
-        }                                                                                     \
-        TPV_STORE(0, NV) TPV_STORE(1, NV) TPV_STORE(2, NV) TPV_STORE(3, NV) TPV_STORE(4, NV)  \
-        TPV_STORE(5, NV)                                                                      \
-    } while (0)
-#define TPV_LOAD(j, NV) {                                                                     \
-        if (j < nk) {                                                                         \
-            c##j##0 = _mm512_loadu_ps(o + j * ldo + cb);                                      \
-            c##j##1 = NV == 2 ? _mm512_loadu_ps(o + j * ldo + cb + 16) : c##j##0;             \
-        } else {                                                                              \
-            c##j##0 = c##j##1 = _mm512_setzero_ps();                                          \
-        } }
-#define TPV_FMA(j, NV) {                                                                      \
-        __m512 a = _mm512_set1_ps(w_r[j]);                                                    \
-        c##j##0 = _mm512_fmadd_ps(a, b0, c##j##0);                                            \
-        if (NV == 2) c##j##1 = _mm512_fmadd_ps(a, b1, c##j##1); }
-#define TPV_STORE(j, NV) {                                                                    \
-        if (j < nk) {                                                                         \
-            _mm512_storeu_ps(o + j * ldo + cb, c##j##0);                                      \
-            if (NV == 2) _mm512_storeu_ps(o + j * ldo + cb + 16, c##j##1);                    \
-        } }
+ * contract), 16 NV columns per pass (NV = 4, 2, 1; 6 NV accumulators). */
+AVX512 static RK_SM_INLINE void tpv_block512(const int NV, const float *w, size_t ldw,
+                                             const float *x, size_t ldx, size_t nr,
+                                             const size_t *st, size_t lo, size_t hi, size_t nk,
+                                             float *o, size_t ldo)
+{
+    __m512 acc[RK_SM_MR][4];
+    UNROLL for (int j = 0; j < RK_SM_MR; j++)
+        UNROLL for (int c = 0; c < NV; c++)
+            acc[j][c] = (size_t)j < nk ? _mm512_loadu_ps(o + j * ldo + 16 * c) : _mm512_setzero_ps();
+    size_t r = lo;
+    for (; r < hi; r++) {                          /* rows only some keys see */
+        const float *x_r = x + r * ldx, *w_r = w + r * ldw;
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_loadu_ps(x_r + 16 * c);
+        UNROLL for (int j = 0; j < RK_SM_MR; j++)
+            if (r >= st[j]) {
+                __m512 a = _mm512_set1_ps(w_r[j]);
+                UNROLL for (int c = 0; c < NV; c++) acc[j][c] = _mm512_fmadd_ps(a, b[c], acc[j][c]);
+            }
+    }
+    for (; r < nr; r++) {                          /* rows every key of the block sees */
+        const float *x_r = x + r * ldx, *w_r = w + r * ldw;
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_loadu_ps(x_r + 16 * c);
+        UNROLL for (int j = 0; j < RK_SM_MR; j++) {
+            __m512 a = _mm512_set1_ps(w_r[j]);
+            UNROLL for (int c = 0; c < NV; c++) acc[j][c] = _mm512_fmadd_ps(a, b[c], acc[j][c]);
+        }
+    }
+    UNROLL for (int j = 0; j < RK_SM_MR; j++)
+        if ((size_t)j < nk)
+            UNROLL for (int c = 0; c < NV; c++) _mm512_storeu_ps(o + j * ldo + 16 * c, acc[j][c]);
+}
 
 AVX512 static void tpv_avx512(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
                               const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo)
@@ -739,14 +716,11 @@ AVX512 static void tpv_avx512(const float *w, size_t ldw, const float *x, size_t
     if (nk == 0 || lo >= nr) return;
     if (hi > nr || nk < RK_SM_MR) hi = nr;   /* a short block: every row tests its keys */
     size_t cb = 0;
-    for (; cb + 32 <= ncols; cb += 32) TPV_BLOCK(2);
-    if (cb < ncols) TPV_BLOCK(1);
+    for (; cb + 64 <= ncols; cb += 64) tpv_block512(4, w, ldw, x + cb, ldx, nr, st, lo, hi, nk, o + cb, ldo);
+    if (cb + 32 <= ncols) { tpv_block512(2, w, ldw, x + cb, ldx, nr, st, lo, hi, nk, o + cb, ldo); cb += 32; }
+    if (cb < ncols) tpv_block512(1, w, ldw, x + cb, ldx, nr, st, lo, hi, nk, o + cb, ldo);
 }
-#undef TPV_BLOCK
-#undef TPV_LOAD
-#undef TPV_FMA
-#undef TPV_STORE
-#undef SM_ROWS
+#undef UNROLL
 
 static const rk__sm_kernels kern_avx512 = { "avx512", qk_avx512, rows_avx512, pv_avx512,
                                             rows_bwd_avx512, tpv_avx512, RK_ISA_AVX512 };
