@@ -116,6 +116,10 @@ test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	  cat $(BUILD)/log/$$(basename $$t).log; \
 	  [ $$rc -eq 0 ] || { echo "!! $$t exited $$rc"; fail=1; }; \
 	done; \
+	if [ -z "$(SAN)" ]; then \
+	  echo "== tests/install_check.sh"; \
+	  MAKE="$(MAKE)" sh tests/install_check.sh $(BUILD) || { echo "!! install check failed"; fail=1; }; \
+	fi; \
 	cat $(BUILD)/log/*.log | awk '/^\[  PASSED  \]/ {p += $$4} /^\[  FAILED  \] [0-9]+ test/ {f += $$4} \
 	  END {printf "tests: %d passed, %d failed\n", p, f}'; \
 	exit $$fail
@@ -163,7 +167,9 @@ paper-figures:
 	  [ $$size -le 153600 ] || echo "paper-figures: warning: $$dst is over 150 KB" >&2; \
 	done
 
-$(BUILD)/ropekit.pc: lib/ropekit.h Makefile
+# The .pc file names PREFIX, so it is written at install time, never reused from a build.
+.PHONY: $(BUILD)/ropekit.pc
+$(BUILD)/ropekit.pc:
 	@mkdir -p $(@D)
 	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ropekit\nDescription: RoPE and attention kernels (softmax, FAVOR+, linear)\nVersion: %s\nRequires.private: $(LIB_PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -Wl,-rpath,$${libdir} -lropekit\nLibs.private: -fopenmp -lm\n' \
 	  '$(PREFIX)' '$(RK_VER)' > $@

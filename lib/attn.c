@@ -497,7 +497,7 @@ static int check_tensors(const rk_attn *p, const tview *t, const char *const *na
 
 /* Execute, the training forward, the backward: per precision, through the kind's batched
  * entry if it has one, else head by head (in order) through its matrix entries. */
-#define RK_BATCH_CALLS(SFX, T, MAT, SLICE, REAL, EXEC, FWD, BWD, EXECB, GQA)                   \
+#define RK_BATCH_CALLS(SFX, T, MAT, SLICE, REAL, EXEC, FWD, BWD, EXECB, BWDB, GQA)             \
     int rk_attn_execute_batch##SFX(rk_attn *p, const T *q, const T *k, const T *v, T *out,   \
                                    const size_t *kv_len)                                    \
     {                                                                                         \
@@ -508,7 +508,7 @@ static int check_tensors(const rk_attn *p, const tview *t, const char *const *na
         int rc = check_tensors(p, t, nm, 3, 1, kv_len, sizeof(REAL));                         \
         if (rc) return rc;                                                                    \
         const rk_attn_config *c = &p->cfg;                                                    \
-        if (p->ops->EXECB) return p->ops->EXECB(p, q, k, v, out, kv_len);                     \
+        if (p->ops->EXECB) return p->ops->EXECB(p, q, k, v, out, kv_len, NULL);               \
         if (!p->ops->EXEC) RK_FAIL(RK_EUNSUP, "%s has no such path", p->ops->name);           \
         const size_t grp = c->heads / c->kv_heads;                                            \
         for (size_t b = 0; b < c->batch; b++)                                                 \
@@ -532,6 +532,7 @@ static int check_tensors(const rk_attn *p, const tview *t, const char *const *na
         const rk_attn_config *c = &p->cfg;                                                    \
         if (!p->ops->BWD) RK_FAIL(RK_EUNSUP, "%s has no backward (no training forward)",      \
                                   p->ops->name);                                              \
+        if (p->ops->EXECB) return p->ops->EXECB(p, q, k, v, out, kv_len, saved);              \
         const size_t grp = c->heads / c->kv_heads, per = saved_per_head(p);                   \
         for (size_t b = 0; b < c->batch; b++)                                                 \
             for (size_t h = 0; h < c->heads; h++) {                                           \
@@ -559,6 +560,8 @@ static int check_tensors(const rk_attn *p, const tview *t, const char *const *na
         if (rc) return rc;                                                                    \
         const rk_attn_config *c = &p->cfg;                                                    \
         if (!p->ops->BWD) RK_FAIL(RK_EUNSUP, "%s has no backward", p->ops->name);             \
+        if (p->ops->BWDB)                                                                     \
+            return p->ops->BWDB(p, q, k, v, out, saved, dout, dq, dk, dv, kv_len);            \
         const size_t grp = c->heads / c->kv_heads, per = saved_per_head(p);                   \
         for (size_t b = 0; b < c->batch; b++)                                                 \
             for (size_t h = 0; h < c->heads; h++) {                                           \
@@ -585,6 +588,6 @@ static int check_tensors(const rk_attn *p, const tview *t, const char *const *na
     }
 
 RK_BATCH_CALLS(, rk_tensor, rk_mat, rk_tensor_slice, float, exec_f, fwd_f, bwd_f, exec_batch_f,
-               gqa_f)
+               bwd_batch_f, gqa_f)
 RK_BATCH_CALLS(_d, rk_tensord, rk_matd, rk_tensord_slice, double, exec_d, fwd_d, bwd_d,
-               exec_batch_d, gqa_d)
+               exec_batch_d, bwd_batch_d, gqa_d)

@@ -53,9 +53,19 @@ typedef struct rk__attn_kind {
      * batch x heads x its tiles; without one, attn.c runs the heads one after another through
      * the matrix entries above. Tensors are checked by attn.c; kv_len is NULL or batch values. */
     int       (*exec_batch_f)(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
-                              const rk_tensor *v, rk_tensor *out, const size_t *kv_len);
+                              const rk_tensor *v, rk_tensor *out, const size_t *kv_len,
+                              float *saved);           /* saved: NULL, or a training forward */
     int       (*exec_batch_d)(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
-                              const rk_tensord *v, rk_tensord *out, const size_t *kv_len);
+                              const rk_tensord *v, rk_tensord *out, const size_t *kv_len,
+                              double *saved);
+    int       (*bwd_batch_f)(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
+                             const rk_tensor *v, const rk_tensor *out, const float *saved,
+                             const rk_tensor *dout, rk_tensor *dq, rk_tensor *dk, rk_tensor *dv,
+                             const size_t *kv_len);
+    int       (*bwd_batch_d)(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
+                             const rk_tensord *v, const rk_tensord *out, const double *saved,
+                             const rk_tensord *dout, rk_tensord *dq, rk_tensord *dk,
+                             rk_tensord *dv, const size_t *kv_len);
     /* The plan's feature map and its rotations (NULL: the kind has none). */
     struct rk__featmap *(*featmap)(const rk_attn *p, const rk_rope **rope_qk,
                                    const rk_rope **rope_features);

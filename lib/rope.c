@@ -1,5 +1,5 @@
 /* RoPE: rotary position embedding (RoFormer eq. 13-15, 34) with partial rotary, two pairing
- * layouts and every frequency scheme of ropekit.h (PAPER.md section 7; Hugging Face
+ * layouts and every frequency scheme of ropekit.h (docs/theory.md#rope-scalings-and-xpos; Hugging Face
  * transformers' modeling_rope_utils.py rope types: default, linear, dynamic, yarn, longrope,
  * llama3; static NTK; the YaRN paper's own ramp; explicit per-pair frequencies or divisors).
  *

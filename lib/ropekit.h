@@ -135,7 +135,7 @@ void rk_matd_free(rk_matd *m);
  * Angles are formed in double (pos * theta_i) before cos/sin, so float32 results stay accurate
  * at positions >= 1e6.
  *
- * Frequencies (PAPER.md section 7; Hugging Face transformers' modeling_rope_utils.py, whose
+ * Frequencies (docs/theory.md#rope-scalings-and-xpos; Hugging Face transformers' modeling_rope_utils.py, whose
  * rope types and parameter names are used: s = factor, b = base = rope_theta, L = orig_ctx =
  * original_max_position_embeddings, M = max_pos = max_position_embeddings):
  *   t_i = b^(-2i/r) / f_i    with f_i = freq_factors[i] (per-pair divisors as ggml's
@@ -434,7 +434,12 @@ RK_NODISCARD int rk_attn_execute_batch_d(rk_attn *p, const rk_tensord *q, const 
  * out; the gradients are written, never read, and must not overlap each other or any input.
  * Memory: all scratch is allocated at plan creation (a plan that never runs a backward still
  * holds it; rk_attn_bytes counts it). Same bits for any thread count. Kinds without a
- * backward return RK_EUNSUP (rpe-fft). The float64 path is the reference for the float32 one. */
+ * backward return RK_EUNSUP (rpe-fft). The float64 path is the reference for the float32 one.
+ * RK_PERFORMER and RK_LINEAR save nothing and do not read out: the backward recomputes the
+ * features (two passes in the forward's chunks: forward order for dq, reverse order with an
+ * O(F d_v) state for dk, dv) and keeps four numbers per query and key row in the plan; nothing
+ * n x F is stored. The float32 softmax backward needs logits within float range (the training
+ * forward refuses rows whose log-sum-exp is not, RK_ENONFINITE). */
 size_t rk_attn_saved_len(const rk_attn *p);
 RK_NODISCARD int rk_attn_forward(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
                                  rk_mat *out, size_t kv_len, float *saved);
@@ -523,7 +528,7 @@ RK_NODISCARD int rk_attn_proj_load(const char *path, size_t d, rk_mat *w);
  * Softmax: logit = scale q_i . k_j + b(t) (RoPE, xPos applied to q, k first). The float32 path
  * adds float(log2(e) b) to its log2-domain logits; a zero bias gives the same bits as none.
  *
- * RK_RPE_FFT (Luo et al. 2021, "Stable, fast and accurate", eq. 10; PAPER.md section 5):
+ * RK_RPE_FFT (Luo et al. 2021, "Stable, fast and accurate", eq. 10; docs/theory.md#relative-biases):
  *     out_i = sum_j c_ij phi(q_i).phi(k_j) v_j / sum_j c_ij phi(q_i).phi(k_j),
  *     c_ij = exp(b(t)) for the keys query i sees (causal: t <= 0; kv_len), 0 otherwise,
  * with the feature map of cfg.rpe_base (RK_PERFORMER: FAVOR+ kernel, n_features, seed, proj,
@@ -601,7 +606,7 @@ RK_NODISCARD int rk_bias_alibi(double *bias, size_t n_q, size_t n_kv, double slo
 RK_NODISCARD int rk_sinusoidal_add(rk_mat *x, int64_t pos0, double base);
 RK_NODISCARD int rk_sinusoidal_add_d(rk_matd *x, int64_t pos0, double base);
 
-/* xPos (Sun et al. 2022, torchscale XPOS; PAPER.md section 7): RoPE whose pair i (of the r
+/* xPos (Sun et al. 2022, torchscale XPOS; docs/theory.md#rope-scalings-and-xpos): RoPE whose pair i (of the r
  * rotated channels) is also scaled, the query at position n by zeta_i^(n/B) and the key at m by
  * zeta_i^(-m/B), so the pair's score gains zeta_i^((n - m)/B) <= 1 for n >= m (causal only):
  *     zeta_i = (2i/r + gamma) / (1 + gamma),  i = 0 .. r/2 - 1  (gamma 0: 0.4).

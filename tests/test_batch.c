@@ -172,6 +172,115 @@ static void test_batch_matches_heads(void **state)
                 for (int nt = 1; nt <= 2; nt++) run_case(&kinds[i], kvhs[g], layout, nt);
 }
 
+/* The float32 batch path (exact softmax: its own, spread over heads and tiles, split over key
+ * chunks for decoding shapes) against the float64 one (head by head) within float rounding,
+ * forward and backward, and the same bits for 1 and 2 threads. */
+static double max_abs(const double *x, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+static void check_close(const float *f, const double *d, size_t n, double rtol, const char *what)
+{
+    double scale = max_abs(d, n);
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(f[i] - d[i]) <= rtol * scale))
+            fail_msg("%s[%zu] = %.9g, double %.17g (rtol %.3g of %.3g)", what, i, (double)f[i], d[i],
+                     rtol, scale);
+}
+
+static void float_vs_double(rk_attn_config cfg, size_t nq, size_t nkv, size_t d, size_t kvh,
+                            int bnhd, const size_t *kvl, const char *what)
+{
+    const size_t dv = d, nQ = B * H * nq * d, nK = B * kvh * nkv * d, nO = B * H * nq * dv;
+    cfg.n_q = nq; cfg.n_kv = nkv; cfg.d = d; cfg.d_v = dv;
+    cfg.batch = B; cfg.heads = H; cfg.kv_heads = kvh;
+    float *f[8];
+    double *x[8];
+    const size_t sz[8] = { nQ, nK, nK, nO, nO, nQ, nK, nK };   /* q k v out dout dq dk dv */
+    for (int i = 0; i < 8; i++) { f[i] = calloc(sz[i], 4); x[i] = calloc(sz[i], 8); }
+    for (int i = 0; i < 5; i++) if (i != 3) fill(f[i], x[i], sz[i], 100 + (unsigned long)i);
+    rk_tensor T[8];
+    rk_tensord Td[8];
+    for (int i = 0; i < 8; i++) {
+        int kv = i == 1 || i == 2 || i == 6 || i == 7;
+        size_t hh = kv ? kvh : H, n = kv ? nkv : nq;
+        T[i] = tf(f[i], bnhd, hh, n, d);
+        Td[i] = td(x[i], bnhd, hh, n, d);
+    }
+    float *keep[3];
+    for (int nt = 1; nt <= 2; nt++) {
+        cfg.nthreads = nt;
+        rk_attn *p = NULL;
+        OK(rk_attn_create(&p, &cfg));
+        size_t ns = rk_attn_saved_len(p);
+        float *sf = calloc(ns + 1, 4);
+        double *sd = calloc(ns + 1, 8);
+        OK(rk_attn_forward_batch(p, &T[0], &T[1], &T[2], &T[3], kvl, sf));
+        OK(rk_attn_backward_batch(p, &T[0], &T[1], &T[2], &T[3], sf, &T[4], &T[5], &T[6], &T[7], kvl));
+        if (nt == 1) {
+            OK(rk_attn_forward_batch_d(p, &Td[0], &Td[1], &Td[2], &Td[3], kvl, sd));
+            OK(rk_attn_backward_batch_d(p, &Td[0], &Td[1], &Td[2], &Td[3], sd, &Td[4], &Td[5],
+                                        &Td[6], &Td[7], kvl));
+            /* float rounding through n keys and d products (see test_grad.c's bound) */
+            double rtol = 8.0 * (double)(nkv + 2 * d + 8) * 1.2e-7;
+            char w[128];
+            static const char *const nm[8] = { "q", "k", "v", "out", "dout", "dq", "dk", "dv" };
+            for (int i = 3; i < 8; i++) {
+                if (i == 4) continue;
+                snprintf(w, sizeof w, "%s %s", what, nm[i]);
+                check_close(f[i], x[i], sz[i], rtol, w);
+            }
+            for (int i = 0; i < 3; i++) {
+                keep[i] = malloc(sz[i + 5] * 4);
+                memcpy(keep[i], f[i + 5], sz[i + 5] * 4);
+            }
+        } else {
+            for (int i = 0; i < 3; i++) {
+                if (memcmp(keep[i], f[i + 5], sz[i + 5] * 4))
+                    fail_msg("%s: gradients differ between 1 and 2 threads", what);
+                free(keep[i]);
+            }
+        }
+        free(sf);
+        free(sd);
+        rk_attn_destroy(p);
+    }
+    for (int i = 0; i < 8; i++) { free(f[i]); free(x[i]); }
+}
+
+static void test_batch_vs_double(void **state)
+{
+    (void)state;
+    const size_t kvl[B] = { 53, 40 }, kvh[3] = { H, 2, 1 };
+    for (size_t g = 0; g < 3; g++)
+        for (int layout = 0; layout < 2; layout++) {
+            char what[96];
+            rk_attn_config c = { .kind = RK_SOFTMAX, .causal = 1, .rope = RK_ROPE_QK };
+            snprintf(what, sizeof what, "causal rope kv_heads %zu %s", kvh[g], layout ? "bnhd" : "bhnd");
+            float_vs_double(c, 61, 53, 8, kvh[g], layout, kvl, what);
+            rk_attn_config b = { .kind = RK_SOFTMAX };
+            snprintf(what, sizeof what, "bidirectional kv_heads %zu %s", kvh[g], layout ? "bnhd" : "bhnd");
+            float_vs_double(b, 50, 70, 6, kvh[g], layout, NULL, what);
+        }
+}
+
+/* Decoding shapes: one query tile against more than two key chunks (split-KV, merged by
+ * log-sum-exp), with padded sequences, causal or not. */
+static void test_decoding(void **state)
+{
+    (void)state;
+    const size_t kvl[B] = { 2600, 1500 };
+    rk_attn_config c = { .kind = RK_SOFTMAX };
+    float_vs_double(c, 1, 2600, 8, 1, 0, kvl, "decode n_q 1 MQA");
+    rk_attn_config cr = { .kind = RK_SOFTMAX, .causal = 1, .rope = RK_ROPE_QK };
+    float_vs_double(cr, 5, 3100, 6, 2, 1, NULL, "decode n_q 5 causal rope GQA");
+    const size_t kvl2[B] = { 2200, 2100 };
+    float_vs_double(cr, 17, 2200, 4, H, 0, kvl2, "decode n_q 17 causal rope padded");
+}
+
 static void test_batch_errors(void **state)
 {
     (void)state;
@@ -206,6 +315,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_matches_heads),
+        cmocka_unit_test(test_batch_vs_double),
+        cmocka_unit_test(test_decoding),
         cmocka_unit_test(test_batch_errors),
     };
     return cmocka_run_group_tests_name("batch", tests, NULL, NULL);
