@@ -8,7 +8,7 @@
  *     entries, xPos, key padding, n_q != n_kv, padded rows) against tests/ref_attn.c, and
  *     its backward against the float64 backward (tests/grad_check.c);
  *   - FAVOR+ and linear attention against tests/ref_linear.c, and the same bits on every
- *     path (products and feature rows are one fixed chain per element);
+ *     path (products and feature rows are one fixed chain per element), forward and backward;
  *   - RoPE, both pairings, in and out of the table, inverse, against tests/ref_rope.c, and
  *     the same bits on every path (no FMA anywhere);
  *   - what the plan reports (rk_attn_get_config / rk_rope_get_config isa) is the path asked
@@ -741,6 +741,58 @@ static void test_performer_paths(void **state)
     }
 }
 
+/* The FAVOR+ / linear training forward and backward: every path and thread count gives the
+ * portable path's bits (the products are one FMA chain per element on every path, the feature
+ * rows and their backward the same operations); tests/test_grad_linear.c checks the widest
+ * path against the float64 backward with its derived bound, so the bound holds on every path. */
+static void test_performer_backward_paths(void **state)
+{
+    (void)state;
+    rk_isa p[3];
+    size_t np = paths(p);
+    for (size_t ci = 0; ci < sizeof pcases / sizeof pcases[0]; ci++) {
+        const pcase *cs = &pcases[ci];
+        gsl_rng *g = rk_test_rng(170 + ci);
+        rk_mat q = rk_test_randn(g, cs->n_q, cs->d, cs->d + 1, 0.7);
+        rk_mat k = rk_test_randn(g, cs->n_kv, cs->d, cs->d + 2, 0.7);
+        rk_mat v = rk_test_randn(g, cs->n_kv, cs->dv, cs->dv, 1.0);
+        rk_mat dout = rk_test_randn(g, cs->n_q, cs->dv, cs->dv, 1.0);
+        gsl_rng_free(g);
+        rk_mat ref[4] = { rk_test_mat(cs->n_q, cs->dv, cs->dv), rk_test_mat(cs->n_q, cs->d, cs->d),
+                          rk_test_mat(cs->n_kv, cs->d, cs->d), rk_test_mat(cs->n_kv, cs->dv, cs->dv) };
+        for (size_t i = 0; i < np; i++)
+            for (int nt = 1; nt <= 2; nt++) {
+                rk_attn_config c = pconfig(cs, p[i], nt);
+                rk_attn *a;
+                assert_rk_ok(rk_attn_create(&a, &c));
+                rk_mat got[4] = { rk_test_mat(cs->n_q, cs->dv, cs->dv + 1), rk_test_mat(cs->n_q, cs->d, cs->d),
+                                  rk_test_mat(cs->n_kv, cs->d, cs->d + 1), rk_test_mat(cs->n_kv, cs->dv, cs->dv) };
+                size_t ns = rk_attn_saved_len(a);
+                float *saved = malloc((ns ? ns : 1) * sizeof *saved);
+                assert_non_null(saved);
+                assert_rk_ok(rk_attn_forward(a, &q, &k, &v, &got[0], cs->kv_len, saved));
+                assert_rk_ok(rk_attn_backward(a, &q, &k, &v, &got[0], saved, &dout, &got[1], &got[2],
+                                              &got[3], cs->kv_len));
+                for (int t = 0; t < 4; t++) {
+                    if (i == 0 && nt == 1) {
+                        for (size_t r = 0; r < got[t].rows; r++)
+                            memcpy(ref[t].data + r * ref[t].ld, got[t].data + r * got[t].ld,
+                                   got[t].cols * sizeof(float));
+                    } else if (!same_rows(&got[t], &ref[t])) {
+                        fail_msg("performer case %zu path %s, %d threads: %s is not the portable "
+                                 "path's bits", ci, rk_isa_name(p[i]), nt,
+                                 t == 0 ? "out" : t == 1 ? "dq" : t == 2 ? "dk" : "dv");
+                    }
+                    rk_test_free(&got[t]);
+                }
+                free(saved);
+                rk_attn_destroy(a);
+            }
+        for (int t = 0; t < 4; t++) rk_test_free(&ref[t]);
+        rk_test_free(&q); rk_test_free(&k); rk_test_free(&v); rk_test_free(&dout);
+    }
+}
+
 /* ---- RoPE -------------------------------------------------------------------------------- */
 
 /* o = fl(fl(a c) - fl(b s)) with c, s the double cos/sin rounded to float (times mscale m):
@@ -881,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_softmax_forward),
         cmocka_unit_test(test_softmax_backward),
         cmocka_unit_test(test_performer_paths),
+        cmocka_unit_test(test_performer_backward_paths),
         cmocka_unit_test(test_rope_paths),
         cmocka_unit_test(test_env),
     };
