@@ -27,6 +27,7 @@
 #  define RK_FM_X86 1
 #  include <immintrin.h>
 #  define AVX2 __attribute__((target("avx2,fma")))
+#  define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 #else
 #  define RK_FM_X86 0
 #endif
@@ -246,7 +247,7 @@ void rk__featmap_free(rk__featmap *fm)
 }
 
 int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int transposed,
-                     int avx2, size_t *bytes, const char *who)
+                     rk_isa isa, size_t *bytes, const char *who)
 {
     size_t m = favor ? c->n_features : 0, d = c->d;
     memset(fm, 0, sizeof *fm);
@@ -259,7 +260,7 @@ int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int tr
     fm->scale = c->scale;
     fm->sq = favor ? sqrt(c->scale) : 1.0;
     fm->stab = fm->favor;
-    fm->avx2 = avx2;
+    fm->isa = isa;
     fm->norm = !favor ? 1.0
              : 1.0 / sqrt((double)(c->kernel == RK_KERNEL_HYPERBOLIC ? 2 * m : m));
     int rc = RK_OK;
@@ -340,8 +341,8 @@ void rk__featmap_row_d(const rk__featmap *f, const double *u, double h, double c
 }
 
 /* Float exp for the float features: Cephes' expf (degree-7 polynomial on [-ln2/2, ln2/2],
- * ~1 ulp), written once as scalar fmaf steps and once as the same AVX2 steps, so both give the
- * same bits. The features run 2 n m of these; libm's expf is scalar. Arguments below -87 give 0
+ * ~1 ulp), written once as scalar fmaf steps and once each as the same AVX2 and AVX-512 steps,
+ * so all three give the same bits. The features run 2 n m of these; libm's expf is scalar. Arguments below -87 give 0
  * (below FLT_MIN), above 88 are clamped to 88 (stabilised arguments are <= 0); NaN stays NaN. */
 #define EXPF_LO   -87.0f
 #define EXPF_HI   88.0f
@@ -434,6 +435,68 @@ AVX2 static float max_avx2(const float *u, size_t m, int absval)
     }
     return best;
 }
+/* The same steps on 16 lanes (masks instead of blends; the tail is one masked vector, each
+ * lane the scalar expf_poly's bits; the body uses plain loads and stores, which Zen 5 runs
+ * faster than masked ones). */
+AVX512 static __m512 expf_poly16(__m512 x)
+{
+    __m512 lo = _mm512_set1_ps(EXPF_LO);
+    __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ);                /* false for NaN */
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 zero_or_nan = _mm512_maskz_mov_ps(nan, x);
+    __m512 y = _mm512_min_ps(x, _mm512_set1_ps(EXPF_HI));
+    y = _mm512_mask_blend_ps(keep, lo, y);                                 /* keep it finite */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(LOG2EF)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), y);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(EP0), r, _mm512_set1_ps(EP1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mask_blend_ps(keep, zero_or_nan, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+}
+
+AVX512 static void exp_row_avx512(const float *u, float sg, float sh, float nr, size_t m,
+                                  float *out)
+{
+    __m512 vs = _mm512_set1_ps(sg), vh = _mm512_set1_ps(sh), vn = _mm512_set1_ps(nr);
+    size_t r = 0;
+    for (; r + 16 <= m; r += 16) {
+        __m512 a = _mm512_sub_ps(_mm512_mul_ps(vs, _mm512_loadu_ps(u + r)), vh);
+        _mm512_storeu_ps(out + r, _mm512_mul_ps(vn, expf_poly16(a)));
+    }
+    if (r < m) {
+        __mmask16 k = (__mmask16)((1u << (m - r)) - 1u);
+        __m512 a = _mm512_sub_ps(_mm512_mul_ps(vs, _mm512_maskz_loadu_ps(k, u + r)), vh);
+        _mm512_mask_storeu_ps(out + r, k, _mm512_mul_ps(vn, expf_poly16(a)));
+    }
+}
+
+/* max_r u[r] (or |u[r]|), exact in any order. Lanes past m keep the running max (a masked
+ * max), which is vmaxps' second operand: it returns that operand when the other is NaN, so
+ * NaN is left out, as in the portable loop. */
+AVX512 static float max_avx512(const float *u, size_t m, int absval)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    size_t r = 0;
+    for (; r + 16 <= m; r += 16) {
+        __m512 a = _mm512_loadu_ps(u + r);
+        if (absval) a = _mm512_abs_ps(a);
+        mx = _mm512_max_ps(a, mx);
+    }
+    if (r < m) {
+        __mmask16 k = (__mmask16)((1u << (m - r)) - 1u);
+        __m512 a = _mm512_maskz_loadu_ps(k, u + r);
+        if (absval) a = _mm512_abs_ps(a);
+        mx = _mm512_mask_max_ps(mx, k, a, mx);
+    }
+    return _mm512_reduce_max_ps(mx);
+}
 #endif
 
 double rk__featmap_lmax_f(const rk__featmap *f, const float *u, double h)
@@ -443,7 +506,8 @@ double rk__featmap_lmax_f(const rk__featmap *f, const float *u, double h)
     int hyp = f->kernel == RK_KERNEL_HYPERBOLIC;
     float mx = -INFINITY;
 #if RK_FM_X86
-    if (f->avx2) mx = max_avx2(u, f->m, hyp);
+    if (f->isa >= RK_ISA_AVX512) mx = max_avx512(u, f->m, hyp);
+    else if (f->isa >= RK_ISA_AVX2) mx = max_avx2(u, f->m, hyp);
     else
 #endif
     for (size_t r = 0; r < f->m; r++) {
@@ -467,7 +531,8 @@ void rk__featmap_row_f(const rk__featmap *f, const float *u, double h, double c,
     float nr = (float)f->norm, sh = (float)(h + c);
     void (*row)(const float *, float, float, float, size_t, float *) = exp_row_c;
 #if RK_FM_X86
-    if (f->avx2) row = exp_row_avx2;
+    if (f->isa >= RK_ISA_AVX512) row = exp_row_avx512;
+    else if (f->isa >= RK_ISA_AVX2) row = exp_row_avx2;
 #endif
     switch (f->kernel) {
     case RK_KERNEL_POSITIVE:

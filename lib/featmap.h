@@ -42,7 +42,7 @@ typedef struct rk__featmap {
     double    scale, sq;     /* logit scale and sqrt(scale) (x' = sq x)                    */
     double    norm;          /* 1/sqrt(m) or 1/sqrt(2m) (hyperbolic); 1 for linear maps     */
     int       stab;          /* exp-type map: the stabiliser constants are used (= favor)  */
-    int       avx2;          /* float rows use the AVX2 kernels                            */
+    rk_isa    isa;           /* float rows' kernel path (portable, AVX2, AVX-512: same bits) */
     float    *w;             /* (m, d) projection as drawn or imported                      */
     double   *wsd;           /* (m, d) (double)w * sq, for row-wise use                     */
     float    *wsT;           /* (d, m) w^T * sq, float operand of products (NULL unless asked) */
@@ -65,9 +65,10 @@ int rk__featmap_check_cost(const rk_attn_config *c, int favor, const char *who);
 
 /* Build the map of a resolved config: allocate (counting the bytes into *bytes) and draw or
  * copy the projection; transposed != 0 also keeps the (d, m) operands wsT, wsdT. On failure
- * the caller still calls rk__featmap_free. avx2: use the AVX2 float kernels. */
+ * the caller still calls rk__featmap_free. isa: the float rows' kernel path (a path the CPU
+ * has; every path gives the same bits). */
 int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int transposed,
-                     int avx2, size_t *bytes, const char *who);
+                     rk_isa isa, size_t *bytes, const char *who);
 void rk__featmap_free(rk__featmap *fm);
 
 /* One row: lmax from u (m projections; for linear maps: the row x itself) and h. */

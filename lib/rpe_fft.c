@@ -275,7 +275,9 @@ static int rpe_create(rk_attn *p)
               round_up(d * sizeof(double), 64) + round_up((r->ldx - d) * sizeof(double), 64) +
               round_up(F * sizeof(double), 64);
     r->l2norm = c->rpe_l2norm != 0;
-    if ((rc = rk__featmap_init(&r->fm, c, favor, 0, 0, &p->bytes, "rpe-fft"))) return rc;
+    c->isa = RK_ISA_PORTABLE;           /* double feature rows and FFTW: no ropekit vector kernel */
+    if ((rc = rk__featmap_init(&r->fm, c, favor, 0, RK_ISA_PORTABLE, &p->bytes, "rpe-fft")))
+        return rc;
 
     TAKE(r->bias, L, 1, sizeof(double), "bias");
     TAKE(r->cnt, L + 1, 1, sizeof(size_t), "bias counts");
