@@ -247,6 +247,7 @@ static int sm_create(rk_attn *p)
     p->impl = s;
     p->bytes += rk__alloc_size(sizeof *s);
     s->kern = rk__sm_kernels_for(c->isa);
+    p->cfg.isa = s->kern->isa;           /* rk_attn_get_config: the path that runs */
     s->dvp = round_up(c->d_v, RK_SM_NR);
     s->ntiles = (c->n_q + BR - 1) / BR;
     s->npan = (c->n_kv + RK_SM_NR - 1) / RK_SM_NR;
@@ -495,6 +496,14 @@ static int row_overflow(int why, size_t i, int f32)
 /* float32 path                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
+/* max(m, |x|), NaN ignored as fmaxf does; written as a compare so the packing loops vectorise
+ * (libm's fmaxf is a call per element: it dominated the decoding path's packing). */
+static inline float max_abs(float m, float x)
+{
+    float a = fabsf(x);
+    return a > m ? a : m;
+}
+
 /* Rows i0 .. i0 + nr - 1 of q into dst (nr, d), rotated (RoPE) and multiplied by
  * cq = scale log2(e). Returns the RoPE status (RK_OK unless the rope plan refuses). */
 int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
@@ -508,14 +517,14 @@ int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, si
         if (rc) return rc;
         if (s->lnz) rk__sm_xpos_rows_f(s, dst, nr, d, rk__attn_qpos(c, i0), 1.0);
         for (size_t t = 0; t < nr * d; t++) {
-            mx = fmaxf(mx, fabsf(dst[t]));
+            mx = max_abs(mx, dst[t]);
             dst[t] *= cq;
         }
     } else {
         for (size_t r = 0; r < nr; r++) {
             const float *q_i = q->data + (i0 + r) * q->ld;
             for (size_t j = 0; j < d; j++) {
-                mx = fmaxf(mx, fabsf(q_i[j]));
+                mx = max_abs(mx, q_i[j]);
                 dst[r * d + j] = cq * q_i[j];
             }
         }
@@ -545,12 +554,12 @@ int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
     for (size_t jj = 0; jj < jn; jj++)
         for (size_t ch = 0; ch < d; ch++) {
             float x = k_src[jj * ldk + ch];
-            km = fmaxf(km, fabsf(x));
+            km = max_abs(km, x);
             kt_p[ch * RK_SM_NR + jj] = x;
         }
     for (size_t jj = 0; jj < jn; jj++) {
         const float *v_j = v->data + (j0 + jj) * v->ld;
-        for (size_t ch = 0; ch < c->d_v; ch++) vm = fmaxf(vm, fabsf(v_j[ch]));
+        for (size_t ch = 0; ch < c->d_v; ch++) vm = max_abs(vm, v_j[ch]);
         memcpy(vp + (j0 + jj) * s->dvp, v_j, c->d_v * sizeof(float));
     }
     if (kvmax) { kvmax[0] = km; kvmax[1] = vm; }
