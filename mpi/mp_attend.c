@@ -560,8 +560,9 @@ int mp_cmd_attend(int argc, char **argv)
         if (ac.kind == RK_SOFTMAX) printf("  model %.0f", model);
         printf("  peak RSS %.1f MB (max rank)\n", (double)mx[1] / 1048576.0);
     }
-    rk_array outs[4];
+    rk_array outs[4], conv[4];      /* function scope: cli_finish frees them */
     memset(outs, 0, sizeof outs);
+    memset(conv, 0, sizeof conv);
     const geom *og[4] = { &gd, &gq, &gk, &gv };
     void *ol[4] = { job.out, job.dq, job.dk, job.dvv };
     static const char *const out_opts[4] = { "out", "dq", "dk", "dv" };
@@ -579,7 +580,6 @@ int mp_cmd_attend(int argc, char **argv)
     }
     mp_agree(0);
     if (mp_rank == 0) {
-        rk_array conv[4];
         for (int i = 0; i < (backward ? 4 : 1); i++) {
             if (i > 0 && !cli_flag(&c, out_opts[i])) continue;
             const rk_array *r = &outs[i];

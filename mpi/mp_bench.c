@@ -5,7 +5,8 @@
  *   ranks threads n d heads dist  time compute wait  sent(max/rank) model ratio  peakRSS(max,min)
  *
  * sent: elements this rank sent; the ring's model is 2 (P - 1) n d / P per rank and head
- * (d_v = d; (P - 1) (n / P) (d + d_v) in general). Peak RSS is VmHWM of each rank; the rows a
+ * (d_v = d; (P - 1) (n / P) (d + d_v) in general). The run's peak RSS is VmHWM of each rank
+ * less its VmHWM before the run allocated anything (MPI's and the libraries' own); the rows a
  * rank holds are O(n d / P), and so is everything the ring allocates (two K/V blocks, the
  * plans' packed copies of one block): no O(n^2) buffer anywhere. */
 #include "mp_ring.h"
@@ -95,6 +96,7 @@ int mp_cmd_bench(int argc, char **argv)
     job.H = job.Hk = H;
     job.dbl = dbl;
     job.zigzag = zigzag;
+    const size_t base = mp_peak_rss();       /* the process before the run's buffers */
     mp_block *blkv = calloc((size_t)mp_size, sizeof *blkv);
     if (!blkv) cli_die(&c, "out of memory");
     cli_defer(&c, free, blkv);
@@ -115,7 +117,8 @@ int mp_cmd_bench(int argc, char **argv)
     mp_attention(&job);
     mp_agree(0);
 
-    unsigned long long mine[2] = { job.sent_elems, (unsigned long long)mp_peak_rss() }, mx[2], mn[2];
+    const size_t peak = mp_peak_rss();
+    unsigned long long mine[2] = { job.sent_elems, peak > base ? peak - base : 0 }, mx[2], mn[2];
     double tm[3] = { job.t_total, job.t_compute, job.t_wait }, tx[3];
     MPI_Reduce(mine, mx, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0, MPI_COMM_WORLD);
     MPI_Reduce(mine, mn, 2, MPI_UNSIGNED_LONG_LONG, MPI_MIN, 0, MPI_COMM_WORLD);
@@ -125,7 +128,7 @@ int mp_cmd_bench(int argc, char **argv)
         const double model = ki == 0 ? 2.0 * (P - 1.0) * (double)n * (double)d / P * (double)H : 0.0;
         const double data = 4.0 * (double)H * (double)n / P * (double)d * (double)es;
         printf("ranks %d  threads %d  n %zu  d %zu  heads %zu  %s%s%s  time %.3f s  compute %.3f  "
-               "wait %.3f  sent %llu  model %.0f  ratio %.4f  peakRSS max %.1f MB min %.1f MB  "
+               "wait %.3f  sent %llu  model %.0f  ratio %.4f  run's peak RSS max %.1f MB min %.1f MB  "
                "(q, k, v, out rows %.1f MB)\n",
                mp_size, threads ? threads : omp_get_max_threads(), n, d, H, kinds[ki],
                job.cfg.causal ? " causal" : "", zigzag ? " zigzag" : "", tx[0], tx[1], tx[2],
