@@ -55,16 +55,22 @@ EXP_A    := $(BUILD)/libropekit-drivers.a
 BENCH    := $(BUILD)/ropekit-bench
 BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
+# ropekit-mpi (issue 18): the MPI programs (mpi/), built with Open MPI's compile and link flags
+# (mpicc --showme); the library and the plain ropekit never see MPI.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+MPI_BIN  := $(BUILD)/ropekit-mpi
+MPI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard mpi/*.c))
 TEST_AUX := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
 
 .PHONY: all test asan bench install clean help plots-% paper paper-check paper-figures fuzz valgrind
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: $(LIB_A) $(LIB_SO) $(CLI)
+all: $(LIB_A) $(LIB_SO) $(CLI) $(MPI_BIN)
 
 help:
-	@echo "make           build $(LIB_A), $(LIB_SO), $(CLI)"
+	@echo "make           build $(LIB_A), $(LIB_SO), $(CLI), $(MPI_BIN)"
 	@echo "make test      build and run the cmocka suite"
 	@echo "make asan      the suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench     benchmarks (figures, not pass/fail)"
@@ -91,6 +97,10 @@ $(LIB_SO): $(LIB_SO_REAL)
 $(LIB_OBJ): CFLAGS += -fvisibility=hidden
 $(CLI): $(CLI_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(MPI_OBJ): CPPFLAGS += -Iexperiments
+$(MPI_OBJ): CFLAGS += $(MPI_CFLAGS)
+$(MPI_BIN): $(MPI_OBJ) $(EXP_A) $(LIB_A)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(MPI_LIBS) -o $@
 $(BENCH): $(BENCH_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(EXP_A): $(EXP_OBJ)
@@ -105,7 +115,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
 $(BUILD)/experiments/machine.o: CPPFLAGS += -DRK_BUILD_FLAGS='"$(strip $(OPT) $(SAN))"'
 # Tests that drive the command line find it here.
 $(BUILD)/tests/%.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
-$(TEST_BIN): | $(CLI)
+$(TEST_BIN): | $(CLI) $(MPI_BIN)
+$(BUILD)/tests/%.o: CPPFLAGS += -DRK_MPI_PATH='"$(abspath $(MPI_BIN))"' \
+  -DRK_MPIRUN='"$(shell command -v mpirun 2>/dev/null)"'
 
 # Runs every test binary (each a cmocka group), then one closing line with the totals.
 test: $(TEST_BIN) $(CLI) $(LIB_SO)
@@ -187,4 +199,4 @@ install: all $(BUILD)/ropekit.pc
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TEST_AUX:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TEST_AUX:.o=.d) $(TEST_BIN:=.d)

@@ -32,6 +32,7 @@
  *   --sinusoidal: rk_sinusoidal_add on the (working-precision) copies of q and k before any
  *     variant: key j at P + j, query i at P + n_kv - n_q + i (P = --offset).
  */
+#include "attend.h"
 #include "cli.h"
 #include "variant.h"
 
@@ -974,4 +975,37 @@ int cmd_attend(int argc, char **argv)
     }
     cli_commit_outputs(&c);
     return cli_finish(&c);
+}
+
+/* ---- the option half, shared with ropekit-mpi attend (experiments/attend.h) ---------------- */
+
+const cli_opt *attend_options(size_t *n)
+{
+    *n = sizeof opts / sizeof opts[0];
+    return opts;
+}
+
+const char *attend_description(void)
+{
+    make_description();
+    return description;
+}
+
+int attend_config(cli_ctx *c, rk_attn_config *ac)
+{
+    const choice ch = get_variant(c);
+    check_applicable(c, &ch);
+    config_from_options(c, &ch, ac);
+    return ch.row->bias != VARIANT_BIAS_NONE;
+}
+
+size_t attend_check_shapes(cli_ctx *c, const rk_array *q, const rk_array *k, const rk_array *v,
+                           int bnhd, size_t kv_heads)
+{
+    return check_shapes(c, q, k, v, bnhd, kv_heads);
+}
+
+void attend_check_rope_width(cli_ctx *c, const rk_attn_config *ac, const char *q_path)
+{
+    check_rope_width(c, ac, q_path);
 }

@@ -133,13 +133,23 @@ static void sm_destroy(void *impl)
 /* rk__take for this plan: counted in p->bytes, messages name softmax. */
 #define TAKE(p, rc, a, b, elt, what) rk__take(&(p)->bytes, (a), (b), (elt), "softmax", (what), (rc))
 
-/* Every position must be representable: pos_offset + (n_kv - n_q) .. pos_offset + n_kv - 1. */
+/* Every position must be representable: keys pos_offset .. pos_offset + n_kv - 1, queries
+ * pos_offset + qidx .. pos_offset + qidx + n_q - 1 (qidx: n_kv - n_q, or q_start). */
 static int check_positions(const rk_attn_config *c)
 {
-    if (c->pos_offset > INT64_MAX - (int64_t)c->n_kv || c->pos_offset < INT64_MIN + (int64_t)c->n_q)
+    const int64_t lo = rk__attn_qidx(c) < 0 ? rk__attn_qidx(c) : 0;
+    const int64_t qe = rk__attn_qidx(c) + (int64_t)c->n_q, hi = qe > (int64_t)c->n_kv ? qe : (int64_t)c->n_kv;
+    if (c->pos_offset > INT64_MAX - hi || c->pos_offset < INT64_MIN - lo)
         RK_FAIL(RK_EOVERFLOW, "softmax: pos_offset = %lld overflows the positions",
                 (long long)c->pos_offset);
     return RK_OK;
+}
+
+/* The largest position a plan uses: the last key's or the last query's. */
+static int64_t last_position(const rk_attn_config *c)
+{
+    int64_t k = rk__attn_kpos(c, c->n_kv - 1), q = rk__attn_qpos(c, c->n_q - 1);
+    return k > q ? k : q;
 }
 
 /* RoPE over q and k of width d, positions as in rk__attn_qpos / rk__attn_kpos. */
@@ -151,7 +161,7 @@ static int make_rope(const rk_attn_config *c, sm_plan *s)
      * a * table_len * theta by angle addition in double (within ~5 double ulps of the direct
      * formula, see table_len in ropekit.h), so results may differ in the last bits from a plan
      * whose table covers every position. */
-    int64_t max_pos = c->pos_offset + (int64_t)c->n_kv - 1;   /* last key and last query */
+    int64_t max_pos = last_position(c);                        /* last key or last query */
     size_t limit = ROPE_TABLE_BYTES / (12 * c->d);
     if (limit < 4096) limit = 4096;
     if (rc.table_len == 0 && max_pos >= 0 && (uint64_t)max_pos < limit)
@@ -159,12 +169,14 @@ static int make_rope(const rk_attn_config *c, sm_plan *s)
     return rk_rope_create(&s->rope, &rc);
 }
 
-/* The positions xPos uses: keys pos_offset .. pos_offset + n_kv - 1, queries from
- * pos_offset + n_kv - n_q (below the first key when n_q > n_kv); c is their middle. */
+/* The positions xPos uses: keys pos_offset .. pos_offset + n_kv - 1 and the queries' (from
+ * pos_offset + n_kv - n_q bottom-right, below the first key when n_q > n_kv; or from
+ * pos_offset + q_start); c is their middle. */
 static void xpos_span(const rk_attn_config *c, double *lo, double *hi)
 {
-    *hi = (double)c->pos_offset + (double)c->n_kv - 1.0;
-    *lo = (double)c->pos_offset + (c->n_kv >= c->n_q ? 0.0 : (double)c->n_kv - (double)c->n_q);
+    *hi = (double)last_position(c);
+    double q0 = (double)rk__attn_qpos(c, 0), k0 = (double)c->pos_offset;
+    *lo = q0 < k0 ? q0 : k0;
 }
 
 /* xPos: ln zeta_i of the rotated pairs and the centre (the range was checked by resolve). */
@@ -207,6 +219,9 @@ static int sm_resolve(rk_attn_config *c, rk_attn_info *info)
     (void)info;
     int rc = rk__bias_check(c, "softmax", 1);
     if (rc) return rc;
+    if (c->bias && c->align != RK_ALIGN_BOTTOM_RIGHT)
+        RK_FAIL(RK_EINVAL, "softmax: the relative bias is indexed by the bottom-right offsets "
+                "(n_q + n_kv - 1 values); align = RK_ALIGN_Q_START with a bias is not supported");
     if (c->rope == RK_ROPE_QK) {
         if ((rc = check_positions(c)) || (rc = rk__attn_rope_check(c, c->d, "softmax")))
             return rc;
@@ -964,7 +979,7 @@ static size_t sm_saved_len(const rk_attn *p) { return p->cfg.n_q; }
 
 const rk__attn_kind rk__softmax_kind = {
     .kind = RK_SOFTMAX, .name = "softmax",
-    .fields = RK_FIELD_SCALE | RK_FIELD_ROPE_QK | RK_FIELD_BIAS | RK_FIELD_XPOS,
+    .fields = RK_FIELD_SCALE | RK_FIELD_ROPE_QK | RK_FIELD_BIAS | RK_FIELD_XPOS | RK_FIELD_ALIGN,
     .resolve = sm_resolve, .create = sm_create, .destroy = sm_destroy,
     .exec_f = sm_exec_f, .exec_d = sm_exec_d,
     .saved_len = sm_saved_len, .fwd_f = sm_fwd_f, .fwd_d = sm_fwd_d,
