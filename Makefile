@@ -111,9 +111,9 @@ $(BUILD)/experiments/machine.o: CPPFLAGS += -DRK_BUILD_FLAGS='"$(strip $(OPT) $(
 $(BUILD)/tests/%.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
 $(TEST_BIN): | $(CLI)
 
-# Runs every test binary (each a cmocka group), then the Python package's tests (pytest under
-# $(PYTHON), against this build's library and command line), then one closing line with the
-# totals.
+# Runs every test binary (each a cmocka group), the install check (not under sanitizers), then
+# the Python package's tests (pytest under $(PYTHON), against this build's library and command
+# line), then one closing line with the totals.
 test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	@mkdir -p $(BUILD)/log; fail=0; \
 	for t in $(TEST_BIN); do \
@@ -122,6 +122,10 @@ test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	  cat $(BUILD)/log/$$(basename $$t).log; \
 	  [ $$rc -eq 0 ] || { echo "!! $$t exited $$rc"; fail=1; }; \
 	done; \
+	if [ -z "$(SAN)" ]; then \
+	  echo "== tests/install_check.sh"; \
+	  MAKE="$(MAKE)" sh tests/install_check.sh $(BUILD) || { echo "!! install check failed"; fail=1; }; \
+	fi; \
 	echo "== python/tests ($(PYTHON) -m pytest)"; \
 	$(PY_TEST_ENV) ROPEKIT_LIBRARY=$(abspath $(LIB_SO)) ROPEKIT_CLI=$(abspath $(CLI)) \
 	  ROPEKIT_BUILD=$(abspath $(BUILD)) PYTHONDONTWRITEBYTECODE=1 \
@@ -180,7 +184,9 @@ paper-figures:
 	  [ $$size -le 153600 ] || echo "paper-figures: warning: $$dst is over 150 KB" >&2; \
 	done
 
-$(BUILD)/ropekit.pc: lib/ropekit.h Makefile
+# The .pc file names PREFIX, so it is written at install time, never reused from a build.
+.PHONY: $(BUILD)/ropekit.pc
+$(BUILD)/ropekit.pc:
 	@mkdir -p $(@D)
 	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ropekit\nDescription: RoPE and attention kernels (softmax, FAVOR+, linear)\nVersion: %s\nRequires.private: $(LIB_PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -Wl,-rpath,$${libdir} -lropekit\nLibs.private: -fopenmp -lm\n' \
 	  '$(PREFIX)' '$(RK_VER)' > $@

@@ -211,7 +211,19 @@ int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT
         if (wi) {
             REAL *aw = a;
             if (f->rope_f) { SFX(masked)(f, nt, qf, kf, nr, lo, wi, an); aw = an; }
-            GEMM(f->avx2, nt, nr, dv, wi, aw, RK_PERF_QCHUNK, 1, v->data + lo * v->ld, v->ld, ni, dv);
+            /* each row over the masked keys it sees only (a prefix: visibility grows with the
+             * row): a weight of 0 times a value row it must not see would still be NaN if that
+             * value is NaN or Inf. Rows of equal visibility share one product. */
+            for (size_t i0r = 0; i0r < nr;) {
+                size_t kv = f->vis[i0r] > lo ? (f->vis[i0r] < hi ? f->vis[i0r] : hi) - lo : 0, n1 = 1;
+                while (i0r + n1 < nr && f->vis[i0r + n1] == f->vis[i0r]) n1++;
+                if (kv)
+                    GEMM(f->avx2, nt, n1, dv, kv, aw + i0r * RK_PERF_QCHUNK, RK_PERF_QCHUNK, 1,
+                         v->data + lo * v->ld, v->ld, ni + i0r * dv, dv);
+                else
+                    memset(ni + i0r * dv, 0, n1 * dv * sizeof *ni);
+                i0r += n1;
+            }
         }
 
         /* 6. out_i = (e_i num_state + num_masked) / (e_i den_state + den_masked),
