@@ -135,8 +135,9 @@ test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	{ cat $(BUILD)/log/*.log; tail -n 1 $(BUILD)/log/pytest.out; } | \
 	  awk '/^\[  PASSED  \]/ {p += $$4} /^\[  FAILED  \] [0-9]+ test/ {f += $$4} \
 	  / in [0-9.]+s/ {for (i = 2; i <= NF; i++) { if ($$i ~ /^passed/) p += $$(i-1); \
-	    if ($$i ~ /^(failed|errors?)/) f += $$(i-1); if ($$i ~ /^skipped/) s += $$(i-1) } } \
-	  END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}'; \
+	    if ($$i ~ /^(failed|errors?)/) f += $$(i-1); if ($$i ~ /^skipped/) s += $$(i-1); \
+	    if ($$i ~ /^xfailed/) x += $$(i-1) } } \
+	  END {printf "tests: %d passed, %d failed, %d skipped, %d known failures\n", p, f, s, x}'; \
 	exit $$fail
 
 asan:
