@@ -110,3 +110,17 @@ def test_prototypes_are_declared_in_the_header(name):
     # every function bound is public API (declared in the header, exported by the library)
     text = open(HEADER).read()
     assert re.search(r"\b" + name + r"\s*\(", text), name
+
+
+def test_every_enum_constant_is_known():
+    # a constant added to the header (a new kind, scaling, error code ...) must be added here
+    text = re.sub(r"/\*.*?\*/", "", open(HEADER).read(), flags=re.S)
+    names = set()
+    for body in re.findall(r"\benum\s*\{(.*?)\}", text, flags=re.S):
+        for item in body.split(","):
+            m = re.match(r"\s*(RK_\w+)", item)
+            if m:
+                names.add(m.group(1))
+    # not bound: the .npy API's dtypes (NumPy reads and writes .npy itself)
+    names -= {"RK_OK", "RK_NERRORS", "RK_F32", "RK_F64"}
+    assert names and names <= set(ENUMS), sorted(names - set(ENUMS))
