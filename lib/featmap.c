@@ -259,7 +259,6 @@ int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int tr
     fm->d = d;
     fm->scale = c->scale;
     fm->sq = favor ? sqrt(c->scale) : 1.0;
-    fm->stab = fm->favor;
     fm->isa = isa;
     fm->norm = !favor ? 1.0
              : 1.0 / sqrt((double)(c->kernel == RK_KERNEL_HYPERBOLIC ? 2 * m : m));
@@ -294,39 +293,71 @@ int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int tr
 /* Feature maps (one row), float and double                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-double rk__featmap_lmax_d(const rk__featmap *f, const double *u, double h)
+/* The linear maps' constant from the largest input of a row (elu+1 and relu increase with x,
+ * so max_r log phi_r = log phi(max_r x_r)): 0 while phi stays within [2^-32, 2^32], so that
+ * ordinary rows keep the plain features bit for bit; else log phi itself (relu rows with no
+ * positive entry have no scale to take out: 0). */
+#define LIN_FREE (32.0 * 0.69314718055994531)
+static double lin_const(const rk__featmap *f, double xmax)
 {
-    if (!f->favor) return 0.0;
-    if (f->kernel == RK_KERNEL_TRIG) return h;
+    double L = f->map == RK_MAP_ELU ? (xmax > 0 ? log1p(xmax) : xmax)
+                                    : (xmax > 0 ? log(xmax) : -INFINITY);
+    return isfinite(L) && fabs(L) > LIN_FREE ? L : 0.0;
+}
+
+/* The largest exponent's variable part G of a row: max u (positive), max |u| (hyperbolic);
+ * for the linear maps max x. lmax = G - h (trig: h). */
+static double gmax_d(const rk__featmap *f, const double *u)
+{
+    size_t n = f->favor ? f->m : f->F;
+    int hyp = f->favor && f->kernel == RK_KERNEL_HYPERBOLIC;
     double mx = -INFINITY;
-    int hyp = f->kernel == RK_KERNEL_HYPERBOLIC;
-    for (size_t r = 0; r < f->m; r++) {
+    for (size_t r = 0; r < n; r++) {
         double a = hyp ? fabs(u[r]) : u[r];
         if (a > mx) mx = a;
     }
-    return mx - h;
+    return mx;
 }
 
-/* phi (F) of one row with constant c, double: the exponent formed in double, libm exp. */
+double rk__featmap_lmax_d(const rk__featmap *f, const double *u, double h)
+{
+    if (!f->favor) return lin_const(f, gmax_d(f, u));
+    if (f->kernel == RK_KERNEL_TRIG) return h;
+    return gmax_d(f, u) - h;
+}
+
+/* Linear maps with a constant c != 0: phi_r exp(-c) = exp(log phi_r - c), in double. */
+static double lin_scaled(const rk__featmap *f, double x, double c)
+{
+    if (f->map == RK_MAP_ELU) return exp((x > 0 ? log1p(x) : x) - c);
+    return x > 0 ? exp(log(x) - c) : x < 0 ? 0.0 : x;     /* relu: NaN stays NaN */
+}
+
+/* phi (F) of one row with constant c, double, libm exp. The exponents are formed as
+ * (+-u_r - G) + (lmax - c): the first part is exact to rounding, the second 0 for a query (c
+ * is its own lmax) and <= 0 for a key. Written as u_r - h - c they would cancel: at |x'| ~ 1e20
+ * h ~ 1e40 and G ~ 1e20, so h + c = G carries an error of ~1e24. */
 void rk__featmap_row_d(const rk__featmap *f, const double *u, double h, double c, double *phi)
 {
     size_t m = f->m;
     if (!f->favor) {
-        if (f->map == RK_MAP_ELU)   /* elu(x) + 1 = exp(x) for x <= 0: no cancellation */
+        if (c != 0.0)
+            for (size_t r = 0; r < f->F; r++) phi[r] = lin_scaled(f, u[r], c);
+        else if (f->map == RK_MAP_ELU)   /* elu(x) + 1 = exp(x) for x <= 0: no cancellation */
             for (size_t r = 0; r < f->F; r++) phi[r] = u[r] > 0 ? u[r] + 1.0 : exp(u[r]);
-        else                        /* NaN stays NaN */
+        else                             /* NaN stays NaN */
             for (size_t r = 0; r < f->F; r++) phi[r] = u[r] < 0 ? 0.0 : u[r];
         return;
     }
-    double nr = f->norm;
+    double nr = f->norm, G = f->kernel == RK_KERNEL_TRIG ? 0.0 : gmax_d(f, u), off = G - h - c;
     switch (f->kernel) {
     case RK_KERNEL_POSITIVE:
-        for (size_t r = 0; r < m; r++) phi[r] = nr * exp(u[r] - h - c);
+        for (size_t r = 0; r < m; r++) phi[r] = nr * exp((u[r] - G) + off);
         break;
     case RK_KERNEL_HYPERBOLIC:
         for (size_t r = 0; r < m; r++) {
-            phi[r]     = nr * exp( u[r] - h - c);
-            phi[m + r] = nr * exp(-u[r] - h - c);
+            phi[r]     = nr * exp(( u[r] - G) + off);
+            phi[m + r] = nr * exp((-u[r] - G) + off);
         }
         break;
     case RK_KERNEL_TRIG: {
@@ -499,36 +530,49 @@ AVX512 static float max_avx512(const float *u, size_t m, int absval)
 }
 #endif
 
-double rk__featmap_lmax_f(const rk__featmap *f, const float *u, double h)
+/* G of a float row (see gmax_d): max is exact, so every path gives the same value. */
+static float gmax_f(const rk__featmap *f, const float *u)
 {
-    if (!f->favor) return 0.0;
-    if (f->kernel == RK_KERNEL_TRIG) return h;
-    int hyp = f->kernel == RK_KERNEL_HYPERBOLIC;
-    float mx = -INFINITY;
+    size_t n = f->favor ? f->m : f->F;
+    int hyp = f->favor && f->kernel == RK_KERNEL_HYPERBOLIC;
 #if RK_FM_X86
-    if (f->isa >= RK_ISA_AVX512) mx = max_avx512(u, f->m, hyp);
-    else if (f->isa >= RK_ISA_AVX2) mx = max_avx2(u, f->m, hyp);
-    else
+    if (f->isa >= RK_ISA_AVX512) return max_avx512(u, n, hyp);
+    if (f->isa >= RK_ISA_AVX2) return max_avx2(u, n, hyp);
 #endif
-    for (size_t r = 0; r < f->m; r++) {
+    float mx = -INFINITY;
+    for (size_t r = 0; r < n; r++) {
         float a = hyp ? fabsf(u[r]) : u[r];
         if (a > mx) mx = a;
     }
-    return (double)mx - h;
+    return mx;
 }
 
-/* phi (F) of one row with constant c, float: exponents u - sh with sh = (float)(h + c). */
+double rk__featmap_lmax_f(const rk__featmap *f, const float *u, double h)
+{
+    if (!f->favor) return lin_const(f, (double)gmax_f(f, u));
+    if (f->kernel == RK_KERNEL_TRIG) return h;
+    return (double)gmax_f(f, u) - h;
+}
+
+/* phi (F) of one row with constant c, float: exponents +-u - sh with sh = G - (lmax - c)
+ * (G exactly for a query; see rk__featmap_row_d for why not h + c). */
 void rk__featmap_row_f(const rk__featmap *f, const float *u, double h, double c, float *phi)
 {
     size_t m = f->m;
     if (!f->favor) {
-        if (f->map == RK_MAP_ELU)
+        if (c != 0.0)
+            for (size_t r = 0; r < f->F; r++) phi[r] = (float)lin_scaled(f, (double)u[r], c);
+        else if (f->map == RK_MAP_ELU)
             for (size_t r = 0; r < f->F; r++) phi[r] = u[r] > 0 ? u[r] + 1.0f : expf(u[r]);
         else
             for (size_t r = 0; r < f->F; r++) phi[r] = u[r] < 0 ? 0.0f : u[r];
         return;
     }
-    float nr = (float)f->norm, sh = (float)(h + c);
+    float nr = (float)f->norm, sh = 0.0f;
+    if (f->kernel != RK_KERNEL_TRIG) {
+        double G = (double)gmax_f(f, u);
+        sh = (float)(G - (G - h - c));
+    }
     void (*row)(const float *, float, float, float, size_t, float *) = exp_row_c;
 #if RK_FM_X86
     if (f->isa >= RK_ISA_AVX512) row = exp_row_avx512;
@@ -603,11 +647,14 @@ int rk__featmap_init_grad(rk__featmap *fm, size_t *bytes, const char *who)
     {                                                                                         \
         size_t m = f->m;                                                                      \
         if (!f->favor) {                                                                      \
+            /* phi = phi_0 exp(-c): for x > 0 the slope exp(-c) is phi / (x + 1) (elu) or     \
+             * phi / x (relu), exactly 1 when c = 0 */                                        \
             if (f->map == RK_MAP_ELU)                                                         \
                 for (size_t c = 0; c < f->F; c++)                                             \
-                    t[c] = x[c] > 0 ? dphi[c] : dphi[c] * phi[c];                             \
+                    t[c] = x[c] > 0 ? dphi[c] * (phi[c] / (x[c] + 1)) : dphi[c] * phi[c];     \
             else                                                                              \
-                for (size_t c = 0; c < f->F; c++) t[c] = x[c] > 0 ? dphi[c] : (REAL)0;        \
+                for (size_t c = 0; c < f->F; c++)                                             \
+                    t[c] = x[c] > 0 ? dphi[c] * (phi[c] / x[c]) : (REAL)0;                    \
             return 0.0;                                                                       \
         }                                                                                     \
         double s = 0.0;                                                                       \

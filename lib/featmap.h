@@ -10,11 +10,15 @@
  *   positive    F = m    phi_r       = exp( u_r - h - c) / sqrt(m)
  *   hyperbolic  F = 2m   phi_r       = exp( u_r - h - c) / sqrt(2m),  phi_{m+r} = exp(-u_r - h - c) / sqrt(2m)
  *   trig        F = 2m   phi_r       = sin(u_r) exp(h - c) / sqrt(m), phi_{m+r} = cos(u_r) exp(h - c) / sqrt(m)
- *   elu+1       F = d    phi_r       = x_r + 1 (x_r > 0), exp(x_r) otherwise      (no c, no scale)
- *   relu        F = d    phi_r       = max(x_r, 0)                                (no c, no scale)
+ *   elu+1       F = d    phi_r       = (x_r + 1 (x_r > 0), exp(x_r) otherwise) exp(-c)  (no scale)
+ *   relu        F = d    phi_r       = max(x_r, 0) exp(-c)                                (no scale)
  * so E phi_0(x) . phi_0(y) = exp(x' . y') = exp(scale x . y) for the three random maps (Performer
  * Lemma 1) and phi_0 is the plain, unstabilised map. "lmax" of a row is the largest exponent:
- *   positive: max_r u_r - h     hyperbolic: max_r |u_r| - h     trig: h     linear: 0 (unused)
+ *   positive: max_r u_r - h     hyperbolic: max_r |u_r| - h     trig: h
+ *   linear: 0 while the row's features lie within [2^-32, 2^32] (ordinary rows: the plain
+ *   features, bit for bit), else log max_r phi_0(x)_r: rows of q, k ~ +-1e20 keep their ratio
+ *   instead of overflowing (or underflowing) to inf / 0. The FAVOR+ exponents are formed
+ *   without cancelling h against c (featmap.c), so no stabilised feature exceeds its norm.
  * Features are stored feature-major per row: [exp(+u) | exp(-u)] and [sin | cos] halves.
  *
  * Projection W (m, d), drawn once from cfg.seed with GSL's mt19937 (single-threaded, so it
@@ -41,7 +45,6 @@ typedef struct rk__featmap {
     size_t    d;
     double    scale, sq;     /* logit scale and sqrt(scale) (x' = sq x)                    */
     double    norm;          /* 1/sqrt(m) or 1/sqrt(2m) (hyperbolic); 1 for linear maps     */
-    int       stab;          /* exp-type map: the stabiliser constants are used (= favor)  */
     rk_isa    isa;           /* float rows' kernel path (portable, AVX2, AVX-512: same bits) */
     float    *w;             /* (m, d) projection as drawn or imported                      */
     double   *wsd;           /* (m, d) (double)w * sq, for row-wise use                     */

@@ -90,6 +90,25 @@ int rk__perf_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *
                     size_t kv_len);
 int rk__perf_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
                     rk_matd *out, size_t kv_len);
+/* Features of w rows x (w, d) ld ldx (rows row0 + t of the caller's matrix, at positions
+ * pos0 + t) into xf (w, F), |x'|^2 / 2 into h[] and the stabiliser constants into cc[]:
+ * mode 0 (queries): each row's own lmax; 1 (keys): the running max P_t = max(cin, lmax_0 ..
+ * lmax_t); 2: the constants already in cc. rope = qk rotates the rows first, into xs (w, d);
+ * *xo, *ldo (unless xo is NULL): the rows the map saw, what its backward needs. A finite row
+ * whose |x'|^2 / 2 or projections overflow gives RK_ENONFINITE naming it (never NaN features
+ * from finite inputs). lib/performer_exec.c, used by the backward as well. */
+int rk__perf_features_f(rk__perf *f, int nt, const float *x, size_t ldx, size_t w, int64_t pos0,
+                        size_t row0, int mode, double cin, double *h, double *cc, float *xs,
+                        float *xf, const float **xo, size_t *ldo);
+int rk__perf_features_d(rk__perf *f, int nt, const double *x, size_t ldx, size_t w,
+                        int64_t pos0, size_t row0, int mode, double cin, double *h, double *cc,
+                        double *xs, double *xf, const double **xo, size_t *ldo);
+/* RK_ENONFINITE for a row that sees keys whose denominator underflowed to 0 although the map's
+ * features are all positive (lib/performer_exec.c). */
+int rk__perf_den_check_f(const rk__perf *f, const double *den, const size_t *vis, size_t ns,
+                         size_t nr, size_t i0);
+int rk__perf_den_check_d(const rk__perf *f, const double *den, const size_t *vis, size_t ns,
+                         size_t nr, size_t i0);
 /* lib/performer_bwd.c: the backward of both kinds (saves nothing; see there). */
 int rk__perf_bwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
                    const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,

@@ -4,61 +4,6 @@
  * the forward. The algorithm is described at the top of performer_bwd.c.
  * Not a header of its own: include only from performer_bwd.c. */
 
-/* Rows x (w, d) ld ldx, at positions pos0 + t, through the map into xf (w, F). rope = qk
- * rotates them into xs first; *xo, *ldo: the rows the map saw (what its backward needs).
- * mode 0 (queries): each row's own lmax into cc; mode 1 (keys, first pass): the running prefix
- * max from cin into cc, as the forward; mode 2 (keys again): the constants already in cc.
- * Linear maps use no constant (modes 0 and 1 write 0). */
-static int SFX(bfeat)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_t w, int64_t pos0,
-                      int mode, double cin, double *cc, REAL *xs, REAL *xf, const REAL **xo,
-                      size_t *ldo)
-{
-    const size_t d = f->fm.d, m = f->fm.m, F = f->fm.F;
-    if (f->rope_qk) {
-        for (size_t t = 0; t < w; t++) memcpy(xs + t * d, x + t * ldx, d * sizeof(REAL));
-        MAT xv = { xs, w, d, d };
-        int rc = ROPE_APPLY(f->rope_qk, &xv, &xv, pos0, NULL, 0);
-        if (rc) return rc;
-        x = xs;
-        ldx = d;
-    }
-    *xo = x;
-    *ldo = ldx;
-    double *h = f->kh;
-    const REAL *u = x;
-    size_t ldu = ldx;
-    if (m) {
-        /* u (w, m) = x (w, d) . (sqrt(scale) W)^T */
-        GEMM(f->isa, nt, w, m, d, x, ldx, 1, WST(&f->fm), m, SCR(f)->u, m);
-        u = SCR(f)->u;
-        ldu = m;
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * m > RK_PERF_PAR_MIN)
-        for (size_t t = 0; t < w; t++) {
-            const REAL *x_t = x + t * ldx;
-            double ss = 0.0;
-            for (size_t c = 0; c < d; c++) ss += (double)x_t[c] * (double)x_t[c];
-            h[t] = 0.5 * f->fm.scale * ss;
-            if (mode != 2) cc[t] = SFX(rk__featmap_lmax)(&f->fm, u + t * m, h[t]);
-        }
-        if (mode == 1) {
-            double run = cin;
-            for (size_t t = 0; t < w; t++) {
-                if (cc[t] > run) run = cc[t];
-                cc[t] = run;
-            }
-        }
-    } else {
-        for (size_t t = 0; t < w; t++) {
-            h[t] = 0.0;
-            if (mode != 2) cc[t] = 0.0;
-        }
-    }
-    #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-    for (size_t t = 0; t < w; t++)
-        SFX(rk__featmap_row)(&f->fm, u + t * ldu, h[t], cc[t], xf + t * F);
-    return RK_OK;
-}
-
 /* The map's backward for w rows: o (w, d) ld ldo = dL/dx from phi, dphi (w, F) and the rows x
  * the map saw; rope = qk then takes o back through the rotation (o = m R^T o at pos0 + t).
  * den != NULL (query rows): rows with den[t] == 0 have no gradient and are written as zeros,
@@ -113,7 +58,7 @@ static int SFX(absorb_k)(rk__perf *f, int nt, const rk_attn_config *cfg, const M
     const size_t F = f->fm.F, dv = f->dv;
     const double cend = f->pk[j0 + w - 1];
     REAL *kfr = SCR(f)->kfr, *zt = SCR(f)->ztr, *tmp = SCR(f)->tmp;
-    for (size_t t = 0; t < w; t++) kfr[t] = (REAL)(f->fm.stab ? exp(f->pk[j0 + t] - cend) : 1.0);
+    for (size_t t = 0; t < w; t++) kfr[t] = (REAL)exp(f->pk[j0 + t] - cend);
     /* zt (1, F) = kfac (1, w) . kf (w, F) */
     GEMM(f->isa, nt, 1, F, w, kfr, 0, 1, kf, F, zt, F);
     if (!kb) {
@@ -124,12 +69,10 @@ static int SFX(absorb_k)(rk__perf *f, int nt, const rk_attn_config *cfg, const M
             if (rc) return rc;
         }
     }
-    if (f->fm.stab) {
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-        for (size_t t = 0; t < w; t++)
-            if (kfr[t] != 1)
-                for (size_t r = 0; r < F; r++) kb[t * F + r] *= kfr[t];
-    }
+    #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
+    for (size_t t = 0; t < w; t++)
+        if (kfr[t] != 1)
+            for (size_t r = 0; r < F; r++) kb[t * F + r] *= kfr[t];
     /* tmp (F, dv) = kb^T (F, w) . V[j0 .. j0+w) (w, dv) */
     GEMM(f->isa, nt, F, dv, w, kb, 1, F, v->data + j0 * v->ld, v->ld, tmp, dv);
     double *S = f->S, *z = f->z, e = *ns ? exp(*C - cend) : 0.0;
@@ -166,11 +109,11 @@ static void SFX(absorb_q)(rk__perf *f, int nt, size_t i0, size_t nr, const REAL 
     if (first == nr) return;
     /* the smallest C_i (live rows' C_i grow with i) */
     double rn = 0.0;
-    if (f->fm.stab) rn = rs->nu && rs->Rc < cq[first] ? rs->Rc : cq[first];
+    rn = rs->nu && rs->Rc < cq[first] ? rs->Rc : cq[first];
     REAL *ehs = SCR(f)->kfr, *tmp = SCR(f)->tmp, *zt = SCR(f)->ztr;
     #pragma omp parallel for schedule(static) num_threads(nt) if (nr * dv > RK_PERF_PAR_MIN)
     for (size_t i = 0; i < nr; i++) {
-        double fac = den[i] == 0.0 ? 0.0 : f->fm.stab ? exp(rn - cq[i]) : 1.0;
+        double fac = den[i] == 0.0 ? 0.0 : exp(rn - cq[i]);
         ehs[i] = (REAL)(fac * eh[i]);
         if (fac != 1.0)
             for (size_t c = 0; c < dv; c++) gh[i * dv + c] = (REAL)(fac * (double)gh[i * dv + c]);
@@ -183,7 +126,7 @@ static void SFX(absorb_q)(rk__perf *f, int nt, size_t i0, size_t nr, const REAL 
         for (size_t i = 0; i < F * dv; i++) U[i] = (double)tmp[i];
         for (size_t r = 0; r < F; r++) W[r] = (double)zt[r];
     } else {
-        double sc = f->fm.stab ? exp(rn - rs->Rc) : 1.0;
+        double sc = exp(rn - rs->Rc);
         if (sc == 1.0) {
             #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
             for (size_t i = 0; i < F * dv; i++) U[i] += (double)tmp[i];
@@ -218,8 +161,8 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
     REAL *vm = BSC(f)->vm, *dvm = SCR(f)->ni, *ut = SCR(f)->st, *utT = BSC(f)->stT;
     const REAL *xk;
     size_t ldxk;
-    int rc = SFX(bfeat)(f, nt, k->data + j0 * k->ld, k->ld, w, kp, 2, 0.0, f->pk + j0,
-                        BSC(f)->xk, kf, &xk, &ldxk);
+    int rc = SFX(rk__perf_features)(f, nt, k->data + j0 * k->ld, k->ld, w, kp, j0, 2, 0.0,
+                                    f->kh, f->pk + j0, BSC(f)->xk, kf, &xk, &ldxk);
     if (rc) return rc;
     if (f->rope_f) {
         kb = BSC(f)->kb;
@@ -243,7 +186,7 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
         /* g1 (w, F) = V (w, dv) . U^T (dv, F);  vm (w, dv) = kb (w, F) . U (F, dv) */
         GEMM(f->isa, nt, w, F, dv, v->data + j0 * v->ld, v->ld, 1, utT, F, g1, F);
         GEMM(f->isa, nt, w, dv, F, kb, F, 1, ut, dv, vm, dv);
-        for (size_t t = 0; t < w; t++) fj[t] = f->fm.stab ? exp(f->pk[j0 + t] - rs->Rc) : 1.0;
+        for (size_t t = 0; t < w; t++) fj[t] = exp(f->pk[j0 + t] - rs->Rc);
     }
     if (ch) {
         /* rows i >= fr[t] see key j0 + t (visible counts grow with the row) */
@@ -272,7 +215,7 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
         #pragma omp parallel for schedule(static) num_threads(nt) if (w * nr > RK_PERF_PAR_MIN)
         for (size_t t = 0; t < w; t++)
             for (size_t i = fr[t]; i < nr; i++) {
-                double x = f->fm.stab ? exp(f->pk[j0 + t] - cq[i]) : 1.0;
+                double x = exp(f->pk[j0 + t] - cq[i]);
                 double pe = (double)P[i * T + t] + (f->rope_f ? 0.0 : eh[i]);
                 c1[t * T + i] = (REAL)(x * pe);
                 c2[t * T + i] = (REAL)(x * (double)Q[i * T + t]);
@@ -353,8 +296,9 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             size_t w = MIN(RK_PERF_BLOCK, lo - ns);
             const REAL *xo;
             size_t ldo;
-            if ((rc = SFX(bfeat)(f, nt, k->data + ns * k->ld, k->ld, w, rk__attn_kpos(cfg, ns), 1,
-                                 ns ? C : -INFINITY, f->pk + ns, BSC(f)->xk, kf, &xo, &ldo)))
+            if ((rc = SFX(rk__perf_features)(f, nt, k->data + ns * k->ld, k->ld, w,
+                                             rk__attn_kpos(cfg, ns), ns, 1, ns ? C : -INFINITY,
+                                             f->kh, f->pk + ns, BSC(f)->xk, kf, &xo, &ldo)))
                 return rc;
             if ((rc = SFX(absorb_k)(f, nt, cfg, v, kf, NULL, ns, w, &C, &ns))) return rc;
             conv = 0;
@@ -369,14 +313,15 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
          *    key constant C_i, the prefix max over the keys it sees */
         const REAL *xq;
         size_t ldxq;
-        if ((rc = SFX(bfeat)(f, nt, q->data + i0 * q->ld, q->ld, nr, qp, 0, 0.0, f->qc,
-                             SCR(f)->x, qf, &xq, &ldxq)))
+        if ((rc = SFX(rk__perf_features)(f, nt, q->data + i0 * q->ld, q->ld, nr, qp, i0, 0, 0.0,
+                                         f->kh, f->qc, SCR(f)->x, qf, &xq, &ldxq)))
             return rc;
         if (wi) {
             const REAL *xo;
             size_t ldo;
-            if ((rc = SFX(bfeat)(f, nt, k->data + lo * k->ld, k->ld, wi, rk__attn_kpos(cfg, lo), 1,
-                                 ns ? C : -INFINITY, f->pk + lo, BSC(f)->xk, kf, &xo, &ldo)))
+            if ((rc = SFX(rk__perf_features)(f, nt, k->data + lo * k->ld, k->ld, wi,
+                                             rk__attn_kpos(cfg, lo), lo, 1, ns ? C : -INFINITY,
+                                             f->kh, f->pk + lo, BSC(f)->xk, kf, &xo, &ldo)))
                 return rc;
             kb = kf;
             if (f->rope_f) {
@@ -389,7 +334,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
         }
         for (size_t i = 0; i < nr; i++) {
             vis[i] = rk__attn_visible(cfg, i0 + i, kv_len);
-            ci[i] = !f->fm.stab ? 0.0 : vis[i] > lo ? f->pk[vis[i] - 1] : C;
+            ci[i] = vis[i] > lo ? f->pk[vis[i] - 1] : C;
             f->dq_c[i0 + i] = ci[i];
         }
 
@@ -400,7 +345,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             size_t K = vis[i] > lo ? vis[i] - lo : 0;
             if (K) {
                 for (size_t j = 0; j < K; j++)
-                    c1[i * TQ + j] = (REAL)(f->fm.stab ? exp(f->pk[lo + j] - ci[i]) : 1.0);
+                    c1[i * TQ + j] = (REAL)exp(f->pk[lo + j] - ci[i]);
                 GEMM(f->isa, 1, 1, F, K, c1 + i * TQ, TQ, 1, kf, F, g1 + i * F, F);
             } else {
                 for (size_t r = 0; r < F; r++) g1[i * F + r] = 0;
@@ -418,6 +363,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             for (size_t c = 0; c < dv; c++)
                 gh[i * dv + c] = f->dq_den[i0 + i] == 0.0 ? (REAL)0 : (REAL)((double)g_i[c] / den);
         }
+        if ((rc = SFX(rk__perf_den_check)(f, f->dq_den + i0, vis, ns, nr, i0))) return rc;
 
         /* 4. d a_i = S_i gh_i: the state's e_i S gh_i plus the masked sum_j x_ij (gh_i . v_j) b_j */
         if (ns) GEMM(f->isa, nt, nr, F, dv, gh, dv, 1, stT, F, g2, F);
@@ -528,8 +474,8 @@ int SFX(rk__perf_bwd)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, cons
                     return rc;
             const REAL *xq;
             size_t ldxq;
-            if ((rc = SFX(bfeat)(f, nt, q->data + i0 * q->ld, q->ld, nr, qp, 0, 0.0, f->qc,
-                                 SCR(f)->x, qf, &xq, &ldxq)))
+            if ((rc = SFX(rk__perf_features)(f, nt, q->data + i0 * q->ld, q->ld, nr, qp, i0, 0,
+                                             0.0, f->kh, f->qc, SCR(f)->x, qf, &xq, &ldxq)))
                 return rc;
             if (f->rope_f) {
                 qa = BSC(f)->qa;

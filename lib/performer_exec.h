@@ -3,17 +3,14 @@
  * (and MAT, SFX, SCR, WST, GEMM, ROPE_APPLY to match), as GSL's templates do. The algorithm,
  * the stabiliser and the threading are described at the top of lib/performer.c.
  * Not a header of its own: include only from performer_exec.c. */
-/* Features of w rows x (w, d) ld ldx, into xf (w, F), with h and the constants into h[], cc[].
- * Rows are at positions pos0 + t (rope = qk rotates them first, in scratch).
- * key == 0 (queries): each row subtracts its own lmax.
- * key != 0: row t subtracts the running max P_t = max(cin, lmax_0 .. lmax_t).
- * Linear maps use no constant (cc = 0). */
-static int SFX(phi)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_t w, int64_t pos0,
-                    int key, double cin, double *h, double *cc, REAL *xf)
+/* Features of w rows x (w, d) ld ldx into xf (w, F) (performer.h), for the forward and the
+ * backward alike. */
+int SFX(rk__perf_features)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_t w,
+                           int64_t pos0, size_t row0, int mode, double cin, double *h,
+                           double *cc, REAL *xs, REAL *xf, const REAL **xo, size_t *ldo)
 {
     size_t d = f->fm.d, m = f->fm.m, F = f->fm.F;
     if (f->rope_qk) {
-        REAL *xs = SCR(f)->x;
         for (size_t t = 0; t < w; t++) memcpy(xs + t * d, x + t * ldx, d * sizeof(REAL));
         MAT xv = { xs, w, d, d };
         int rc = ROPE_APPLY(f->rope_qk, &xv, &xv, pos0, NULL, 0);
@@ -21,34 +18,75 @@ static int SFX(phi)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_t w, in
         x = xs;
         ldx = d;
     }
-    const REAL *u = x;
+    if (xo) {
+        *xo = x;
+        *ldo = ldx;
+    }
+    const REAL *u = x;                  /* the linear maps act on x itself */
     size_t ldu = ldx;
     if (m) {
         /* u (w, m) = x (w, d) . (sqrt(scale) W)^T */
         u = SCR(f)->u;
         ldu = m;
         GEMM(f->isa, nt, w, m, d, x, ldx, 1, WST(&f->fm), m, SCR(f)->u, m);
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * m > RK_PERF_PAR_MIN)
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt) if (w * (m + d) > RK_PERF_PAR_MIN)
+    for (size_t t = 0; t < w; t++) {
+        double ss = 0.0;
+        if (m)
+            for (size_t c = 0; c < d; c++) ss += (double)x[t * ldx + c] * (double)x[t * ldx + c];
+        h[t] = 0.5 * f->fm.scale * ss;
+        if (mode != 2) cc[t] = SFX(rk__featmap_lmax)(&f->fm, u + t * ldu, h[t]);
+    }
+    /* |x'|^2 / 2 or a projection beyond the type's range (FAVOR+ only: the linear constants
+     * are finite): the features of that row are not representable; NaN rows pass as NaN */
+    for (size_t t = 0; t < w; t++) {
+        if (isfinite(h[t]) && (mode == 2 || isfinite(cc[t]))) continue;
+        const REAL *x_t = x + t * ldx;
+        double big = 0.0;
+        int finite = 1;
+        for (size_t c = 0; c < d; c++) {
+            finite &= isfinite(x_t[c]) != 0;
+            if (fabs((double)x_t[c]) > big) big = fabs((double)x_t[c]);
+        }
+        if (finite)
+            RK_FAIL(RK_ENONFINITE, "performer: %s row %zu: |x'|^2 / 2 or a projection w . x' "
+                    "overflows %s (largest |x| = %g); FAVOR+ features exp(w . x' - |x'|^2 / 2) "
+                    "of inputs this large are not representable%s", mode ? "key" : "query",
+                    row0 + t, sizeof(REAL) == 4 ? "float32" : "float64", big,
+                    sizeof(REAL) == 4 ? ": use the float64 path or scale them down" : "");
+    }
+    if (mode == 1) {
+        double run = cin;
         for (size_t t = 0; t < w; t++) {
-            const REAL *x_t = x + t * ldx;
-            double ss = 0.0;
-            for (size_t c = 0; c < d; c++) ss += (double)x_t[c] * (double)x_t[c];
-            h[t] = 0.5 * f->fm.scale * ss;
-            cc[t] = SFX(rk__featmap_lmax)(&f->fm, u + t * m, h[t]);
+            if (cc[t] > run) run = cc[t];
+            cc[t] = run;
         }
-        if (key) {
-            double run = cin;
-            for (size_t t = 0; t < w; t++) {
-                if (cc[t] > run) run = cc[t];
-                cc[t] = run;
-            }
-        }
-    } else {
-        for (size_t t = 0; t < w; t++) h[t] = cc[t] = 0.0;
     }
     #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
     for (size_t t = 0; t < w; t++)
         SFX(rk__featmap_row)(&f->fm, u + t * ldu, h[t], cc[t], xf + t * F);
+    return RK_OK;
+}
+
+/* Rows i0 .. i0+nr-1 with denominators den (vis: keys each sees, ns: keys in the state). For
+ * maps whose features are all positive (elu+1, FAVOR+ positive and hyperbolic) a row that sees
+ * keys has a positive denominator; 0 means every feature product underflowed (inputs whose
+ * exponents spread beyond the type's range: q, k ~ -1e20 for elu+1), and the zero row would be
+ * a silent wrong answer: RK_ENONFINITE naming the row. relu and trig rows may be 0 honestly. */
+int SFX(rk__perf_den_check)(const rk__perf *f, const double *den, const size_t *vis, size_t ns,
+                            size_t nr, size_t i0)
+{
+    int positive = f->fm.favor ? f->fm.kernel != RK_KERNEL_TRIG : f->fm.map == RK_MAP_ELU;
+    if (!positive) return RK_OK;
+    for (size_t i = 0; i < nr; i++)
+        if (den[i] == 0.0 && (vis[i] || ns))
+            RK_FAIL(RK_ENONFINITE, "%s: query row %zu: every feature product underflows %s "
+                    "(the inputs' exponents spread beyond its range); the attention weights are "
+                    "not representable with these features: scale q, k down%s",
+                    f->fm.favor ? "performer" : "linear", i0 + i,
+                    sizeof(REAL) == 4 ? "float32" : "float64",
+                    sizeof(REAL) == 4 ? " or use the float64 path" : "");
     return RK_OK;
 }
 
@@ -59,15 +97,15 @@ static int SFX(key_block)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
 {
     REAL *kf = SCR(f)->kf;
     size_t F = f->fm.F;
-    int rc = SFX(phi)(f, nt, k->data + j0 * k->ld, k->ld, w, rk__attn_kpos(cfg, j0), 1, cin,
-                      f->kh, f->kc, kf);
+    int rc = SFX(rk__perf_features)(f, nt, k->data + j0 * k->ld, k->ld, w, rk__attn_kpos(cfg, j0),
+                                    j0, 1, cin, f->kh, f->kc, SCR(f)->x, kf, NULL, NULL);
     if (rc) return rc;
     double ce = f->kc[w - 1];
     *cend = ce;
     double *kc = f->kc, *kfac = f->kfac;
     REAL *kfr = SCR(f)->kfr;
     for (size_t t = 0; t < w; t++) {
-        kfac[t] = f->fm.stab ? exp(kc[t] - ce) : 1.0;
+        kfac[t] = exp(kc[t] - ce);
         kfr[t] = (REAL)kfac[t];
     }
     /* zt (1, F) = kfac (1, w) . kf (w, F) */
@@ -84,14 +122,12 @@ static void SFX(absorb)(rk__perf *f, int nt, const MAT *v, size_t j0, size_t w, 
     REAL *kf = SCR(f)->kf, *tmp = SCR(f)->tmp;
     size_t F = f->fm.F, dv = f->dv;
     double e = *ns ? exp(*C - cend) : 0.0, *kfac = f->kfac;
-    if (f->fm.stab) {
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-        for (size_t t = 0; t < w; t++) {
-            REAL s = (REAL)kfac[t];
-            if (s != 1) {
-                #pragma omp simd
-                for (size_t r = 0; r < F; r++) kf[t * F + r] *= s;
-            }
+    #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
+    for (size_t t = 0; t < w; t++) {
+        REAL s = (REAL)kfac[t];
+        if (s != 1) {
+            #pragma omp simd
+            for (size_t r = 0; r < F; r++) kf[t * F + r] *= s;
         }
     }
     /* tmp (F, dv) = kf^T (F, w) . V[j0 .. j0+w) (w, dv) */
@@ -237,8 +273,9 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
 
         /* 2. query features; the masked keys lo .. hi-1 (causal, fewer than T); the key
          *    constant of each query: the prefix max over the keys it sees */
-        if ((rc = SFX(phi)(f, nt, q->data + i0 * q->ld, q->ld, nr, rk__attn_qpos(cfg, i0), 0, 0.0,
-                           f->qh, f->qc, qf)))
+        if ((rc = SFX(rk__perf_features)(f, nt, q->data + i0 * q->ld, q->ld, nr,
+                                         rk__attn_qpos(cfg, i0), i0, 0, 0.0, f->qh, f->qc,
+                                         SCR(f)->x, qf, NULL, NULL)))
             return rc;
         size_t wi = hi - lo;
         cend = C;
@@ -246,7 +283,7 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
             return rc;
         for (size_t i = 0; i < nr; i++) {
             f->vis[i] = rk__attn_visible(cfg, i0 + i, kv_len);
-            f->ci[i] = !f->fm.stab ? 0.0 : f->vis[i] > lo ? f->kc[f->vis[i] - 1 - lo] : C;
+            f->ci[i] = f->vis[i] > lo ? f->kc[f->vis[i] - 1 - lo] : C;
         }
 
         /* 3. denominators from unrotated features: phi(q_i) . z (one product with the state
@@ -307,6 +344,7 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
             REAL *out_i = out->data + (i0 + i) * out->ld;
             double e = ns ? exp(C - ci[i]) : 0.0;
             double den = (ns ? e * (double)nsb[i * ls + dv] : 0.0) + deni[i];
+            deni[i] = den;
             if ((vis[i] == 0 && !ns) || den == 0.0) {  /* no key, or every weight is 0 */
                 for (size_t c = 0; c < dv; c++) out_i[c] = 0;
                 continue;
@@ -317,6 +355,8 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
                 out_i[c] = (REAL)(num / den);
             }
         }
+
+        if ((rc = SFX(rk__perf_den_check)(f, deni, vis, ns, nr, i0))) return rc;
 
         /* 7. the masked keys join the state */
         if (wi) SFX(absorb)(f, nt, v, lo, wi, &C, cend, &ns);

@@ -121,16 +121,14 @@ int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k, con
 
     /* 1. the key: raise the constant if needed, then z += phi(k), S += (R phi(k)) v^T */
     if ((rc = row_features(s, k, pos, &lmax, &h))) return rc;
-    if (f->stab) {
-        if (s->t == 0) s->C = lmax;
-        else if (lmax > s->C) {
-            double e = exp(s->C - lmax);
-            for (size_t i = 0; i < F * dv; i++) s->S[i] *= e;
-            for (size_t r = 0; r < F; r++) s->z[r] *= e;
-            s->C = lmax;
-        }
+    if (s->t == 0) s->C = lmax;
+    else if (lmax > s->C) {
+        double e = exp(s->C - lmax);
+        for (size_t i = 0; i < F * dv; i++) s->S[i] *= e;
+        for (size_t r = 0; r < F; r++) s->z[r] *= e;
+        s->C = lmax;
     }
-    rk__featmap_row_d(f, s->u, h, f->stab ? s->C : 0.0, s->kf);
+    rk__featmap_row_d(f, s->u, h, s->C, s->kf);
     for (size_t r = 0; r < F; r++) s->z[r] += s->kf[r];
     if ((rc = rotate(s, s->kf, pos))) return rc;
     for (size_t r = 0; r < F; r++) {
@@ -140,7 +138,7 @@ int rk_attn_state_step_d(rk_attn_state *s, const double *q, const double *k, con
 
     /* 2. the query: own constant (cancels); den from unrotated, num from rotated features */
     if ((rc = row_features(s, q, pos, &lmax, &h))) return rc;
-    rk__featmap_row_d(f, s->u, h, f->stab ? lmax : 0.0, s->qf);
+    rk__featmap_row_d(f, s->u, h, lmax, s->qf);
     double den = 0.0;
     for (size_t r = 0; r < F; r++) den += s->qf[r] * s->z[r];
     if ((rc = rotate(s, s->qf, pos))) return rc;

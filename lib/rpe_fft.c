@@ -361,7 +361,7 @@ static double row_features(const rpe_plan *r, const rows_in *s, size_t i, const 
         }
     }
     double hh, lmax = rk__featmap_project_d(&r->fm, x, u, &hh);
-    rk__featmap_row_d(&r->fm, u, hh, r->fm.stab ? lmax : 0.0, h->phi);
+    rk__featmap_row_d(&r->fm, u, hh, lmax, h->phi);
     return lmax;
 }
 
@@ -435,16 +435,12 @@ static int rpe_exec(rk_attn *p, rows_in q, rows_in k, rows_in v, float *of, doub
         }
         // 2. keys to the shared constant C = max over the keys used; the FFT's noise scale
         //    |phi_f(k_.)|_2 per feature (one thread per feature, keys in order)
-        double C = 0.0;
-        if (r->fm.stab) {
-            C = -INFINITY;
-            for (size_t j = 0; j < kv_used; j++) if (r->lk[j] > C) C = r->lk[j];
-        }
+        double C = -INFINITY;
+        for (size_t j = 0; j < kv_used; j++) if (r->lk[j] > C) C = r->lk[j];
         #pragma omp parallel for schedule(static) num_threads(nt)
         for (size_t f = 0; f < F; f++) {
             double *pk = r->phk + f * nkv, sq = 0.0;
-            if (r->fm.stab)
-                for (size_t j = 0; j < kv_used; j++) pk[j] *= exp(r->lk[j] - C);
+            for (size_t j = 0; j < kv_used; j++) pk[j] *= exp(r->lk[j] - C);
             for (size_t j = 0; j < kv_used; j++) sq += pk[j] * pk[j];
             r->cn[f] = sqrt(sq);
         }
