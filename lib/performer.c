@@ -89,7 +89,7 @@ static void perf_destroy(void *impl)
     rk_rope_destroy(f->rope_f);
     rk_rope_destroy(f->rope_qk);
     void *bufs[] = {
-        f->S, f->z, f->kh, f->qh, f->kc, f->qc, f->kfac, f->ci, f->deni, f->vis,
+        f->S, f->z, f->kh, f->qh, f->kc, f->qc, f->kfac, f->ci, f->deni, f->vis, f->over,
         f->sf.x, f->sf.u, f->sf.qf, f->sf.kf, f->sf.kt, f->sf.kfr, f->sf.ztr, f->sf.a, f->sf.an, f->sf.ns, f->sf.ni, f->sf.st, f->sf.tmp,
         f->sd.x, f->sd.u, f->sd.qf, f->sd.kf, f->sd.kt, f->sd.kfr, f->sd.ztr, f->sd.a, f->sd.an, f->sd.ns, f->sd.ni, f->sd.st, f->sd.tmp,
         f->U, f->W, f->pk, f->dq_den, f->dq_c, f->dq_e, f->sx, f->kfirst,
@@ -140,6 +140,7 @@ static int perf_create(rk_attn *p)
     p->impl = f;                      /* from here on attn.c's destroy frees a partial build */
     p->bytes += rk__alloc_size(sizeof *f);
     f->dv = dv;
+    f->vsc = 1.0;
     f->isa = perf_force_portable ? RK_ISA_PORTABLE : c->isa;   /* resolved: the CPU has it */
     c->isa = f->isa;                  /* rk_attn_get_config: the path that runs */
     int rc = rk__featmap_init(&f->fm, c, favor, 1, f->isa, &p->bytes, p->ops->name);
@@ -154,6 +155,7 @@ static int perf_create(rk_attn *p)
     TAKE(f->ci, R, sizeof(double));
     TAKE(f->deni, R, sizeof(double));
     TAKE(f->vis, R, sizeof(size_t));
+    TAKE(f->over, R, 1);
 #define TAKE_SCRATCH(S, ELT)                                                                    \
     do {                                                                                        \
         TAKE((S).x, R * d, ELT);   TAKE((S).u, R * m, ELT);                                     \

@@ -69,6 +69,9 @@ typedef struct rk__perf {
     double   *ci;            /* (T)     the key constant each query of a chunk uses           */
     double   *deni;          /* (T)     intra-chunk denominator                                */
     size_t   *vis;           /* (R)     keys visible to each query of the chunk               */
+    unsigned char *over;     /* (R)     1: the row's finite result is beyond the type's range  */
+    double    vsc;           /* the values' scale in S and the numerators: 1, or a power of 2
+                                below 1 for values near the type's maximum (one execute)     */
     rk__perf_scratch_f sf;
     rk__perf_scratch_d sd;
     /* Backward (lib/performer_bwd.c), double in both precisions. O(n) per-row numbers and

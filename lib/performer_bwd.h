@@ -436,6 +436,37 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
     return RK_OK;
 }
 
+/* The first row of m (rows x cols) holding a NaN or Inf, or rows. */
+static size_t SFX(first_nonfinite)(const MAT *m, size_t rows, size_t cols)
+{
+    for (size_t i = 0; i < rows; i++)
+        for (size_t c = 0; c < cols; c++)
+            if (!isfinite(m->data[i * m->ld + c])) return i;
+    return rows;
+}
+
+/* The last check of the backward: gradients that overflowed although every input is finite
+ * (values or dout near the type's maximum: the products behind dq and dk are not scaled the way
+ * the forward's are) give RK_ENONFINITE naming the row, never a NaN. Inputs with NaN or Inf pass
+ * their NaN on. The inputs are read only when a gradient is not finite. */
+static int SFX(grads_finite)(const rk_attn_config *cfg, const MAT *q, const MAT *k, const MAT *v,
+                             const MAT *dout, const MAT *dq, const MAT *dk, const MAT *dv)
+{
+    const size_t nq = cfg->n_q, nkv = cfg->n_kv, d = cfg->d, dvw = cfg->d_v;
+    size_t iq = SFX(first_nonfinite)(dq, nq, d), jk = SFX(first_nonfinite)(dk, nkv, d);
+    size_t jv = SFX(first_nonfinite)(dv, nkv, dvw);
+    if (iq == nq && jk == nkv && jv == nkv) return RK_OK;
+    if (SFX(first_nonfinite)(q, nq, d) < nq || SFX(first_nonfinite)(k, nkv, d) < nkv ||
+        SFX(first_nonfinite)(v, nkv, dvw) < nkv || SFX(first_nonfinite)(dout, nq, dvw) < nq)
+        return RK_OK;
+    const char *what = iq < nq ? "dq" : jk < nkv ? "dk" : "dv";
+    size_t row = iq < nq ? iq : jk < nkv ? jk : jv;
+    RK_FAIL(RK_ENONFINITE, "%s backward: %s row %zu overflows %s although every input is "
+            "finite (values or dout near the type's maximum)%s", cfg->kind == RK_PERFORMER ?
+            "performer" : "linear", what, row, sizeof(REAL) == 4 ? "float32" : "float64",
+            sizeof(REAL) == 4 ? ": use the float64 path or smaller values" : "");
+}
+
 int SFX(rk__perf_bwd)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, const MAT *out,
                       const REAL *saved, const MAT *dout, MAT *dq, MAT *dk, MAT *dv,
                       size_t kv_len)
@@ -503,5 +534,5 @@ int SFX(rk__perf_bwd)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, cons
         if ((rc = SFX(keys_grad)(f, nt, cfg, k, v, dk, dv, j, MIN(RK_PERF_BLOCK, next_lo - j), &rs,
                                  NULL)))
             return rc;
-    return RK_OK;
+    return SFX(grads_finite)(cfg, q, k, v, dout, dq, dk, dv);
 }

@@ -124,7 +124,7 @@ static void SFX(absorb)(rk__perf *f, int nt, const MAT *v, size_t j0, size_t w, 
     double e = *ns ? exp(*C - cend) : 0.0, *kfac = f->kfac;
     #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
     for (size_t t = 0; t < w; t++) {
-        REAL s = (REAL)kfac[t];
+        REAL s = (REAL)(kfac[t] * f->vsc);
         if (s != 1) {
             #pragma omp simd
             for (size_t r = 0; r < F; r++) kf[t * F + r] *= s;
@@ -168,13 +168,31 @@ static void SFX(masked)(rk__perf *f, int nt, const REAL *qf, const REAL *kf, siz
             a[i * T + j] = lo + j < vis[i] ? (REAL)(a[i * T + j] * exp(kc[j] - ci[i])) : 0;
 }
 
+/* The values' scale for one execute (f->vsc): 1, unless the largest finite |v| of the keys used
+ * is so large that a feature (up to 2^32 for the linear maps) times a value, summed over the
+ * keys, could overflow the type although the result, a weighted mean of the values, is finite;
+ * then a power of 2 that brings it to 2^56 (float) or 2^950 (double): exact, and undone on the
+ * output and the state. */
+static void SFX(value_scale)(rk__perf *f, const MAT *v, size_t nkeys)
+{
+    const int top = sizeof(REAL) == 4 ? 56 : 950;
+    double vmax = 0.0;
+    for (size_t j = 0; j < nkeys; j++)
+        for (size_t c = 0; c < f->dv; c++) {
+            double a = fabs((double)v->data[j * v->ld + c]);
+            if (a > vmax && isfinite(a)) vmax = a;
+        }
+    int e = vmax > 0.0 ? ilogb(vmax) : 0;
+    f->vsc = e > top ? ldexp(1.0, top - e) : 1.0;
+}
+
 /* The running state from init (NULL or empty: zero, no key); *C its constant, *ns its count
  * (nonzero: the state holds keys). */
 static void SFX(state_in)(rk__perf *f, const rk_kv_state *init, double *C, size_t *ns)
 {
     size_t F = f->fm.F, dv = f->dv;
     if (init && init->n) {
-        memcpy(f->S, init->s, F * dv * sizeof(double));
+        for (size_t i = 0; i < F * dv; i++) f->S[i] = init->s[i] * f->vsc;
         memcpy(f->z, init->z, F * sizeof(double));
         *C = init->c;
         *ns = init->n > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)init->n;
@@ -220,7 +238,7 @@ static void SFX(state_out)(const rk__perf *f, const rk_kv_state *init, size_t nk
         fin->c = fin->n ? 0.0 : -INFINITY;
         return;
     }
-    if (fin->s != f->S) memcpy(fin->s, f->S, F * dv * sizeof(double));
+    for (size_t i = 0; i < F * dv; i++) fin->s[i] = f->S[i] / f->vsc;
     if (fin->z != f->z) memcpy(fin->z, f->z, F * sizeof(double));
     fin->c = C;
 }
@@ -232,6 +250,7 @@ int SFX(rk__perf_reduce)(rk_attn *p, const MAT *k, const MAT *v, size_t kv_len,
     rk__perf *f = p->impl;
     double C;
     size_t ns;
+    SFX(value_scale)(f, v, MIN(kv_len, p->cfg.n_kv));
     SFX(state_in)(f, init, &C, &ns);
     int rc = SFX(absorb_range)(f, p->cfg.nthreads, &p->cfg, k, v, 0, kv_len, &C, &ns);
     if (rc) return rc;
@@ -259,6 +278,7 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
     REAL *nsb = SCR(f)->ns, *ni = SCR(f)->ni, *st = SCR(f)->st;
     double C;             /* the state's key constant                */
     size_t ns;            /* keys in the state (nonzero: it holds some) */
+    SFX(value_scale)(f, v, MIN(kv_len, cfg->n_kv));
     SFX(state_in)(f, init, &C, &ns);
     size_t nk = 0;        /* keys of k in the state: 0 .. nk-1       */
 
@@ -320,6 +340,8 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
         if (wi) {
             REAL *aw = a;
             if (f->rope_f) { SFX(masked)(f, nt, qf, kf, nr, lo, wi, an); aw = an; }
+            if (f->vsc != 1.0)               /* the denominators have been taken from a */
+                for (size_t i = 0; i < nr * RK_PERF_QCHUNK; i++) aw[i] *= (REAL)f->vsc;
             /* each row over the masked keys it sees only (a prefix: visibility grows with the
              * row): a weight of 0 times a value row it must not see would still be NaN if that
              * value is NaN or Inf. Rows of equal visibility share one product. */
@@ -345,6 +367,7 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
             double e = ns ? exp(C - ci[i]) : 0.0;
             double den = (ns ? e * (double)nsb[i * ls + dv] : 0.0) + deni[i];
             deni[i] = den;
+            f->over[i] = 0;
             if ((vis[i] == 0 && !ns) || den == 0.0) {  /* no key, or every weight is 0 */
                 for (size_t c = 0; c < dv; c++) out_i[c] = 0;
                 continue;
@@ -352,9 +375,18 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
             for (size_t c = 0; c < dv; c++) {
                 double num = (ns ? e * (double)nsb[i * ls + c] : 0.0) +
                              (wi ? (double)ni[i * dv + c] : 0.0);
-                out_i[c] = (REAL)(num / den);
+                double o = f->vsc == 1.0 ? num / den : num / den / f->vsc;
+                out_i[c] = (REAL)o;
+                f->over[i] |= isfinite(num) && isfinite(den) && !isfinite(out_i[c]);
             }
         }
+        /* trig weights are signed: num / den may exceed every value, and the type */
+        for (size_t i = 0; i < nr; i++)
+            if (f->over[i])
+                RK_FAIL(RK_ENONFINITE, "performer: query row %zu: the result exceeds the %s "
+                        "range (the trig features' weights are signed, so a row is not a mean "
+                        "of the values)%s", i0 + i, sizeof(REAL) == 4 ? "float32" : "float64",
+                        sizeof(REAL) == 4 ? ": use the float64 path" : "");
 
         if ((rc = SFX(rk__perf_den_check)(f, deni, vis, ns, nr, i0))) return rc;
 
