@@ -1,0 +1,41 @@
+/* The layers of the language model (see lm.h), in float and double from one template. */
+#include "lm_internal.h"
+
+#include "gemm.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <time.h>
+
+int lm__avx2(void) { return rk__cpu_avx2(); }   /* a few loads: __builtin_cpu_supports */
+
+double lm__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define REAL float
+#define S(f) f##_f
+#define GEMM rk__gemm_f
+#define EXPR expf
+#define TANHR tanhf
+#include "layers_tmpl.h"
+#undef REAL
+#undef S
+#undef GEMM
+#undef EXPR
+#undef TANHR
+
+#define REAL double
+#define S(f) f##_d
+#define GEMM rk__gemm_d
+#define EXPR exp
+#define TANHR tanh
+#include "layers_tmpl.h"
+#undef REAL
+#undef S
+#undef GEMM
+#undef EXPR
+#undef TANHR
