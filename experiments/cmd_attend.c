@@ -44,8 +44,13 @@
 static const cli_opt opts[] = {
     { "variant", "NAME", "softmax | performer | linear | rpe-fft, or a named variant (above)" },
     { "q", "Q.npy", "queries (n_q, d), (h, n_q, d) or (b, h, n_q, d); float32 or float64" },
-    { "k", "K.npy", "keys (.., n_kv, d), same leading axes and dtype as Q" },
-    { "v", "V.npy", "values (.., n_kv, d_v), same leading axes and dtype as Q" },
+    { "k", "K.npy", "keys (.., n_kv, d), same leading axes and dtype as Q (with --kv-heads:\n"
+      "that many heads)" },
+    { "v", "V.npy", "values (.., n_kv, d_v), the leading axes and dtype of K" },
+    { "layout", "bhnd|bnhd", "axis order of 3-D and 4-D arrays: (b, h, n, d) (default) or\n"
+      "(b, n, h, d) (also (h, n, d) or (n, h, d)); the output follows it" },
+    { "kv-heads", "H", "key/value heads: K and V have H heads, query head h uses head\n"
+      "h / (heads / H) (grouped-query attention; 1: multi-query); default: Q's heads" },
     { "out", "O.npy", "output (.., n_q, d_v), dtype of Q (written atomically)" },
     { "causal", NULL, "query i sees keys j <= i + (n_kv - n_q) (bottom-right aligned)" },
     { "scale", "S", "logit scale, nonzero; > 0 for FAVOR+ features (default 1/sqrt(d))" },
@@ -201,8 +206,28 @@ static size_t parse_kv_len(cli_ctx *c, const char *s, size_t n_kv, size_t **out)
     return n;
 }
 
-/* Shapes: Q (.., n_q, d), K (.., n_kv, d), V (.., n_kv, d_v), with identical leading axes. */
-static void check_shapes(cli_ctx *c, const rk_array *q, const rk_array *k, const rk_array *v)
+/* An array's batch, heads, rows and width in the layout (bnhd: the head axis after the rows). */
+typedef struct { size_t b, h, n, w; } geom;
+
+static geom geom_of(const rk_array *a, int bnhd)
+{
+    const size_t *s = a->shape;
+    if (a->ndim == 2) return (geom){ 1, 1, s[0], s[1] };
+    if (a->ndim == 3) return bnhd ? (geom){ 1, s[1], s[0], s[2] } : (geom){ 1, s[0], s[1], s[2] };
+    return bnhd ? (geom){ s[0], s[2], s[1], s[3] } : (geom){ s[0], s[1], s[2], s[3] };
+}
+
+/* The tensor view of an array of that geometry (no copy). */
+#define TENSOR_OF(T, PTR, a, g, bnhd)                                                          \
+    ((bnhd) ? (T){ (PTR)(a)->data, (g).b, (g).h, (g).n, (g).w, (g).n * (g).h * (g).w, (g).w,   \
+                   (g).h * (g).w }                                                             \
+            : (T){ (PTR)(a)->data, (g).b, (g).h, (g).n, (g).w, (g).h * (g).n * (g).w,          \
+                   (g).n * (g).w, (g).w })
+
+/* Shapes: Q (.., n_q, d), K (.., n_kv, d), V (.., n_kv, d_v) with the same batch, and K, V with
+ * Q's heads or --kv-heads of them (a divisor of Q's). Returns K's heads. */
+static size_t check_shapes(cli_ctx *c, const rk_array *q, const rk_array *k, const rk_array *v,
+                           int bnhd, size_t kv_heads)
 {
     char sq[160], sk[160], sv[160];
     const char *pq = cli_get(c, "q"), *pk = cli_get(c, "k"), *pv = cli_get(c, "v");
@@ -219,22 +244,34 @@ static void check_shapes(cli_ctx *c, const rk_array *q, const rk_array *k, const
     if (nd < 2 || nd > 4)
         cli_die(c, "--q: %s has shape %s: expected (n_q, d), (h, n_q, d) or (b, h, n_q, d)",
                 pq, sq);
-    if (q->shape[nd - 2] == 0 || q->shape[nd - 1] == 0)
+    const geom gq = geom_of(q, bnhd);
+    if (gq.n == 0 || gq.w == 0)
         cli_die(c, "--q: %s has shape %s: n_q and d must be > 0", pq, sq);
-    const size_t d = q->shape[nd - 1];
-    if (k->ndim != nd || memcmp(k->shape, q->shape, (size_t)(nd - 2) * sizeof(size_t)) != 0)
+    if (nd == 2 && cli_flag(c, "layout"))
+        cli_die(c, "--layout applies to arrays with a head axis (3-D or 4-D), not %s %s", pq, sq);
+    if (k->ndim != nd)
         cli_die(c, "--k: %s has shape %s but q has shape %s (the leading axes must match)",
                 pk, sk, sq);
-    if (k->shape[nd - 1] != d)
-        cli_die(c, "--k: %s has shape %s but q has d = %zu", pk, sk, d);
-    const size_t n_kv = k->shape[nd - 2];
-    if (n_kv == 0) cli_die(c, "--k: %s has shape %s: n_kv must be > 0", pk, sk);
-    if (v->ndim != nd || memcmp(v->shape, q->shape, (size_t)(nd - 2) * sizeof(size_t)) != 0)
-        cli_die(c, "--v: %s has shape %s but q has shape %s (the leading axes must match)",
-                pv, sv, sq);
-    if (v->shape[nd - 2] != n_kv)
-        cli_die(c, "--v: %s has shape %s but k has n_kv = %zu", pv, sv, n_kv);
-    if (v->shape[nd - 1] == 0) cli_die(c, "--v: %s has shape %s: d_v must be > 0", pv, sv);
+    const geom gk = geom_of(k, bnhd);
+    const size_t hk = kv_heads ? kv_heads : gq.h;
+    if (kv_heads && (kv_heads > gq.h || gq.h % kv_heads))
+        cli_die(c, "--kv-heads %zu must divide the %zu query heads of %s %s", kv_heads, gq.h, pq, sq);
+    if (gk.b != gq.b || gk.h != hk) {
+        if (kv_heads)
+            cli_die(c, "--k: %s has shape %s: expected the batch of q (%zu) and --kv-heads %zu "
+                    "heads", pk, sk, gq.b, kv_heads);
+        cli_die(c, "--k: %s has shape %s but q has shape %s (the leading axes must match)",
+                pk, sk, sq);
+    }
+    if (gk.w != gq.w) cli_die(c, "--k: %s has shape %s but q has d = %zu", pk, sk, gq.w);
+    if (gk.n == 0) cli_die(c, "--k: %s has shape %s: n_kv must be > 0", pk, sk);
+    const geom gv = geom_of(v, bnhd);
+    if (v->ndim != nd || gv.b != gk.b || gv.h != gk.h)
+        cli_die(c, "--v: %s has shape %s but %s has shape %s (the leading axes must match)",
+                pv, sv, kv_heads ? "k" : "q", kv_heads ? sk : sq);
+    if (gv.n != gk.n) cli_die(c, "--v: %s has shape %s but k has n_kv = %zu", pv, sv, gk.n);
+    if (gv.w == 0) cli_die(c, "--v: %s has shape %s: d_v must be > 0", pv, sv);
+    return hk;
 }
 
 /* Options a variant takes only if its kind reads their config field group (rk_attn_fields):
@@ -457,24 +494,6 @@ static void destroy_plan_at(void *pp)
     *p = NULL;
 }
 
-/* --sinusoidal: the encoding added to every (b, h) slice of x (rows at pos0 + r). */
-static void add_sinusoidal(cli_ctx *c, const rk_array *x, size_t n, size_t d, int64_t pos0,
-                           const char *what)
-{
-    size_t slices = x->count / (n * d);
-    for (size_t s = 0; s < slices; s++) {
-        int err;
-        if (x->dtype == RK_F32) {
-            rk_mat m = rk_mat_view((float *)x->data + s * n * d, n, d, d);
-            err = rk_sinusoidal_add(&m, pos0, 0.0);
-        } else {
-            rk_matd m = rk_matd_view((double *)x->data + s * n * d, n, d, d);
-            err = rk_sinusoidal_add_d(&m, pos0, 0.0);
-        }
-        if (err) cli_die_rk(c, err, what);
-    }
-}
-
 /* ---- the configuration from the options ------------------------------------------------ */
 
 static const char *const rope_modes[] = { "none", "qk", "features", NULL };
@@ -639,23 +658,63 @@ static void check_rope_width(cli_ctx *c, const rk_attn_config *ac, const char *q
     }
 }
 
-/* The (b, h) slices of Q, K, V and the output in the working precision. */
+/* Q, K, V and the output in the working precision, and their geometry. */
 typedef struct {
     const rk_array *q, *k, *v;
     rk_array       *out;
     const rk_array *dout;              /* NULL: no backward                       */
     rk_array       *dq, *dk, *dv;      /* the gradients (with dout)               */
-    void           *saved;             /* what one slice's forward saves          */
-    size_t          slices, heads, batch;
+    void           *saved;             /* what the training forward saves         */
+    geom            gq, gk;            /* Q's (b, h, n_q, d), K's (b, kv heads, n_kv, d) */
+    int             bnhd;
 } slices_t;
 
-/* One plan per bias row (one in all for a shared bias or none), executed on the slices of its
- * heads through views; the plans differ in their bias values only. */
-static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slices_t *sl,
-                       const size_t *kv_len, size_t n_kv_len, rk_attn **plan)
+/* One head h of an array's tensor view (h = -1: all heads). */
+static rk_tensor head_f(const rk_array *a, geom g, int bnhd, long h)
 {
-    const size_t nq = ac->n_q, nkv = ac->n_kv, d = ac->d, dv = ac->d_v;
-    const size_t nplans = br->nb ? br->nb : 1;
+    g.w = a->shape[a->ndim - 1];
+    rk_tensor t = TENSOR_OF(rk_tensor, float *, a, g, bnhd);
+    if (h >= 0) { t.data += (size_t)h * t.sh; t.h = 1; }
+    return t;
+}
+static rk_tensord head_d(const rk_array *a, geom g, int bnhd, long h)
+{
+    g.w = a->shape[a->ndim - 1];
+    rk_tensord t = TENSOR_OF(rk_tensord, double *, a, g, bnhd);
+    if (h >= 0) { t.data += (size_t)h * t.sh; t.h = 1; }
+    return t;
+}
+
+/* --sinusoidal: the encoding added to every (b, h) head of x, geometry g (rows at pos0 + r). */
+static void add_sinusoidal(cli_ctx *c, const rk_array *x, geom g, int bnhd, int64_t pos0,
+                           const char *what)
+{
+    for (size_t b = 0; b < g.b; b++)
+        for (size_t h = 0; h < g.h; h++) {
+            int err;
+            if (x->dtype == RK_F32) {
+                rk_tensor t = head_f(x, g, bnhd, -1);
+                rk_mat m = rk_tensor_slice(&t, b, h);
+                err = rk_sinusoidal_add(&m, pos0, 0.0);
+            } else {
+                rk_tensord t = head_d(x, g, bnhd, -1);
+                rk_matd m = rk_tensord_slice(&t, b, h);
+                err = rk_sinusoidal_add_d(&m, pos0, 0.0);
+            }
+            if (err) cli_die_rk(c, err, what);
+        }
+}
+
+/* One plan for the whole batch of heads (grouped-query when K has fewer heads), or, for a
+ * per-head bias (the plan copies its bias), one plan per head, each over the batch. */
+static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slices_t *sl,
+                       const size_t *kv_len, rk_attn **plan)
+{
+    const size_t H = sl->gq.h, Hk = sl->gk.h, grp = H / Hk;
+    const size_t nplans = br->nb > 1 ? br->nb : 1;
+    ac->batch = sl->gq.b;
+    ac->heads = nplans > 1 ? 1 : H;
+    ac->kv_heads = nplans > 1 ? 1 : Hk;
     for (size_t h = 0; h < nplans; h++) {
         destroy_plan_at(plan);
         if (br->nb) {
@@ -664,46 +723,41 @@ static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slic
         }
         int err = rk_attn_create(plan, ac);
         if (err) cli_die_rk(c, err, "cannot create the attention plan");
-        if (sl->dout && !sl->saved) {      /* what one slice's training forward saves */
+        if (sl->dout && !sl->saved) {      /* what one plan's training forward saves */
             size_t n = rk_attn_saved_len(*plan), elt = sl->q->dtype == RK_F32 ? 4 : 8;
             if (!(sl->saved = calloc(n ? n : 1, elt))) cli_die(c, "out of memory");
             cli_defer(c, free, sl->saved);
         }
-        for (size_t s = h; s < sl->slices; s += nplans) {   /* nplans is 1 or heads */
-            size_t L = !kv_len ? RK_ALL_KEYS : kv_len[n_kv_len == 1 ? 0 : s / sl->heads];
-            if (sl->q->dtype == RK_F32) {
-#define F32(a, rows, cols) rk_mat_view((float *)(a)->data + s * (rows) * (cols), rows, cols, cols)
-                rk_mat qs = F32(sl->q, nq, d), ks = F32(sl->k, nkv, d), vs = F32(sl->v, nkv, dv);
-                rk_mat os = F32(sl->out, nq, dv);
-                if (!sl->dout) {
-                    err = rk_attn_execute(*plan, &qs, &ks, &vs, &os, L);
-                } else {
-                    rk_mat gs = F32(sl->dout, nq, dv), dqs = F32(sl->dq, nq, d);
-                    rk_mat dks = F32(sl->dk, nkv, d), dvs = F32(sl->dv, nkv, dv);
-                    err = rk_attn_forward(*plan, &qs, &ks, &vs, &os, L, sl->saved);
-                    if (!err)
-                        err = rk_attn_backward(*plan, &qs, &ks, &vs, &os, sl->saved, &gs, &dqs,
-                                               &dks, &dvs, L);
-                }
-#undef F32
+        const long hq = nplans > 1 ? (long)h : -1, hk = nplans > 1 ? (long)(h / grp) : -1;
+        const geom gq = sl->gq, gk = sl->gk;
+        if (sl->q->dtype == RK_F32) {
+            rk_tensor Q = head_f(sl->q, gq, sl->bnhd, hq), K = head_f(sl->k, gk, sl->bnhd, hk);
+            rk_tensor V = head_f(sl->v, gk, sl->bnhd, hk), O = head_f(sl->out, gq, sl->bnhd, hq);
+            if (!sl->dout) {
+                err = rk_attn_execute_batch(*plan, &Q, &K, &V, &O, kv_len);
             } else {
-#define F64(a, rows, cols) rk_matd_view((double *)(a)->data + s * (rows) * (cols), rows, cols, cols)
-                rk_matd qs = F64(sl->q, nq, d), ks = F64(sl->k, nkv, d), vs = F64(sl->v, nkv, dv);
-                rk_matd os = F64(sl->out, nq, dv);
-                if (!sl->dout) {
-                    err = rk_attn_execute_d(*plan, &qs, &ks, &vs, &os, L);
-                } else {
-                    rk_matd gs = F64(sl->dout, nq, dv), dqs = F64(sl->dq, nq, d);
-                    rk_matd dks = F64(sl->dk, nkv, d), dvs = F64(sl->dv, nkv, dv);
-                    err = rk_attn_forward_d(*plan, &qs, &ks, &vs, &os, L, sl->saved);
-                    if (!err)
-                        err = rk_attn_backward_d(*plan, &qs, &ks, &vs, &os, sl->saved, &gs, &dqs,
-                                                 &dks, &dvs, L);
-                }
-#undef F64
+                rk_tensor G = head_f(sl->dout, gq, sl->bnhd, hq), DQ = head_f(sl->dq, gq, sl->bnhd, hq);
+                rk_tensor DK = head_f(sl->dk, gk, sl->bnhd, hk), DV = head_f(sl->dv, gk, sl->bnhd, hk);
+                err = rk_attn_forward_batch(*plan, &Q, &K, &V, &O, kv_len, sl->saved);
+                if (!err)
+                    err = rk_attn_backward_batch(*plan, &Q, &K, &V, &O, sl->saved, &G, &DQ, &DK,
+                                                 &DV, kv_len);
             }
-            if (err) cli_die_rk(c, err, "attention failed");
+        } else {
+            rk_tensord Q = head_d(sl->q, gq, sl->bnhd, hq), K = head_d(sl->k, gk, sl->bnhd, hk);
+            rk_tensord V = head_d(sl->v, gk, sl->bnhd, hk), O = head_d(sl->out, gq, sl->bnhd, hq);
+            if (!sl->dout) {
+                err = rk_attn_execute_batch_d(*plan, &Q, &K, &V, &O, kv_len);
+            } else {
+                rk_tensord G = head_d(sl->dout, gq, sl->bnhd, hq), DQ = head_d(sl->dq, gq, sl->bnhd, hq);
+                rk_tensord DK = head_d(sl->dk, gk, sl->bnhd, hk), DV = head_d(sl->dv, gk, sl->bnhd, hk);
+                err = rk_attn_forward_batch_d(*plan, &Q, &K, &V, &O, kv_len, sl->saved);
+                if (!err)
+                    err = rk_attn_backward_batch_d(*plan, &Q, &K, &V, &O, sl->saved, &G, &DQ, &DK,
+                                                   &DV, kv_len);
+            }
         }
+        if (err) cli_die_rk(c, err, "attention failed");
     }
 }
 
@@ -751,7 +805,10 @@ int cmd_attend(int argc, char **argv)
     cli_load_npy(&c, "q", &q);
     cli_load_npy(&c, "k", &k);
     cli_load_npy(&c, "v", &v);
-    check_shapes(&c, &q, &k, &v);
+    static const char *const layouts[] = { "bhnd", "bnhd", NULL };
+    const int bnhd = cli_get_choice(&c, "layout", "--layout", layouts, 0) == 1;
+    const size_t kv_heads_opt = (size_t)cli_get_integer(&c, "kv-heads", 0, 1, INT32_MAX);
+    check_shapes(&c, &q, &k, &v, bnhd, kv_heads_opt);
     const int nd = q.ndim;
     rk_array g;   /* --dout: the shape and dtype of the output */
     if (backward) {
@@ -768,9 +825,13 @@ int cmd_attend(int argc, char **argv)
                     "columns", cli_get(&c, "dout"), sg, sq, v.shape[nd - 1]);
         cli_check_finite(&c, "dout", &g);
     }
-    ac.n_q = q.shape[nd - 2];
-    ac.d = q.shape[nd - 1];
-    ac.n_kv = k.shape[nd - 2];
+    slices_t sl = { 0 };
+    sl.bnhd = bnhd;
+    sl.gq = geom_of(&q, bnhd);
+    sl.gk = geom_of(&k, bnhd);
+    ac.n_q = sl.gq.n;
+    ac.d = sl.gq.w;
+    ac.n_kv = sl.gk.n;
     ac.d_v = v.shape[nd - 1];
     rk_mat proj = { 0 };   /* at function scope: freed by cli_finish */
     if (cli_flag(&c, "proj")) {
@@ -793,28 +854,31 @@ int cmd_attend(int argc, char **argv)
 
     /* Batch entries (axis b of (b, h, n, d)), heads per entry (the (h) axis; 1 for (n, d)),
      * and (b, h) slices: slice s is head s % heads of batch entry s / heads. */
-    slices_t sl = { 0 };
-    sl.batch = nd == 4 ? q.shape[0] : 1;
-    sl.slices = 1;
-    for (int i = 0; i < nd - 2; i++) sl.slices *= q.shape[i];
-    sl.heads = sl.slices / sl.batch;
+    /* --kv-len: one value for every batch entry, or one each */
     size_t *kv_len = NULL, n_kv_len = 0;
     const char *kv_str = cli_get(&c, "kv-len");
     if (kv_str) {
         n_kv_len = parse_kv_len(&c, kv_str, ac.n_kv, &kv_len);
-        if (n_kv_len != 1 && n_kv_len != sl.batch)
+        if (n_kv_len != 1 && n_kv_len != sl.gq.b)
             cli_die(&c, "--kv-len has %zu values but the batch has %zu entr%s (give one value, "
-                    "or one per b of (b, h, n, d))", n_kv_len, sl.batch,
-                    sl.batch == 1 ? "y" : "ies");
+                    "or one per b of (b, h, n, d))", n_kv_len, sl.gq.b,
+                    sl.gq.b == 1 ? "y" : "ies");
+        if (n_kv_len == 1 && sl.gq.b > 1) {
+            size_t *all = calloc(sl.gq.b, sizeof *all);
+            if (!all) cli_die(&c, "--kv-len: out of memory");
+            cli_defer(&c, free, all);
+            for (size_t b = 0; b < sl.gq.b; b++) all[b] = kv_len[0];
+            kv_len = all;
+        }
     }
 
     /* The bias rows: none, one for every head, or one per head. */
     rk_array bias_arr;   /* at function scope: freed by cli_finish */
     bias_rows br = { NULL, 0, rk_bias_len(ac.n_q, ac.n_kv) };
     if (bias_file)
-        load_bias(&c, &bias_arr, ac.n_q, ac.n_kv, sl.heads, &br);
+        load_bias(&c, &bias_arr, ac.n_q, ac.n_kv, sl.gq.h, &br);
     else if (bias_kind != BIAS_NONE)
-        make_bias(&c, bias_kind, ac.n_q, ac.n_kv, ac.causal, sl.heads,
+        make_bias(&c, bias_kind, ac.n_q, ac.n_kv, ac.causal, sl.gq.h,
                   cli_flag(&c, "alibi-slope") ? &alibi_slope : NULL, &br);
 
     /* 3. Precision: convert the inputs if the arithmetic differs from the input dtype. */
@@ -878,13 +942,13 @@ int cmd_attend(int argc, char **argv)
 
     /* --sinusoidal: keys at P + j, queries at P + n_kv - n_q + i, on the working copies. */
     if (sinusoidal) {
-        add_sinusoidal(&c, sl.q, ac.n_q, ac.d,
+        add_sinusoidal(&c, sl.q, sl.gq, bnhd,
                        ac.pos_offset + ((int64_t)ac.n_kv - (int64_t)ac.n_q), "--sinusoidal");
-        add_sinusoidal(&c, sl.k, ac.n_kv, ac.d, ac.pos_offset, "--sinusoidal");
+        add_sinusoidal(&c, sl.k, sl.gk, bnhd, ac.pos_offset, "--sinusoidal");
     }
 
     /* 5. The slices. */
-    run_slices(&c, &ac, &br, &sl, kv_len, n_kv_len, &plan);
+    run_slices(&c, &ac, &br, &sl, kv_len, &plan);
 
     /* 6. Every output staged (written beside its target), then all renamed into place: they
      * appear only if the whole run succeeds. */

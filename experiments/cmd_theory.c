@@ -1,6 +1,7 @@
 /* ropekit theory: every theoretical statement of the paper as a runnable check, one row each
  * (equation, what is measured, measured value, tolerance and why, PASS/FAIL). The checks are in
- * theory.c; this file reads the options, runs them and writes the table. */
+ * theory_rope.c, theory_e19.c and theory_favor.c, listed and run by theory.c; this file reads the
+ * options, runs them and writes the table. */
 #include "cli.h"
 #include "decay.h"
 #include "theory.h"
@@ -32,8 +33,8 @@ static const cli_spec spec = {
     "1e6 in double and float32, (15) = (34), orthogonality and norms, the complex form\n"
     "(12)/(35), Abel summation (36) and the bound (37), the two pairing layouts, eq. (19)\n"
     "with linear attention, and FAVOR+ (Performer Lemma 1, Lemma 2, Theorem 2). Every row\n"
-    "prints the measured worst error or margin, its tolerance and why. Exit status 0 if all\n"
-    "pass, 1 if any check fails, 2 on errors.",
+    "prints the measured worst error or margin, its tolerance and why (derivations in\n"
+    "docs/theory.md#checks). Exit status 0 if all pass, 1 if any check fails, 2 on errors.",
     opts, sizeof opts / sizeof opts[0],
 };
 
@@ -120,7 +121,7 @@ int cmd_theory(int argc, char **argv)
              feat ? theory_feat_names[feat] : "library", theory_family, quick ? " quick" : "");
     printf("%s\n", conf);
     printf("u = 2^-53 (f64), u_f = 2^-24 (f32); g_n = n u/(1 - n u); e(p) = 6u|p| + 8u bounds a "
-           "double rotation's error at position p (see experiments/theory.c)\n\n");
+           "double rotation's error at position p (docs/theory.md#rounding-model)\n\n");
     theory_print_header(stdout);
     if (tsv) {
         fprintf(out.f, "# %s\n", conf);

@@ -20,7 +20,7 @@
 
 double decay_partial_sums(const double *theta, size_t h, double dist, double *abs_s)
 {
-    /* PAPER.md section 2 recipe: S += exp(i dist theta_i), tot += |S|; the angle is formed in
+    /* docs/theory.md#figure-2 recipe: S += exp(i dist theta_i), tot += |S|; the angle is formed in
      * double as dist * theta_i, never by repeated rotation. */
     double sr = 0.0, si = 0.0, tot = 0.0;
     for (size_t i = 0; i < h; i++) {

@@ -1,7 +1,7 @@
 /* Long-term decay of RoPE (RoFormer section 3.4.3, eqs. 35-37, Figure 2): the computations
  * behind `ropekit decay` and the (36)/(37) checks of `ropekit theory`.
  *
- * Conventions (PAPER.md section 2): 0-based frequencies theta_i, i = 0 .. h-1 (h = d/2),
+ * Conventions (docs/theory.md#figure-2): 0-based frequencies theta_i, i = 0 .. h-1 (h = d/2),
  * taken from an rk_rope plan (rk_rope_freqs), so every scaling of the library applies; pair i
  * of q is the complex number q~_i = q[2i] + i q[2i+1] (interleaved, eq. 34); h_i = q~_i conj(k~_i)
  * with h_h = 0; for a relative distance dist = m - n (query position minus key position)

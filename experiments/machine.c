@@ -64,6 +64,19 @@ const char *machine_timestamp(char *buf, size_t len)
     return buf;
 }
 
+/* What the library's run-time dispatch picks on this CPU (lib/: the softmax and FAVOR+ kernels
+ * need AVX2 and FMA, RoPE's float kernels AVX2), independent of the flags this build used. */
+static const char *runtime_kernels(void)
+{
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") != 0, fma = __builtin_cpu_supports("fma") != 0;
+    return avx2 && fma ? "avx2+fma" : avx2 ? "avx2(rope)+portable" : "portable";
+#else
+    return "portable";
+#endif
+}
+
 const char *machine_describe(char *buf, size_t len)
 {
     char cpu[256];
@@ -79,7 +92,8 @@ const char *machine_describe(char *buf, size_t len)
         blas ? blas : "?");
     if (n < len)
         snprintf(buf + n, len - n,
-                 "build: cc=\"%s\" flags=\"%s\" optimize=%d avx2=%d fma=%d asan=%d ndebug=%d",
+                 "build: cc=\"%s\" flags=\"%s\" optimize=%d compiled_avx2=%d compiled_fma=%d "
+                 "run_time_kernels=%s asan=%d ndebug=%d",
 #ifdef __VERSION__
                  __VERSION__,
 #else
@@ -101,6 +115,7 @@ const char *machine_describe(char *buf, size_t len)
 #else
                  0,
 #endif
+                 runtime_kernels(),
 #ifdef __SANITIZE_ADDRESS__
                  1,
 #else

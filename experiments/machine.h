@@ -6,7 +6,10 @@
  *
  * Build flags: the Makefile passes the compiler flags of this object as the string macro
  * RK_BUILD_FLAGS (e.g. -DRK_BUILD_FLAGS='"-O2 -g"'); without it "unknown" is reported. The
- * compiler's own macros (__VERSION__, __OPTIMIZE__, __AVX2__, sanitizers) are added either way.
+ * compiler's own macros (__VERSION__, __OPTIMIZE__, sanitizers) are added either way, and
+ * compiled_avx2/compiled_fma (__AVX2__, __FMA__: the whole build may use them) are told apart
+ * from run_time_kernels, what the library's CPU dispatch picks on this machine (avx2+fma or
+ * portable): the default build has compiled_avx2=0 and still runs the AVX2 kernels.
  */
 #ifndef RK_MACHINE_H
 #define RK_MACHINE_H

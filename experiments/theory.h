@@ -6,12 +6,13 @@
  * or a naive re-implementation with a deliberate defect (theory_rope_mutant) so that tests can
  * prove every check fails when the rotation is wrong. The checks compare it with the paper's own
  * definitions, which are written out here independently of the library: theta_i =
- * base^(-2i/d) (0-based, PAPER.md section 8 item 1), interleaved pairs (x[2i], x[2i+1]) turned
+ * base^(-2i/d) (0-based, docs/theory.md#conventions), interleaved pairs (x[2i], x[2i+1]) turned
  * counter-clockwise by pos * theta_i (eqs. 13-15, 34). The FAVOR+ feature map under test can be
  * perturbed the same way (theory_feat_mutant).
  *
  * Tolerances are derived from the rounding of the computation (u = 2^-53 for double, 2^-24 for
- * float), not tuned; the "why" column gives the derivation. Statistical checks use confidence
+ * float), not tuned; the "why" column gives the derivation, and docs/theory.md#checks gives
+ * every check's equation and tolerance in full. Statistical checks use confidence
  * intervals at a 99% family-wise level (Bonferroni over the statistical tests of one run), so a
  * correct library fails an equality-type check (Lemma 1, Lemma 2, Theorem 2's bound) with
  * probability <= 1% whatever the seed; the one check that needs power (orthogonal features lower
@@ -44,7 +45,7 @@ struct theory_rope {
 
 typedef enum {
     THEORY_MUT_NONE = 0,    /* naive but correct: must pass every check                       */
-    THEORY_MUT_FREQ,        /* off-by-one frequencies base^(-2(i+1)/d) (PAPER section 2 item 3) */
+    THEORY_MUT_FREQ,        /* off-by-one frequencies base^(-2(i+1)/d) (docs/theory.md#figure-2) */
     THEORY_MUT_SIGN,        /* sin sign swapped: turns clockwise                               */
     THEORY_MUT_ONESIDED,    /* sin sign swapped in one output only: (a c + b s, b c + a s)     */
     THEORY_MUT_PAIR_INTER,  /* interleaved layout rotates half-split pairs (x[i], x[i + d/2])  */

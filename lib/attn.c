@@ -160,6 +160,19 @@ int rk_attn_resolve(rk_attn_config *c, rk_attn_info *info)
     }
     if (c->nthreads < 0) RK_FAIL(RK_EINVAL, "nthreads = %d must be >= 0", c->nthreads);
     if (c->nthreads == 0) c->nthreads = omp_get_max_threads();
+    /* batches of heads */
+    if (c->batch == 0) c->batch = 1;
+    if (c->heads == 0) c->heads = 1;
+    if (c->kv_heads == 0) c->kv_heads = c->heads;
+    if (c->kv_heads > c->heads || c->heads % c->kv_heads)
+        RK_FAIL(RK_EINVAL, "kv_heads = %zu must divide heads = %zu (grouped-query attention)",
+                c->kv_heads, c->heads);
+    if (rk__mul(c->batch, c->heads, &b) || !rk__fits_int(b))
+        RK_FAIL(RK_EOVERFLOW, "batch = %zu x heads = %zu is too large", c->batch, c->heads);
+    /* the kernel path: checked against the CPU now, each kind caps it at its widest */
+    rk_isa isa;
+    if ((rc = rk__isa_pick(c->isa, RK_ISA_AVX512, ops->name, &isa))) return rc;
+    c->isa = isa;
     info->name = ops->name;
     info->fields = own;
     return ops->resolve ? ops->resolve(c, info) : RK_OK;
@@ -187,7 +200,13 @@ int rk_attn_create(rk_attn **out, const rk_attn_config *cfg)
     p->bytes = rk__alloc_size(sizeof *p);
     p->ops = ops;
     rc = ops->create(p);
-    if (rc) { ops->destroy(p->impl); rk__free(p); return rc; }
+    if (!rc && c.kv_heads < c.heads && ops->bwd_f &&
+        (!(p->gqa_f = rk__take(&p->bytes, c.n_kv, c.d + c.d_v, sizeof(float), ops->name,
+                               "grouped-query gradients", &rc)) ||
+         !(p->gqa_d = rk__take(&p->bytes, c.n_kv, c.d + c.d_v, sizeof(double), ops->name,
+                               "grouped-query gradients", &rc))))
+        rc = rc ? rc : RK_ENOMEM;
+    if (rc) { rk_attn_destroy(p); return rc; }
     *out = p;
     return RK_OK;
 }
@@ -196,6 +215,8 @@ void rk_attn_destroy(rk_attn *p)
 {
     if (!p) return;
     p->ops->destroy(p->impl);
+    rk__free(p->gqa_f);
+    rk__free(p->gqa_d);
     rk__free(p);
 }
 
@@ -226,6 +247,10 @@ static int check_views(const rk_attn *p, view q, view k, view v, view out, size_
 {
     const rk_attn_config *c = &p->cfg;
     int rc;
+    if (c->batch != 1 || c->heads != 1)
+        RK_FAIL(RK_EDIM, "%s: the plan is for batch = %zu x heads = %zu: use the batch calls "
+                "(rk_attn_execute_batch ...) or a plan with batch = heads = 1", p->ops->name,
+                c->batch, c->heads);
     if ((rc = rk__check_view("q", q.data, q.rows, q.cols, q.ld, c->n_q, c->d)) ||
         (rc = rk__check_view("k", k.data, k.rows, k.cols, k.ld, c->n_kv, c->d)) ||
         (rc = rk__check_view("v", v.data, v.rows, v.cols, v.ld, c->n_kv, c->d_v)) ||
@@ -275,6 +300,7 @@ rk_rope_config rk__attn_rope_cfg(const rk_attn_config *c, size_t dim)
 {
     rk_rope_config rc = c->rope_cfg;
     rc.dim = dim;
+    if (rc.isa == RK_ISA_AUTO) rc.isa = c->isa;    /* the plan's path, unless set apart */
     /* length-dependent scalings (dynamic, longrope) see the plan's length: HF's largest
      * position + 1, i.e. the position after the last key */
     if (rc.seq_len == 0) {
@@ -310,9 +336,15 @@ int rk__attn_rope_check(const rk_attn_config *c, size_t dim, const char *who)
 /* Gradients                                                                            */
 /* ------------------------------------------------------------------------------------ */
 
+/* What one head's training forward saves. */
+static size_t saved_per_head(const rk_attn *p)
+{
+    return p->ops->saved_len ? p->ops->saved_len(p) : 0;
+}
+
 size_t rk_attn_saved_len(const rk_attn *p)
 {
-    return p && p->ops->saved_len ? p->ops->saved_len(p) : 0;
+    return p ? saved_per_head(p) * p->cfg.batch * p->cfg.heads : 0;
 }
 
 static int check_saved(const rk_attn *p, const void *saved)
@@ -407,3 +439,155 @@ int rk_attn_backward_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_
     if (!p->ops->bwd_d) RK_FAIL(RK_EUNSUP, "%s has no backward", p->ops->name);
     return p->ops->bwd_d(p, q, k, v, out, saved, dout, dq, dk, dv, kv_len);
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* Batches of heads                                                                     */
+/* ------------------------------------------------------------------------------------ */
+
+/* One tensor as plain numbers. */
+typedef struct { const void *data; size_t b, h, n, d, sb, sh, sn; } tview;
+#define TVIEW(t) ((tview){ (t)->data, (t)->b, (t)->h, (t)->n, (t)->d, (t)->sb, (t)->sh, (t)->sn })
+
+/* Shape as the plan says, strides that keep rows apart, the extent in bytes (*lo, *hi). */
+static int check_tensor(const char *name, tview t, size_t b, size_t h, size_t n, size_t d,
+                        size_t elt, uintptr_t *lo, uintptr_t *hi)
+{
+    if (t.b != b || t.h != h || t.n != n || t.d != d)
+        RK_FAIL(RK_EDIM, "%s is (%zu, %zu, %zu, %zu), expected (%zu, %zu, %zu, %zu)", name, t.b,
+                t.h, t.n, t.d, b, h, n, d);
+    if (!t.data) RK_FAIL(RK_EINVAL, "%s has NULL data", name);
+    if (t.sn < d) RK_FAIL(RK_EDIM, "%s: row stride %zu < %zu columns", name, t.sn, d);
+    size_t last = 0, x;
+    if (rk__mul(b - 1, t.sb, &x) || rk__add(last, x, &last) || rk__mul(h - 1, t.sh, &x) ||
+        rk__add(last, x, &last) || rk__mul(n - 1, t.sn, &x) || rk__add(last, x, &last) ||
+        rk__add(last, d, &last) || last > (size_t)PTRDIFF_MAX / elt)
+        RK_FAIL(RK_EOVERFLOW, "%s: strides (%zu, %zu, %zu) overflow", name, t.sb, t.sh, t.sn);
+    *lo = (uintptr_t)t.data;
+    *hi = *lo + last * elt;
+    return RK_OK;
+}
+
+/* Every tensor of a call: inputs, then outputs (which must overlap nothing else). */
+static int check_tensors(const rk_attn *p, const tview *t, const char *const *names, size_t nin,
+                         size_t nout, const size_t *kv_len, size_t elt)
+{
+    const rk_attn_config *c = &p->cfg;
+    uintptr_t lo[8], hi[8];
+    for (size_t i = 0; i < nin + nout; i++) {
+        /* q-like (heads, n_q), kv-like (kv_heads, n_kv); width d or d_v */
+        const char *nm = names[i];
+        int kv = nm[0] == 'k' || nm[0] == 'v' || !strcmp(nm, "dk") || !strcmp(nm, "dv");
+        int wv = nm[0] == 'v' || !strcmp(nm, "out") || !strcmp(nm, "dout") || !strcmp(nm, "dv");
+        int rc = check_tensor(nm, t[i], c->batch, kv ? c->kv_heads : c->heads,
+                              kv ? c->n_kv : c->n_q, wv ? c->d_v : c->d, elt, &lo[i], &hi[i]);
+        if (rc) return rc;
+    }
+    for (size_t o = nin; o < nin + nout; o++)
+        for (size_t i = 0; i < nin + nout; i++)
+            if (i != o && lo[o] < hi[i] && lo[i] < hi[o])
+                RK_FAIL(RK_EINVAL, "%s overlaps %s", names[o], names[i]);
+    if (kv_len)
+        for (size_t b = 0; b < c->batch; b++)
+            if (kv_len[b] > c->n_kv)
+                RK_FAIL(RK_EDIM, "kv_len[%zu] = %zu exceeds n_kv = %zu", b, kv_len[b], c->n_kv);
+    return RK_OK;
+}
+
+#define KVL(kv_len, b, c) ((kv_len) ? (kv_len)[b] : (c)->n_kv)
+
+/* Execute, the training forward, the backward: per precision, through the kind's batched
+ * entry if it has one, else head by head (in order) through its matrix entries. */
+#define RK_BATCH_CALLS(SFX, T, MAT, SLICE, REAL, EXEC, FWD, BWD, EXECB, BWDB, GQA)             \
+    int rk_attn_execute_batch##SFX(rk_attn *p, const T *q, const T *k, const T *v, T *out,   \
+                                   const size_t *kv_len)                                    \
+    {                                                                                         \
+        rk__clear_error();                                                                    \
+        if (!p || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "attention: NULL argument");     \
+        static const char *const nm[] = { "q", "k", "v", "out" };                             \
+        const tview t[] = { TVIEW(q), TVIEW(k), TVIEW(v), TVIEW(out) };                       \
+        int rc = check_tensors(p, t, nm, 3, 1, kv_len, sizeof(REAL));                         \
+        if (rc) return rc;                                                                    \
+        const rk_attn_config *c = &p->cfg;                                                    \
+        if (p->ops->EXECB) return p->ops->EXECB(p, q, k, v, out, kv_len, NULL);               \
+        if (!p->ops->EXEC) RK_FAIL(RK_EUNSUP, "%s has no such path", p->ops->name);           \
+        const size_t grp = c->heads / c->kv_heads;                                            \
+        for (size_t b = 0; b < c->batch; b++)                                                 \
+            for (size_t h = 0; h < c->heads; h++) {                                           \
+                MAT qs = SLICE(q, b, h), ks = SLICE(k, b, h / grp), vs = SLICE(v, b, h / grp); \
+                MAT os = SLICE(out, b, h);                                                    \
+                if ((rc = p->ops->EXEC(p, &qs, &ks, &vs, &os, KVL(kv_len, b, c)))) return rc; \
+            }                                                                                 \
+        return RK_OK;                                                                         \
+    }                                                                                         \
+    int rk_attn_forward_batch##SFX(rk_attn *p, const T *q, const T *k, const T *v, T *out,   \
+                                   const size_t *kv_len, REAL *saved)                       \
+    {                                                                                         \
+        rk__clear_error();                                                                    \
+        if (!p || !q || !k || !v || !out) RK_FAIL(RK_EINVAL, "attention: NULL argument");     \
+        static const char *const nm[] = { "q", "k", "v", "out" };                             \
+        const tview t[] = { TVIEW(q), TVIEW(k), TVIEW(v), TVIEW(out) };                       \
+        int rc = check_tensors(p, t, nm, 3, 1, kv_len, sizeof(REAL));                         \
+        if (!rc) rc = check_saved(p, saved);                                                  \
+        if (rc) return rc;                                                                    \
+        const rk_attn_config *c = &p->cfg;                                                    \
+        if (!p->ops->BWD) RK_FAIL(RK_EUNSUP, "%s has no backward (no training forward)",      \
+                                  p->ops->name);                                              \
+        if (p->ops->EXECB) return p->ops->EXECB(p, q, k, v, out, kv_len, saved);              \
+        const size_t grp = c->heads / c->kv_heads, per = saved_per_head(p);                   \
+        for (size_t b = 0; b < c->batch; b++)                                                 \
+            for (size_t h = 0; h < c->heads; h++) {                                           \
+                MAT qs = SLICE(q, b, h), ks = SLICE(k, b, h / grp), vs = SLICE(v, b, h / grp); \
+                MAT os = SLICE(out, b, h);                                                    \
+                REAL *sv = per ? saved + (b * c->heads + h) * per : NULL;                     \
+                rc = p->ops->FWD ? p->ops->FWD(p, &qs, &ks, &vs, &os, KVL(kv_len, b, c), sv)  \
+                                 : p->ops->EXEC(p, &qs, &ks, &vs, &os, KVL(kv_len, b, c));   \
+                if (rc) return rc;                                                            \
+            }                                                                                 \
+        return RK_OK;                                                                         \
+    }                                                                                         \
+    int rk_attn_backward_batch##SFX(rk_attn *p, const T *q, const T *k, const T *v,          \
+                                    const T *out, const REAL *saved, const T *dout, T *dq,   \
+                                    T *dk, T *dv, const size_t *kv_len)                       \
+    {                                                                                         \
+        rk__clear_error();                                                                    \
+        if (!p || !q || !k || !v || !out || !dout || !dq || !dk || !dv)                       \
+            RK_FAIL(RK_EINVAL, "attention backward: NULL argument");                          \
+        static const char *const nm[] = { "q", "k", "v", "out", "dout", "dq", "dk", "dv" };   \
+        const tview t[] = { TVIEW(q), TVIEW(k), TVIEW(v), TVIEW(out), TVIEW(dout), TVIEW(dq), \
+                            TVIEW(dk), TVIEW(dv) };                                           \
+        int rc = check_tensors(p, t, nm, 5, 3, kv_len, sizeof(REAL));                         \
+        if (!rc) rc = check_saved(p, saved);                                                  \
+        if (rc) return rc;                                                                    \
+        const rk_attn_config *c = &p->cfg;                                                    \
+        if (!p->ops->BWD) RK_FAIL(RK_EUNSUP, "%s has no backward", p->ops->name);             \
+        if (p->ops->BWDB)                                                                     \
+            return p->ops->BWDB(p, q, k, v, out, saved, dout, dq, dk, dv, kv_len);            \
+        const size_t grp = c->heads / c->kv_heads, per = saved_per_head(p);                   \
+        for (size_t b = 0; b < c->batch; b++)                                                 \
+            for (size_t h = 0; h < c->heads; h++) {                                           \
+                const size_t hk = h / grp;                                                    \
+                MAT qs = SLICE(q, b, h), ks = SLICE(k, b, hk), vs = SLICE(v, b, hk);          \
+                MAT os = SLICE(out, b, h), gs = SLICE(dout, b, h), dqs = SLICE(dq, b, h);     \
+                MAT dks = SLICE(dk, b, hk), dvs = SLICE(dv, b, hk);                           \
+                const int first = h % grp == 0;  /* later heads of a group add into it */    \
+                MAT tk = { p->GQA, c->n_kv, c->d, c->d };                                     \
+                MAT tv = { p->GQA ? p->GQA + c->n_kv * c->d : NULL, c->n_kv, c->d_v, c->d_v }; \
+                const REAL *sv = per ? saved + (b * c->heads + h) * per : NULL;               \
+                rc = p->ops->BWD(p, &qs, &ks, &vs, &os, sv, &gs, &dqs, first ? &dks : &tk,    \
+                                 first ? &dvs : &tv, KVL(kv_len, b, c));                      \
+                if (rc) return rc;                                                            \
+                if (first) continue;                                                          \
+                for (size_t j = 0; j < c->n_kv; j++) {                                        \
+                    for (size_t ch = 0; ch < c->d; ch++)                                      \
+                        dks.data[j * dks.ld + ch] += tk.data[j * tk.ld + ch];                 \
+                    for (size_t ch = 0; ch < c->d_v; ch++)                                    \
+                        dvs.data[j * dvs.ld + ch] += tv.data[j * tv.ld + ch];                 \
+                }                                                                             \
+            }                                                                                 \
+        return RK_OK;                                                                         \
+    }
+
+RK_BATCH_CALLS(, rk_tensor, rk_mat, rk_tensor_slice, float, exec_f, fwd_f, bwd_f, exec_batch_f,
+               bwd_batch_f, gqa_f)
+RK_BATCH_CALLS(_d, rk_tensord, rk_matd, rk_tensord_slice, double, exec_d, fwd_d, bwd_d,
+               exec_batch_d, bwd_batch_d, gqa_d)

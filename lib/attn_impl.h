@@ -49,6 +49,23 @@ typedef struct rk__attn_kind {
     int       (*bwd_d)(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
                        const rk_matd *out, const double *saved, const rk_matd *dout,
                        rk_matd *dq, rk_matd *dk, rk_matd *dv, size_t kv_len);
+    /* Batches of heads (optional): a kind with its own batched execute spreads the work over
+     * batch x heads x its tiles; without one, attn.c runs the heads one after another through
+     * the matrix entries above. Tensors are checked by attn.c; kv_len is NULL or batch values. */
+    int       (*exec_batch_f)(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
+                              const rk_tensor *v, rk_tensor *out, const size_t *kv_len,
+                              float *saved);           /* saved: NULL, or a training forward */
+    int       (*exec_batch_d)(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
+                              const rk_tensord *v, rk_tensord *out, const size_t *kv_len,
+                              double *saved);
+    int       (*bwd_batch_f)(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
+                             const rk_tensor *v, const rk_tensor *out, const float *saved,
+                             const rk_tensor *dout, rk_tensor *dq, rk_tensor *dk, rk_tensor *dv,
+                             const size_t *kv_len);
+    int       (*bwd_batch_d)(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
+                             const rk_tensord *v, const rk_tensord *out, const double *saved,
+                             const rk_tensord *dout, rk_tensord *dq, rk_tensord *dk,
+                             rk_tensord *dv, const size_t *kv_len);
     /* The plan's feature map and its rotations (NULL: the kind has none). */
     struct rk__featmap *(*featmap)(const rk_attn *p, const rk_rope **rope_qk,
                                    const rk_rope **rope_features);
@@ -60,6 +77,10 @@ struct rk_attn {
     size_t               bytes;  /* working memory owned by the plan                     */
     const rk__attn_kind *ops;
     void                *impl;   /* kind-specific state                                  */
+    /* Grouped-query backward through the per-head path: one key/value head's gradients of
+     * the second and later query heads of its group, (n_kv, d + d_v) each precision. */
+    float               *gqa_f;
+    double              *gqa_d;
 };
 
 /* Number of keys query i may see given causal alignment and key padding (kv_len <= n_kv):

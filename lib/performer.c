@@ -134,7 +134,7 @@ static int perf_create(rk_attn *p)
     p->impl = f;                      /* from here on attn.c's destroy frees a partial build */
     p->bytes += rk__alloc_size(sizeof *f);
     f->dv = dv;
-    f->avx2 = !perf_force_portable && rk__cpu_avx2();
+    f->avx2 = !perf_force_portable && c->isa >= RK_ISA_AVX2;
     int rc = rk__featmap_init(&f->fm, c, favor, 1, f->avx2, &p->bytes, p->ops->name);
     if (rc) return rc;
     TAKE(f->S, F * dv, sizeof(double));

@@ -46,6 +46,12 @@ void *rk__take(size_t *bytes, size_t a, size_t b, size_t elt, const char *who, c
 /* What rk__alloc really takes for a request of n bytes: at least 1, rounded up to 64. */
 static inline size_t rk__alloc_size(size_t n) { return ((n ? n : 1) + 63) & ~(size_t)63; }
 
+/* The kernel path of a plan (lib/isa.c): want (a config's isa; RK_ISA_AUTO: ROPEKIT_ISA or the
+ * widest the CPU has) checked against the CPU (RK_EUNSUP if it lacks it, RK_EINVAL for an
+ * unknown value or ROPEKIT_ISA), then capped at `widest`, the widest path the caller's kernels
+ * have. `who` names the plan in messages. */
+int rk__isa_pick(rk_isa want, rk_isa widest, const char *who, rk_isa *out);
+
 /* Validate a view: data non-NULL when non-empty, ld >= cols, rows*ld fits. `name` is used in
  * the message ("q", "k", ...). Returns RK_OK or RK_EDIM/RK_EINVAL with the message set. */
 int rk__check_view(const char *name, const void *data, size_t rows, size_t cols, size_t ld,

@@ -1,5 +1,5 @@
 /* RoPE: rotary position embedding (RoFormer eq. 13-15, 34) with partial rotary, two pairing
- * layouts and every frequency scheme of ropekit.h (PAPER.md section 7; Hugging Face
+ * layouts and every frequency scheme of ropekit.h (docs/theory.md#rope-scalings-and-xpos; Hugging Face
  * transformers' modeling_rope_utils.py rope types: default, linear, dynamic, yarn, longrope,
  * llama3; static NTK; the YaRN paper's own ramp; explicit per-pair frequencies or divisors).
  *
@@ -436,8 +436,11 @@ int rk_rope_create(rk_rope **out, const rk_rope_config *cfg)
     }
     if (ndir == 1) { r->tab_d[1] = r->tab_d[0]; r->tab_f[1] = r->tab_f[0]; }
     for (int inv = 0; inv < ndir; inv++) rope_fill_tables(r, inv);
+    rk_isa isa;
+    if ((rc = rk__isa_pick(c.isa, RK_ISA_AVX2, "rope", &isa))) { rk_rope_destroy(r); return rc; }
+    r->cfg.isa = isa;
 #if RK_ROPE_X86
-    r->avx2 = __builtin_cpu_supports("avx2") != 0;
+    r->avx2 = isa >= RK_ISA_AVX2;
 #endif
     *out = r;
     return RK_OK;

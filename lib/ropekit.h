@@ -83,6 +83,38 @@ static inline rk_mat rk_mat_sub(rk_mat m, size_t i, size_t j, size_t r, size_t c
 static inline rk_matd rk_matd_sub(rk_matd m, size_t i, size_t j, size_t r, size_t c)
 { rk_matd s = { m.data + i * m.ld + j, r, c, m.ld }; return s; }
 
+/* Batches of heads: element (b, h, i, j) is data[b sb + h sh + i sn + j] (columns contiguous,
+ * strides in elements). Both usual layouts are views, no copy:
+ *   (b, h, n, d) contiguous: sb = h n d, sh = n d, sn = d   (rk_tensor_bhnd)
+ *   (b, n, h, d) contiguous: sb = n h d, sh = d,   sn = h d (rk_tensor_bnhd)
+ * Head (b, h) is the matrix view rk_tensor_slice(t, b, h): n x d with ld = sn. */
+typedef struct { float  *data; size_t b, h, n, d, sb, sh, sn; } rk_tensor;
+typedef struct { double *data; size_t b, h, n, d, sb, sh, sn; } rk_tensord;
+
+static inline rk_tensor rk_tensor_bhnd(float *p, size_t b, size_t h, size_t n, size_t d)
+{ rk_tensor t = { p, b, h, n, d, h * n * d, n * d, d }; return t; }
+static inline rk_tensor rk_tensor_bnhd(float *p, size_t b, size_t h, size_t n, size_t d)
+{ rk_tensor t = { p, b, h, n, d, n * h * d, d, h * d }; return t; }
+static inline rk_tensord rk_tensord_bhnd(double *p, size_t b, size_t h, size_t n, size_t d)
+{ rk_tensord t = { p, b, h, n, d, h * n * d, n * d, d }; return t; }
+static inline rk_tensord rk_tensord_bnhd(double *p, size_t b, size_t h, size_t n, size_t d)
+{ rk_tensord t = { p, b, h, n, d, n * h * d, d, h * d }; return t; }
+static inline rk_mat rk_tensor_slice(const rk_tensor *t, size_t b, size_t h)
+{ rk_mat m = { t->data + b * t->sb + h * t->sh, t->n, t->d, t->sn }; return m; }
+static inline rk_matd rk_tensord_slice(const rk_tensord *t, size_t b, size_t h)
+{ rk_matd m = { t->data + b * t->sb + h * t->sh, t->n, t->d, t->sn }; return m; }
+
+/* Kernel paths (rk_attn_config.isa, rk_rope_config.isa): RK_ISA_AUTO picks, once at plan
+ * creation, the widest the CPU has (AVX-512 > AVX2+FMA > portable C), unless the environment
+ * variable ROPEKIT_ISA (portable | avx2 | avx512) names one; a path the CPU lacks is
+ * RK_EUNSUP. Every path is tested against the double reference; within one path results are
+ * the same bits for any thread count. rk_isa_name / rk_isa_available / rk_isa_resolve answer
+ * for the running CPU (rk_isa_resolve: RK_ISA_AUTO as a plan would resolve it). */
+typedef enum { RK_ISA_AUTO = 0, RK_ISA_PORTABLE, RK_ISA_AVX2, RK_ISA_AVX512 } rk_isa;
+const char *rk_isa_name(rk_isa isa);
+int rk_isa_available(rk_isa isa);
+rk_isa rk_isa_resolve(rk_isa isa);
+
 /* Owning allocation, 64-byte aligned, ld = cols, zero-filled. Free with rk_mat_free
  * (safe on a zeroed struct). */
 RK_NODISCARD int rk_mat_alloc(rk_mat *m, size_t rows, size_t cols);
@@ -103,7 +135,7 @@ void rk_matd_free(rk_matd *m);
  * Angles are formed in double (pos * theta_i) before cos/sin, so float32 results stay accurate
  * at positions >= 1e6.
  *
- * Frequencies (PAPER.md section 7; Hugging Face transformers' modeling_rope_utils.py, whose
+ * Frequencies (docs/theory.md#rope-scalings-and-xpos; Hugging Face transformers' modeling_rope_utils.py, whose
  * rope types and parameter names are used: s = factor, b = base = rope_theta, L = orig_ctx =
  * original_max_position_embeddings, M = max_pos = max_position_embeddings):
  *   t_i = b^(-2i/r) / f_i    with f_i = freq_factors[i] (per-pair divisors as ggml's
@@ -178,6 +210,7 @@ typedef struct {
     const double   *freq_factors; /* optional r/2 divisors f_i of the base frequencies (any
                                      scaling but longrope), finite and > 0                  */
     const double   *freqs;        /* optional r/2 frequencies used as they are (finite, >= 0)*/
+    rk_isa          isa;          /* kernel path of rk_rope_apply (RK_ISA_AUTO: see rk_isa)  */
 } rk_rope_config;
 /* The arrays are copied at create; rk_rope_get_config's points at the plan's copies. */
 
@@ -303,6 +336,15 @@ typedef struct {
     double         xpos_scale_base; /* RK_SOFTMAX + RK_ROPE_QK + causal: xPos with scale base B
                                    (512 in the paper); 0: off                                  */
     double         xpos_gamma;  /* xPos gamma (0: 0.4)                                          */
+    /* Batches of heads (rk_attn_execute_batch): q (batch, heads, n_q, d), k (batch, kv_heads,
+     * n_kv, d), v (batch, kv_heads, n_kv, d_v), out (batch, heads, n_q, d_v). Query head h uses
+     * key/value head h / (heads / kv_heads) (grouped-query attention; kv_heads = 1: multi-query).
+     * 0: batch 1, heads 1, kv_heads = heads. The matrix calls (rk_attn_execute ...) need
+     * batch = heads = 1. */
+    size_t         batch;
+    size_t         heads;
+    size_t         kv_heads;    /* divides heads                                               */
+    rk_isa         isa;         /* kernel path (RK_ISA_AUTO: see rk_isa)                       */
 } rk_attn_config;
 
 /* Config field groups: what a kind reads of rk_attn_config beyond the fields every kind takes
@@ -361,6 +403,18 @@ RK_NODISCARD int rk_attn_execute(rk_attn *p, const rk_mat *q, const rk_mat *k,
 RK_NODISCARD int rk_attn_execute_d(rk_attn *p, const rk_matd *q, const rk_matd *k,
                                    const rk_matd *v, rk_matd *out, size_t kv_len);
 
+/* A batch of heads in one call: shapes as the config's batch, heads, kv_heads (see
+ * rk_attn_config), any strides (rk_tensor); kv_len: NULL (every key) or batch values, the keys
+ * each sequence has. The work is spread over batch x heads x query tiles (exact softmax; the
+ * other kinds over batch x heads), dynamically so causal work balances; the same bits for any
+ * thread count, and the same bits as the matrix call on each head. out must not overlap an
+ * input. */
+RK_NODISCARD int rk_attn_execute_batch(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
+                                       const rk_tensor *v, rk_tensor *out, const size_t *kv_len);
+RK_NODISCARD int rk_attn_execute_batch_d(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
+                                         const rk_tensord *v, rk_tensord *out,
+                                         const size_t *kv_len);
+
 /* Gradients. A training step is a training forward, which also saves what the backward needs
  * into a caller-owned buffer (so one plan can run many heads), then the backward:
  *
@@ -393,6 +447,23 @@ RK_NODISCARD int rk_attn_backward_d(rk_attn *p, const rk_matd *q, const rk_matd 
                                     const rk_matd *v, const rk_matd *out, const double *saved,
                                     const rk_matd *dout, rk_matd *dq, rk_matd *dk, rk_matd *dv,
                                     size_t kv_len);
+/* The same for a batch of heads (rk_attn_saved_len counts every head of the batch; GQA: dk, dv
+ * of a key/value head sum over the query heads that share it). */
+RK_NODISCARD int rk_attn_forward_batch(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
+                                       const rk_tensor *v, rk_tensor *out, const size_t *kv_len,
+                                       float *saved);
+RK_NODISCARD int rk_attn_forward_batch_d(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
+                                         const rk_tensord *v, rk_tensord *out,
+                                         const size_t *kv_len, double *saved);
+RK_NODISCARD int rk_attn_backward_batch(rk_attn *p, const rk_tensor *q, const rk_tensor *k,
+                                        const rk_tensor *v, const rk_tensor *out,
+                                        const float *saved, const rk_tensor *dout, rk_tensor *dq,
+                                        rk_tensor *dk, rk_tensor *dv, const size_t *kv_len);
+RK_NODISCARD int rk_attn_backward_batch_d(rk_attn *p, const rk_tensord *q, const rk_tensord *k,
+                                          const rk_tensord *v, const rk_tensord *out,
+                                          const double *saved, const rk_tensord *dout,
+                                          rk_tensord *dq, rk_tensord *dk, rk_tensord *dv,
+                                          const size_t *kv_len);
 
 /* Performer / linear attention extras (issue 3). The projection a FAVOR+ plan uses
  * (m x d row-major, after row scaling), or NULL for kinds without one. */
@@ -452,7 +523,7 @@ RK_NODISCARD int rk_attn_proj_load(const char *path, size_t d, rk_mat *w);
  * Softmax: logit = scale q_i . k_j + b(t) (RoPE, xPos applied to q, k first). The float32 path
  * adds float(log2(e) b) to its log2-domain logits; a zero bias gives the same bits as none.
  *
- * RK_RPE_FFT (Luo et al. 2021, "Stable, fast and accurate", eq. 10; PAPER.md section 5):
+ * RK_RPE_FFT (Luo et al. 2021, "Stable, fast and accurate", eq. 10; docs/theory.md#relative-biases):
  *     out_i = sum_j c_ij phi(q_i).phi(k_j) v_j / sum_j c_ij phi(q_i).phi(k_j),
  *     c_ij = exp(b(t)) for the keys query i sees (causal: t <= 0; kv_len), 0 otherwise,
  * with the feature map of cfg.rpe_base (RK_PERFORMER: FAVOR+ kernel, n_features, seed, proj,
@@ -530,7 +601,7 @@ RK_NODISCARD int rk_bias_alibi(double *bias, size_t n_q, size_t n_kv, double slo
 RK_NODISCARD int rk_sinusoidal_add(rk_mat *x, int64_t pos0, double base);
 RK_NODISCARD int rk_sinusoidal_add_d(rk_matd *x, int64_t pos0, double base);
 
-/* xPos (Sun et al. 2022, torchscale XPOS; PAPER.md section 7): RoPE whose pair i (of the r
+/* xPos (Sun et al. 2022, torchscale XPOS; docs/theory.md#rope-scalings-and-xpos): RoPE whose pair i (of the r
  * rotated channels) is also scaled, the query at position n by zeta_i^(n/B) and the key at m by
  * zeta_i^(-m/B), so the pair's score gains zeta_i^((n - m)/B) <= 1 for n >= m (causal only):
  *     zeta_i = (2i/r + gamma) / (1 + gamma),  i = 0 .. r/2 - 1  (gamma 0: 0.4).

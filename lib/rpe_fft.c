@@ -1,6 +1,6 @@
 /* RK_RPE_FFT: kernelized attention with a relative position bias, the Toeplitz products done by
  * FFT (Luo et al. 2021, "Stable, Fast and Accurate: Kernelized Attention with Relative
- * Positional Encoding", eq. 10-13 and Algorithm 1; PAPER.md section 5):
+ * Positional Encoding", eq. 10-13 and Algorithm 1; docs/theory.md#relative-biases):
  *
  *   out_i = phi(q_i) . D1_i / phi(q_i) . D2_i,   D1_i = sum_j g_ij phi(k_j) v_j^T  (F x dv),
  *                                                D2_i = sum_j g_ij phi(k_j)        (F),
@@ -16,7 +16,7 @@
  * a linear convolution read at n_kv - 1 .. n_kv + n_q - 2. A circular convolution of any size
  * N >= L has no wrap-around there (the linear one is nonzero on 0 .. n_kv + L - 2, and
  * n_kv - 1 + N > n_kv + L - 2), so: zero-pad a and gr to N, multiply the spectra, transform
- * back. N is the smallest even 2^a 3^b 5^c 7^d >= L (PAPER.md's 2n for n_q = n_kv = n, or
+ * back. N is the smallest even 2^a 3^b 5^c 7^d >= L (docs/theory.md#relative-biases: 2n for n_q = n_kv = n, or
  * a cheaper size). The spectrum G = FFT(gr) / N is made once at create.
  *
  * Columns. For feature f the dv + 1 columns are phi_f(k_j) v_j[c] (c < dv) and phi_f(k_j) (the

@@ -50,12 +50,13 @@ typedef struct {
     double *l;       /* (BR) running sum                              */
     size_t *vis;     /* (BR) keys each row sees                       */
     float  *kbuf;    /* (16, d) RoPE: one panel of rotated keys        */
+    float  *q;       /* (BR, d) the tile's packed (scaled, rotated) queries */
 } tile_scratch;
 
 #define round_up rk__sm_round_up
 
 /* Byte sizes of the parts of a float slab, in order; returns the slab size. */
-static size_t slab_f_layout(size_t d, size_t dvp, size_t part[7])
+static size_t slab_f_layout(size_t d, size_t dvp, size_t part[8])
 {
     part[0] = round_up(BR * BC * sizeof(float), 64);
     part[1] = round_up(BR * dvp * sizeof(float), 64);
@@ -64,12 +65,13 @@ static size_t slab_f_layout(size_t d, size_t dvp, size_t part[7])
     part[4] = round_up(BR * sizeof(double), 64);
     part[5] = round_up(BR * sizeof(size_t), 64);
     part[6] = round_up(RK_SM_NR * d * sizeof(float), 64);
-    return part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6];
+    part[7] = round_up(BR * d * sizeof(float), 64);
+    return part[0] + part[1] + part[2] + part[3] + part[4] + part[5] + part[6] + part[7];
 }
 
 static tile_scratch slab_f_at(const sm_plan *s, size_t d, int t)
 {
-    size_t part[7];
+    size_t part[8];
     slab_f_layout(d, s->dvp, part);
     unsigned char *b = s->slab_f + (size_t)t * s->slab_f_bytes;
     tile_scratch ts;
@@ -79,7 +81,8 @@ static tile_scratch slab_f_at(const sm_plan *s, size_t d, int t)
     ts.alpha = (float *)b;                 b += part[3];
     ts.l = (double *)b;                    b += part[4];
     ts.vis = (size_t *)b;                  b += part[5];
-    ts.kbuf = (float *)b;
+    ts.kbuf = (float *)b;                  b += part[6];
+    ts.q = (float *)b;
     return ts;
 }
 
@@ -92,8 +95,10 @@ static void sm_destroy(void *impl)
     sm_plan *s = impl;
     if (!s) return;
     rk_rope_destroy(s->rope);
-    rk__free(s->qs);
     rk__free(s->kt);
+    rk__free(s->pm);
+    rk__free(s->po);
+    rk__free(s->pl);
     rk__free(s->vp);
     rk__free(s->qd);
     rk__free(s->kd);
@@ -228,16 +233,27 @@ static int sm_create(rk_attn *p)
     if (!s) RK_FAIL(RK_ENOMEM, "softmax: cannot allocate the plan");
     p->impl = s;
     p->bytes += rk__alloc_size(sizeof *s);
-    s->kern = rk__sm_kernels_pick();
+    s->kern = rk__sm_kernels_for(c->isa);
     s->dvp = round_up(c->d_v, RK_SM_NR);
     s->ntiles = (c->n_q + BR - 1) / BR;
     s->npan = (c->n_kv + RK_SM_NR - 1) / RK_SM_NR;
-    size_t nth = (size_t)c->nthreads, part[7];
+    size_t nth = (size_t)c->nthreads, part[8];
+    s->nks = c->batch * c->kv_heads;
     s->slab_f_bytes = slab_f_layout(c->d, s->dvp, part);
     s->slab_d_bytes = round_up(c->n_kv * sizeof(double), 64) + round_up(c->d_v * sizeof(double), 64);
-    if (!(s->qs = TAKE(p, &rc, s->ntiles * BR, c->d, sizeof(float), "queries")) ||
-        !(s->kt = TAKE(p, &rc, s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
-        !(s->vp = TAKE(p, &rc, c->n_kv, s->dvp, sizeof(float), "values")) ||
+    /* decoding shapes: one query tile against at least two chunks of keys (d_v <= 1024, the
+     * merge's row buffer) */
+    if (s->ntiles == 1 && c->n_kv >= 2 * RK_SM_KVCHUNK && c->d_v <= RK_SM_NR * 64) {
+        s->nchunks = (c->n_kv + RK_SM_KVCHUNK - 1) / RK_SM_KVCHUNK;
+        s->prow = c->n_q;
+        size_t nsl = c->batch * c->heads * s->nchunks * s->prow;
+        if (!(s->pm = TAKE(p, &rc, nsl, 1, sizeof(float), "decoding partials")) ||
+            !(s->pl = TAKE(p, &rc, nsl, 1, sizeof(double), "decoding partials")) ||
+            !(s->po = TAKE(p, &rc, nsl, s->dvp, sizeof(float), "decoding partials")))
+            return rc;
+    }
+    if (!(s->kt = TAKE(p, &rc, s->nks * s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
+        !(s->vp = TAKE(p, &rc, s->nks * c->n_kv, s->dvp, sizeof(float), "values")) ||
         !(s->slab_f = TAKE(p, &rc, nth, s->slab_f_bytes, 1, "float scratch")) ||
         !(s->slab_d = TAKE(p, &rc, nth, s->slab_d_bytes, 1, "double scratch")))
         return rc;
@@ -259,10 +275,13 @@ static int sm_create(rk_attn *p)
     /* the backward's buffers (lib/softmax_bwd.c): O((n_q + n_kv) d) with a bounded number of
      * dK / dV partials */
     rk__sm_bwd_layout(c, s);
-    if (!(s->kp = TAKE(p, &rc, s->nkr, s->dp, sizeof(float), "keys (row-major)")) ||
-        !(s->vt = TAKE(p, &rc, s->npan * s->dvp, RK_SM_NR, sizeof(float), "values (panels)")) ||
-        !(s->gk = TAKE(p, &rc, s->ngroups * s->nkr, s->dp, sizeof(float), "dK partials")) ||
-        !(s->gv = TAKE(p, &rc, s->ngroups * s->nkr, s->dvp, sizeof(float), "dV partials")) ||
+    if (!(s->kp = TAKE(p, &rc, s->nks * s->nkr, s->dp, sizeof(float), "keys (row-major)")) ||
+        !(s->vt = TAKE(p, &rc, s->nks * s->npan * s->dvp, RK_SM_NR, sizeof(float),
+                       "values (panels)")) ||
+        !(s->gk = TAKE(p, &rc, s->nks * s->ngroups * s->nkr, s->dp, sizeof(float),
+                       "dK partials")) ||
+        !(s->gv = TAKE(p, &rc, s->nks * s->ngroups * s->nkr, s->dvp, sizeof(float),
+                       "dV partials")) ||
         !(s->dd = TAKE(p, &rc, c->n_q, 1, sizeof(double), "dout . out")) ||
         !(s->slab_b = TAKE(p, &rc, nth, s->slab_b_bytes, 1, "backward scratch")) ||
         !(s->slab_bd = TAKE(p, &rc, nth, s->slab_bd_bytes, 1, "backward scratch (double)")))
@@ -296,32 +315,31 @@ XPOS_ROWS(rk__sm_xpos_rows_d, double)
 /* float32 path                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
-/* Rows i0 .. i0 + nr - 1 of q into the packed queries, rotated (RoPE) and multiplied by
+/* Rows i0 .. i0 + nr - 1 of q into dst (nr, d), rotated (RoPE) and multiplied by
  * cq = scale log2(e). Returns the RoPE status (RK_OK unless the rope plan refuses). */
 int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
-                  size_t nr, float cq)
+                  size_t nr, float cq, float *dst)
 {
     const size_t d = c->d;
-    float *qs = s->qs + i0 * d;
     if (s->rope) {
-        rk_mat src = rk_mat_sub(*q, i0, 0, nr, d), dst = rk_mat_view(qs, nr, d, d);
-        int rc = rk_rope_apply(s->rope, &src, &dst, rk__attn_qpos(c, i0), NULL, 0);
+        rk_mat src = rk_mat_sub(*q, i0, 0, nr, d), to = rk_mat_view(dst, nr, d, d);
+        int rc = rk_rope_apply(s->rope, &src, &to, rk__attn_qpos(c, i0), NULL, 0);
         if (rc) return rc;
-        if (s->lnz) rk__sm_xpos_rows_f(s, qs, nr, d, rk__attn_qpos(c, i0), 1.0);
-        for (size_t t = 0; t < nr * d; t++) qs[t] *= cq;
+        if (s->lnz) rk__sm_xpos_rows_f(s, dst, nr, d, rk__attn_qpos(c, i0), 1.0);
+        for (size_t t = 0; t < nr * d; t++) dst[t] *= cq;
         return RK_OK;
     }
     for (size_t r = 0; r < nr; r++) {
         const float *q_i = q->data + (i0 + r) * q->ld;
-        for (size_t j = 0; j < d; j++) qs[r * d + j] = cq * q_i[j];
+        for (size_t j = 0; j < d; j++) dst[r * d + j] = cq * q_i[j];
     }
     return RK_OK;
 }
 
-/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16, rotated through kbuf (16, d) when
- * RoPE is on; the matching value rows into vp. */
+/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16 of kt (the key/value head's panels),
+ * rotated through kbuf (16, d) when RoPE is on; the matching value rows into vp. */
 int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
-                   size_t j0, size_t jn, float *kbuf)
+                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp)
 {
     const size_t d = c->d;
     const float *k_src = k->data + j0 * k->ld;
@@ -334,28 +352,30 @@ int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
         k_src = kbuf;
         ldk = d;
     }
-    float *kt_p = s->kt + j0 * d;                      /* panel j0/16 starts at 16 d (j0/16) */
+    float *kt_p = kt + j0 * d;                         /* panel j0/16 starts at 16 d (j0/16) */
     for (size_t jj = 0; jj < jn; jj++)
         for (size_t ch = 0; ch < d; ch++) kt_p[ch * RK_SM_NR + jj] = k_src[jj * ldk + ch];
     for (size_t jj = 0; jj < jn; jj++)
-        memcpy(s->vp + (j0 + jj) * s->dvp, v->data + (j0 + jj) * v->ld, c->d_v * sizeof(float));
+        memcpy(vp + (j0 + jj) * s->dvp, v->data + (j0 + jj) * v->ld, c->d_v * sizeof(float));
     return RK_OK;
 }
 
-/* One query tile: rows i0 .. i0 + nr - 1 against every key tile they can see.
- * qs (BR, d) at row i0 is already packed; kt and vp hold the keys; out is (n_q, d_v). */
+/* One query tile: rows i0 .. i0 + nr - 1 (packed in qs) against the key tiles of [k0, k1)
+ * they can see (k0 a multiple of BC), leaving the running max m, sum l and accumulator o in
+ * ts. kt and vp are the key/value head's packed keys and values. */
 static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch *ts,
-                   size_t i0, size_t nr, size_t kv_len, rk_mat *out, float *lse)
+                   const float *qs, const float *kt, const float *vp, size_t i0, size_t nr,
+                   size_t k0, size_t k1, size_t kv_len)
 {
     const rk__sm_kernels *kern = s->kern;
     const size_t d = c->d, dvp = s->dvp;
     const size_t nrp = round_up(nr, RK_SM_MR);          /* rows the micro-kernels touch */
-    const float *qs = s->qs + i0 * d;
 
     // 1. keys each row sees (pad rows: none), running max / sum / accumulator reset
     size_t kmax = 0;
     for (size_t r = 0; r < nrp; r++) {
-        ts->vis[r] = r < nr ? rk__attn_visible(c, i0 + r, kv_len) : 0;
+        size_t vr = r < nr ? rk__attn_visible(c, i0 + r, kv_len) : 0;
+        ts->vis[r] = vr < k1 ? vr : k1;
         if (ts->vis[r] > kmax) kmax = ts->vis[r];
         ts->m[r] = -INFINITY;
         ts->l[r] = 0.0;
@@ -363,7 +383,7 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
     memset(ts->o, 0, nrp * dvp * sizeof(float));
 
     // 2. key tiles; blocks of 6 rows work only up to the last key one of their rows sees
-    for (size_t j0 = 0; j0 < kmax; j0 += BC) {
+    for (size_t j0 = k0; j0 < kmax; j0 += BC) {
         const size_t nb = kmax - j0 < BC ? kmax - j0 : BC;
         for (size_t r0 = 0; r0 < nrp; r0 += RK_SM_MR) {
             size_t nv[RK_SM_MR], nvb = 0;
@@ -378,7 +398,7 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
 
             // 2a. logits S = Q K^T for this block, plus the relative bias of the keys each
             //     row sees (row i, key j: bl[j - i + n_q - 1], consecutive in j)
-            kern->qk(qs + r0 * d, d, s->kt + j0 * d, npan, s_b, BC);
+            kern->qk(qs + r0 * d, d, kt + j0 * d, npan, s_b, BC);
             if (s->bl)
                 for (size_t r = 0; r < RK_SM_MR; r++) {
                     if (nv[r] == 0) continue;               /* also every pad row */
@@ -394,82 +414,185 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
 
             // 2c. O = diag(alpha) O + P V, each row over the keys it sees (never 0 * a value
             //     row it must not see: that is NaN when the value is Inf or NaN)
-            kern->pv(s_b, BC, s->vp + j0 * dvp, dvp, nv, dvp, ts->alpha + r0,
-                     ts->o + r0 * dvp, dvp);
+            kern->pv(s_b, BC, vp + j0 * dvp, dvp, nv, dvp, ts->alpha + r0, ts->o + r0 * dvp,
+                     dvp);
         }
     }
+}
 
-    // 3. normalise (l >= 1: the row max contributes exp2(0)); a row that saw no key, or (bias)
-    //    whose every visible key was masked by a -inf entry (l = 0), gets zeros. NaN inputs
-    //    stay NaN.
-    //    A training forward also saves the row's log2-domain log-sum-exp m + log2(l) (-inf
-    //    for a row that weighed nothing), the backward's only link to this pass.
+/* The tile's output rows: o / l (l >= 1: the row max contributes exp2(0)); a row that saw no
+ * key, or (bias) whose every visible key was masked by a -inf entry (l = 0), gets zeros. NaN
+ * inputs stay NaN. A training forward also saves each row's log2-domain log-sum-exp
+ * m + log2(l) (-inf for a row that weighed nothing), the backward's only link to this pass. */
+static void tile_finish(const rk_attn_config *c, const sm_plan *s, const tile_scratch *ts,
+                        size_t i0, size_t nr, size_t kv_len, rk_mat *out, float *lse)
+{
     for (size_t r = 0; r < nr; r++) {
         float *out_i = out->data + (i0 + r) * out->ld;
-        const float *o_r = ts->o + r * dvp;
+        const float *o_r = ts->o + r * s->dvp;
         double l = ts->l[r];
-        int empty = ts->vis[r] == 0 || (s->bl && l == 0.0);
+        int empty = rk__attn_visible(c, i0 + r, kv_len) == 0 || (s->bl && l == 0.0);
         if (empty) memset(out_i, 0, c->d_v * sizeof *out_i);
         else for (size_t j = 0; j < c->d_v; j++) out_i[j] = (float)(o_r[j] / l);
         if (lse) lse[i0 + r] = empty ? -INFINITY : (float)((double)ts->m[r] + log2(l));
     }
 }
 
-static int sm_run_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
-                    rk_mat *out, size_t kv_len, float *lse)
+/* Split-KV decoding: the partial (m, l, o) of slice sl's chunk ch, from the tile scratch. */
+static void chunk_store(const sm_plan *s, const tile_scratch *ts, size_t sl, size_t ch, size_t nr)
+{
+    size_t at = (sl * s->nchunks + ch) * s->prow;
+    for (size_t r = 0; r < nr; r++) {
+        s->pm[at + r] = ts->m[r];
+        s->pl[at + r] = ts->l[r];
+        memcpy(s->po + (at + r) * s->dvp, ts->o + r * s->dvp, s->dvp * sizeof(float));
+    }
+}
+
+/* Split-KV decoding: row r of slice sl from its chunks' partials, merged in chunk order by
+ * log-sum-exp (in double): m = max m_c, l = sum l_c 2^(m_c - m), o = sum o_c 2^(m_c - m). */
+static void chunk_merge(const rk_attn_config *c, const sm_plan *s, size_t sl, size_t r,
+                        size_t kv_len, float *out_r, float *lse_r)
+{
+    const size_t at = sl * s->nchunks * s->prow;
+    double m = -INFINITY, l = 0.0;
+    for (size_t ch = 0; ch < s->nchunks; ch++) {
+        float mc = s->pm[at + ch * s->prow + r];
+        if (mc > m) m = mc;
+    }
+    int empty = rk__attn_visible(c, r, kv_len) == 0 || m == -INFINITY;
+    double acc[RK_SM_NR * 64];          /* d_v <= 1024 for the split path (checked at create) */
+    for (size_t j = 0; j < c->d_v; j++) acc[j] = 0.0;
+    if (!empty)
+        for (size_t ch = 0; ch < s->nchunks; ch++) {
+            size_t e = at + ch * s->prow + r;
+            if (s->pm[e] == -INFINITY) continue;        /* the chunk had nothing for the row */
+            double w = exp2((double)s->pm[e] - m);
+            l += s->pl[e] * w;
+            const float *o = s->po + e * s->dvp;
+            for (size_t j = 0; j < c->d_v; j++) acc[j] += (double)o[j] * w;
+        }
+    if (s->bl && l == 0.0) empty = 1;
+    for (size_t j = 0; j < c->d_v; j++) out_r[j] = empty ? 0.0f : (float)(acc[j] / l);
+    if (lse_r) *lse_r = empty ? -INFINITY : (float)(m + log2(l));
+}
+
+/* Key/value head hk of batch entry b, packed: its panels and values. */
+static float *kt_of(const sm_plan *s, const rk_attn_config *c, size_t ks)
+{
+    return s->kt + ks * s->npan * RK_SM_NR * c->d;
+}
+static float *vp_of(const sm_plan *s, const rk_attn_config *c, size_t ks)
+{
+    return s->vp + ks * c->n_kv * s->dvp;
+}
+
+/* The whole float32 forward of a batch of heads: keys and values of every key/value head
+ * packed once (in panels of 16, rotated), then the (head, query tile) tasks, heaviest tiles
+ * first across all heads (dynamic: causal tiles differ in cost), each packing its own queries;
+ * or, for decoding shapes (one query tile, long keys: s->nchunks > 0), the (head, key chunk)
+ * tasks and a merge. saved: NULL, or batch x heads x n_q log-sum-exps (training forward). */
+static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const rk_tensor *V,
+                      rk_tensor *O, const size_t *kv_lens, float *saved)
 {
     const rk_attn_config *c = &p->cfg;
     const sm_plan *s = p->impl;
     const float cq = (float)(c->scale * RK_LOG2E);
-    /* keys anyone sees: rk__attn_visible grows with the row, so the last row sees the most */
-    const size_t kmax = rk__attn_visible(c, c->n_q - 1, kv_len);
-    const size_t npan = (kmax + RK_SM_NR - 1) / RK_SM_NR, ntiles = s->ntiles;
+    const size_t H = c->heads, grp = c->heads / c->kv_heads, nsl = c->batch * H;
+    const size_t nks = c->batch * c->kv_heads, npan = s->npan, ntiles = s->ntiles;
     int err = RK_OK;
+#define KVL(b) (kv_lens ? kv_lens[b] : c->n_kv)
 
-    /* One parallel region, one barrier (after the keys are packed). */
     #pragma omp parallel num_threads(c->nthreads)
     {
         tile_scratch ts = slab_f_at(s, c->d, omp_get_thread_num());
 
-        // 1. keys (rotated) in panels of 16, values padded to dvp: every tile reads them all
+        // 1. keys (rotated) in panels of 16, values padded to dvp, every key/value head; only
+        //    the keys some row of the entry sees
         #pragma omp for schedule(static)
-        for (size_t pn = 0; pn < npan; pn++) {
-            size_t j0 = pn * RK_SM_NR, jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
-            int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, ts.kbuf);
+        for (size_t u = 0; u < nks * npan; u++) {
+            size_t ks = u / npan, pn = u % npan, b = ks / c->kv_heads;
+            size_t kmax = rk__attn_visible(c, c->n_q - 1, KVL(b)), j0 = pn * RK_SM_NR;
+            if (j0 >= kmax) continue;
+            size_t jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
+            rk_mat k = rk_tensor_slice(K, b, ks % c->kv_heads), v = rk_tensor_slice(V, b, ks % c->kv_heads);
+            int rc = rk__sm_pack_kv(c, s, &k, &v, j0, jn, ts.kbuf, kt_of(s, c, ks), vp_of(s, c, ks));
             if (rc) {
                 #pragma omp atomic write
                 err = rc;
             }
         }
 
-        // 2. query tiles, heaviest (last) first; a tile packs its own queries, then runs
-        #pragma omp for schedule(dynamic, 1)
-        for (size_t u = 0; u < ntiles; u++) {
-            size_t i0 = (ntiles - 1 - u) * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
-            int rc = rk__sm_pack_q(c, s, q, i0, nr, cq);
-            if (rc) {
-                #pragma omp atomic write
-                err = rc;
+        if (!s->nchunks) {
+            // 2. (head, query tile) tasks, the last (heaviest) tiles of every head first
+            #pragma omp for schedule(dynamic, 1)
+            for (size_t u = 0; u < nsl * ntiles; u++) {
+                size_t sl = u % nsl, t = ntiles - 1 - u / nsl, b = sl / H, h = sl % H;
+                size_t ks = b * c->kv_heads + h / grp;
+                size_t i0 = t * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
+                rk_mat q = rk_tensor_slice(Q, b, h), out = rk_tensor_slice(O, b, h);
+                int rc = rk__sm_pack_q(c, s, &q, i0, nr, cq, ts.q);
+                if (rc) {
+                    #pragma omp atomic write
+                    err = rc;
+                }
+                tile_f(c, s, &ts, ts.q, kt_of(s, c, ks), vp_of(s, c, ks), i0, nr, 0, c->n_kv,
+                       KVL(b));
+                tile_finish(c, s, &ts, i0, nr, KVL(b), &out, saved ? saved + sl * c->n_q : NULL);
             }
-            tile_f(c, s, &ts, i0, nr, kv_len, out, lse);
+        } else {
+            // 2'. decoding: (head, key chunk) tasks into partials, then one merge per row
+            const size_t nch = s->nchunks, kc = RK_SM_KVCHUNK;
+            #pragma omp for schedule(dynamic, 1)
+            for (size_t u = 0; u < nsl * nch; u++) {
+                size_t sl = u / nch, ch = u % nch, b = sl / H, h = sl % H;
+                size_t ks = b * c->kv_heads + h / grp, k0 = ch * kc;
+                size_t k1 = k0 + kc < c->n_kv ? k0 + kc : c->n_kv;
+                rk_mat q = rk_tensor_slice(Q, b, h);
+                int rc = rk__sm_pack_q(c, s, &q, 0, c->n_q, cq, ts.q);
+                if (rc) {
+                    #pragma omp atomic write
+                    err = rc;
+                }
+                tile_f(c, s, &ts, ts.q, kt_of(s, c, ks), vp_of(s, c, ks), 0, c->n_q, k0, k1,
+                       KVL(b));
+                chunk_store(s, &ts, sl, ch, c->n_q);
+            }
+            #pragma omp for schedule(static)
+            for (size_t u = 0; u < nsl * c->n_q; u++) {
+                size_t sl = u / c->n_q, r = u % c->n_q, b = sl / H, h = sl % H;
+                rk_mat out = rk_tensor_slice(O, b, h);
+                chunk_merge(c, s, sl, r, KVL(b), out.data + r * out.ld,
+                            saved ? saved + sl * c->n_q + r : NULL);
+            }
         }
     }
+#undef KVL
     /* rk_rope_apply cannot fail on the views validated here; if it did, the detail was
      * recorded on a worker thread, so name the failure again on the caller's. */
     if (err) RK_FAIL(err, "softmax: rk_rope_apply failed inside execute: %s", rk_strerror(err));
     return RK_OK;
 }
 
+/* The matrix calls: a batch of one head. */
+static rk_tensor as_tensor(const rk_mat *m)
+{
+    rk_tensor t = { m->data, 1, 1, m->rows, m->cols, 0, 0, m->ld };
+    return t;
+}
+
 static int sm_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
                      rk_mat *out, size_t kv_len)
 {
-    return sm_run_f(p, q, k, v, out, kv_len, NULL);
+    rk_tensor Q = as_tensor(q), K = as_tensor(k), V = as_tensor(v), O = as_tensor(out);
+    return sm_batch_f(p, &Q, &K, &V, &O, &kv_len, NULL);
 }
 
 static int sm_fwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v, rk_mat *out,
                     size_t kv_len, float *saved)
 {
-    return sm_run_f(p, q, k, v, out, kv_len, saved);
+    rk_tensor Q = as_tensor(q), K = as_tensor(k), V = as_tensor(v), O = as_tensor(out);
+    return sm_batch_f(p, &Q, &K, &V, &O, &kv_len, saved);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -590,4 +713,5 @@ const rk__attn_kind rk__softmax_kind = {
     .exec_f = sm_exec_f, .exec_d = sm_exec_d,
     .saved_len = sm_saved_len, .fwd_f = sm_fwd_f, .fwd_d = sm_fwd_d,
     .bwd_f = rk__sm_bwd_f, .bwd_d = rk__sm_bwd_d,
+    .exec_batch_f = sm_batch_f, .bwd_batch_f = rk__sm_bwd_batch_f,
 };

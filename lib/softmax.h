@@ -9,6 +9,9 @@
 
 #define BR 48                       /* query rows per tile (a multiple of RK_SM_MR)  */
 #define BC 64                       /* keys per tile (a multiple of RK_SM_NR)        */
+/* Split-KV decoding: keys per chunk (a multiple of BC), used when a head has one query tile
+ * and at least 2 chunks of keys; a property of the shapes, never of the thread count. */
+#define RK_SM_KVCHUNK 1024
 #define RK_LOG2E 1.44269504088896340736
 #define ROPE_TABLE_BYTES (8u << 20) /* RoPE table size that is still "modest"       */
 
@@ -21,9 +24,14 @@ typedef struct {
     size_t   dvp;                   /* d_v rounded up to RK_SM_NR                         */
     size_t   ntiles;                /* query tiles of BR rows                             */
     size_t   npan;                  /* key panels of RK_SM_NR keys                        */
-    float   *qs;                    /* (ntiles BR, d) scaled (rotated) queries, pad rows 0 */
-    float   *kt;                    /* (npan, d, 16) packed keys, pad keys 0              */
-    float   *vp;                    /* (n_kv, dvp) packed values, pad columns 0           */
+    size_t   nks;                   /* key/value heads of a batch: batch x kv_heads        */
+    float   *kt;                    /* (nks, npan, d, 16) packed keys, pad keys 0         */
+    float   *vp;                    /* (nks, n_kv, dvp) packed values, pad columns 0      */
+    /* Split-KV decoding (one query tile, long keys): key chunks of RK_SM_KVCHUNK as tasks,
+     * their partials merged by log-sum-exp; nchunks 0: off. */
+    size_t   nchunks, prow;         /* chunks per head; rows per partial (n_q)            */
+    float   *pm, *po;               /* (heads, nchunks, prow) max; (..., dvp) accumulator */
+    double  *pl;                    /* (heads, nchunks, prow) sums                        */
     double  *qd, *kd;               /* RoPE: (n_q, d), (n_kv, d) rotated, float64 path    */
     double  *bd;                    /* bias: (n_q + n_kv - 1) values as given             */
     float   *bl;                    /* bias: the same times log2(e), float (logit domain)  */
@@ -55,11 +63,11 @@ void rk__sm_xpos_rows_d(const sm_plan *s, double *x, size_t nr, size_t ldx, int6
                         double sign);
 /* Rows i0 .. i0 + nr - 1 of q into the packed queries (rotated, xPos, times cq). */
 int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
-                  size_t nr, float cq);
-/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16 (through kbuf (16, d) when rotated) and
- * the value rows into vp. */
+                  size_t nr, float cq, float *dst);
+/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16 of kt (through kbuf (16, d) when
+ * rotated) and the value rows into vp (one key/value head's). */
 int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
-                   size_t j0, size_t jn, float *kbuf);
+                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp);
 /* float64 path: q and k rotated (and xPos-scaled) into the plan's copies, or the inputs as
  * they are; *qs, *ks and their leading dimensions. */
 int rk__sm_rotate_d(const rk_attn_config *c, const sm_plan *s, const rk_matd *q,
@@ -71,6 +79,9 @@ void rk__sm_bwd_layout(const rk_attn_config *c, sm_plan *s);
 int rk__sm_bwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
                  const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,
                  rk_mat *dk, rk_mat *dv, size_t kv_len);
+int rk__sm_bwd_batch_f(rk_attn *p, const rk_tensor *q, const rk_tensor *k, const rk_tensor *v,
+                       const rk_tensor *out, const float *saved, const rk_tensor *dout,
+                       rk_tensor *dq, rk_tensor *dk, rk_tensor *dv, const size_t *kv_len);
 int rk__sm_bwd_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
                  const rk_matd *out, const double *saved, const rk_matd *dout, rk_matd *dq,
                  rk_matd *dk, rk_matd *dv, size_t kv_len);

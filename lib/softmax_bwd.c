@@ -47,9 +47,10 @@ typedef struct {
     size_t *vis;    /* (BR) keys each row sees                  */
     size_t *rs;     /* (BC) first row that sees each key        */
     float  *kbuf;   /* (16, d) RoPE: one panel of rotated keys  */
+    float  *qs;     /* (BR, d) the tile's packed queries, ld d (the qk kernel's operand) */
 } bwd_scratch;
 
-static size_t bwd_slab_layout(size_t d, size_t dp, size_t dvp, size_t part[10])
+static size_t bwd_slab_layout(size_t d, size_t dp, size_t dvp, size_t part[11])
 {
     part[0] = round_up(BR * BC * sizeof(float), 64);
     part[1] = part[0];
@@ -61,14 +62,15 @@ static size_t bwd_slab_layout(size_t d, size_t dp, size_t dvp, size_t part[10])
     part[7] = round_up(BR * sizeof(size_t), 64);
     part[8] = round_up(BC * sizeof(size_t), 64);
     part[9] = round_up(RK_SM_NR * d * sizeof(float), 64);
+    part[10] = round_up(BR * d * sizeof(float), 64);
     size_t t = 0;
-    for (int i = 0; i < 10; i++) t += part[i];
+    for (int i = 0; i < 11; i++) t += part[i];
     return t;
 }
 
 static bwd_scratch bwd_at(const rk_attn_config *c, const sm_plan *s, int t)
 {
-    size_t part[10];
+    size_t part[11];
     bwd_slab_layout(c->d, s->dp, s->dvp, part);
     unsigned char *b = s->slab_b + (size_t)t * s->slab_b_bytes;
     bwd_scratch x;
@@ -81,18 +83,21 @@ static bwd_scratch bwd_at(const rk_attn_config *c, const sm_plan *s, int t)
     x.dd = (float *)b;     b += part[6];
     x.vis = (size_t *)b;   b += part[7];
     x.rs = (size_t *)b;    b += part[8];
-    x.kbuf = (float *)b;
+    x.kbuf = (float *)b;   b += part[9];
+    x.qs = (float *)b;
     return x;
 }
 
 void rk__sm_bwd_layout(const rk_attn_config *c, sm_plan *s)
 {
-    size_t part[10];
+    size_t part[11];
     s->dp = round_up(c->d, RK_SM_NR);
     s->nkr = s->npan * RK_SM_NR;
-    size_t per = s->nkr * (s->dp + s->dvp) * sizeof(float), g = RK_SM_BWD_BYTES / per;
+    /* groups per key/value head: the tiles of its query heads (heads / kv_heads of them) */
+    size_t per = s->nks * s->nkr * (s->dp + s->dvp) * sizeof(float), g = RK_SM_BWD_BYTES / per;
+    size_t tiles = s->ntiles * (c->heads / c->kv_heads);
     if (g > RK_SM_BWD_GROUPS) g = RK_SM_BWD_GROUPS;
-    if (g > s->ntiles) g = s->ntiles;
+    if (g > tiles) g = tiles;
     s->ngroups = g ? g : 1;
     s->slab_b_bytes = bwd_slab_layout(c->d, s->dp, s->dvp, part);
     s->slab_bd_bytes = round_up((c->d + c->d_v) * sizeof(double), 64);
@@ -102,36 +107,54 @@ void rk__sm_bwd_layout(const rk_attn_config *c, sm_plan *s)
 /* float32 path                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
+/* One key/value head ks of the batch: its packed operands and partials. */
+typedef struct {
+    float *kt, *vp, *kp, *vt, *gk, *gv;     /* gk, gv: group 0's partial; group g at g nkr d */
+} kv_ops;
+
+static kv_ops kv_of(const rk_attn_config *c, const sm_plan *s, size_t ks)
+{
+    const size_t G = s->ngroups;
+    kv_ops o;
+    o.kt = s->kt + ks * s->npan * RK_SM_NR * c->d;
+    o.vp = s->vp + ks * c->n_kv * s->dvp;
+    o.kp = s->kp + ks * s->nkr * s->dp;
+    o.vt = s->vt + ks * s->npan * s->dvp * RK_SM_NR;
+    o.gk = s->gk + ks * G * s->nkr * s->dp;
+    o.gv = s->gv + ks * G * s->nkr * s->dvp;
+    return o;
+}
+
 /* Keys j0 .. j0 + jn - 1 into the forward's panels (kt, rotated) and, for the backward, the
  * row-major rotated keys kp and the values in panels vt. */
 static int pack_kv_bwd(const rk_attn_config *c, const sm_plan *s, const rk_mat *k,
-                       const rk_mat *v, size_t j0, size_t jn, float *kbuf)
+                       const rk_mat *v, size_t j0, size_t jn, float *kbuf, const kv_ops *o)
 {
-    int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, kbuf);
+    int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, kbuf, o->kt, o->vp);
     if (rc) return rc;
     const size_t d = c->d, dp = s->dp, dvp = s->dvp;
-    const float *kt_p = s->kt + j0 * d;
+    const float *kt_p = o->kt + j0 * d;
     for (size_t jj = 0; jj < jn; jj++) {
-        float *kp_j = s->kp + (j0 + jj) * dp;
+        float *kp_j = o->kp + (j0 + jj) * dp;
         for (size_t ch = 0; ch < d; ch++) kp_j[ch] = kt_p[ch * RK_SM_NR + jj];
     }
-    float *vt_p = s->vt + j0 * dvp;                     /* panel j0/16: (dvp, 16) */
+    float *vt_p = o->vt + j0 * dvp;                     /* panel j0/16: (dvp, 16) */
     for (size_t jj = 0; jj < jn; jj++)
         for (size_t ch = 0; ch < c->d_v; ch++)
             vt_p[ch * RK_SM_NR + jj] = v->data[(j0 + jj) * v->ld + ch];
     return RK_OK;
 }
 
-/* One query tile (rows i0 .. i0 + nr - 1) of group g: its dq rows, and its share of group g's
- * dK / dV partials. */
-static int tile_bwd(const rk_attn_config *c, const sm_plan *s, const bwd_scratch *x, size_t g,
-                    size_t i0, size_t nr, size_t kv_len, const rk_mat *out, const float *lse,
-                    const rk_mat *dout, rk_mat *dq)
+/* One query tile (rows i0 .. i0 + nr - 1 of one head, queries packed in x->qs) of group g: its
+ * dq rows, and its share of the group's dK / dV partials of the key/value head. */
+static int tile_bwd(const rk_attn_config *c, const sm_plan *s, const bwd_scratch *x,
+                    const kv_ops *kv, size_t g, size_t i0, size_t nr, size_t kv_len,
+                    const rk_mat *out, const float *lse, const rk_mat *dout, rk_mat *dq)
 {
     const rk__sm_kernels *kern = s->kern;
     const size_t d = c->d, dp = s->dp, dvp = s->dvp, nrp = round_up(nr, RK_SM_MR);
-    const float *qs = s->qs + i0 * d;
-    float *gk = s->gk + g * s->nkr * dp, *gv = s->gv + g * s->nkr * dvp;
+    const float *qs = x->qs;
+    float *gk = kv->gk + g * s->nkr * dp, *gv = kv->gv + g * s->nkr * dvp;
     static const float ones[RK_SM_MR] = { 1, 1, 1, 1, 1, 1 };
 
     // 1. the rows: keys seen, lse, D = dout . out, packed q and dout (pad rows and columns 0)
@@ -152,6 +175,8 @@ static int tile_bwd(const rk_attn_config *c, const sm_plan *s, const bwd_scratch
                 do_r[ch] = g_r[ch];
                 dd += (double)g_r[ch] * (double)o_r[ch];
             }
+        } else {
+            memset((float *)qs + r * d, 0, d * sizeof *qs);   /* pad rows of the last tile */
         }
         x->dd[r] = (float)dd;
     }
@@ -171,7 +196,7 @@ static int tile_bwd(const rk_attn_config *c, const sm_plan *s, const bwd_scratch
             if (nvb == 0) continue;                     /* no row of the block sees these */
             const size_t npan = (nvb + RK_SM_NR - 1) / RK_SM_NR, ncol = npan * RK_SM_NR;
             float *s_b = x->s + r0 * BC, *dp_b = x->dp + r0 * BC;
-            kern->qk(qs + r0 * d, d, s->kt + j0 * d, npan, s_b, BC);
+            kern->qk(qs + r0 * d, d, kv->kt + j0 * d, npan, s_b, BC);
             if (s->bl)
                 for (size_t r = 0; r < RK_SM_MR; r++) {
                     if (nv[r] == 0) continue;
@@ -179,9 +204,9 @@ static int tile_bwd(const rk_attn_config *c, const sm_plan *s, const bwd_scratch
                     float *s_r = s_b + r * BC;
                     for (size_t jj = 0; jj < nv[r]; jj++) s_r[jj] += b_r[jj];
                 }
-            kern->qk(x->dot + r0 * dvp, dvp, s->vt + j0 * dvp, npan, dp_b, BC);
+            kern->qk(x->dot + r0 * dvp, dvp, kv->vt + j0 * dvp, npan, dp_b, BC);
             kern->rows_bwd(s_b, dp_b, BC, ncol, nv, x->lse + r0, x->dd + r0);
-            kern->pv(dp_b, BC, s->kp + j0 * dp, dp, nv, dp, ones, x->dqt + r0 * dp, dp);
+            kern->pv(dp_b, BC, kv->kp + j0 * dp, dp, nv, dp, ones, x->dqt + r0 * dp, dp);
         }
         // 2b. per 6-key block: dK += dS^T Q and dV += P^T dout over the rows that see each key
         //     (a suffix of the tile's rows: vis grows with the row)
@@ -214,55 +239,60 @@ static int tile_bwd(const rk_attn_config *c, const sm_plan *s, const bwd_scratch
     return RK_OK;
 }
 
-int rk__sm_bwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
-                 const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,
-                 rk_mat *dk, rk_mat *dv, size_t kv_len)
+int rk__sm_bwd_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const rk_tensor *V,
+                       const rk_tensor *O, const float *saved, const rk_tensor *dO,
+                       rk_tensor *dQ, rk_tensor *dK, rk_tensor *dV, const size_t *kv_lens)
 {
     const rk_attn_config *c = &p->cfg;
     const sm_plan *s = p->impl;
     const float cq = (float)(c->scale * RK_LOG2E);
-    const size_t kmax = rk__attn_visible(c, c->n_q - 1, kv_len);
-    const size_t npan = (kmax + RK_SM_NR - 1) / RK_SM_NR, ntiles = s->ntiles, G = s->ngroups;
-    const size_t dp = s->dp, dvp = s->dvp, nkr = s->nkr;
+    const size_t ntiles = s->ntiles, G = s->ngroups, npan = s->npan;
+    const size_t dp = s->dp, dvp = s->dvp, nkr = s->nkr, nks = s->nks;
+    const size_t H = c->heads, Hk = c->kv_heads, grp = H / Hk, tiles = grp * ntiles;
     int err = RK_OK;
+#define KVL(b) (kv_lens ? kv_lens[b] : c->n_kv)
 
     #pragma omp parallel num_threads(c->nthreads)
     {
         bwd_scratch x = bwd_at(c, s, omp_get_thread_num());
 
-        // 1. keys and values packed (forward panels, row-major keys, value panels), queries
-        //    packed, the partials cleared
+        // 1. keys and values of every key/value head packed (forward panels, row-major keys,
+        //    value panels); the partials cleared
         #pragma omp for schedule(static)
-        for (size_t pn = 0; pn < npan; pn++) {
-            size_t j0 = pn * RK_SM_NR, jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
-            int rc = pack_kv_bwd(c, s, k, v, j0, jn, x.kbuf);
+        for (size_t u = 0; u < nks * npan; u++) {
+            size_t ks = u / npan, pn = u % npan, b = ks / Hk, j0 = pn * RK_SM_NR;
+            if (j0 >= rk__attn_visible(c, c->n_q - 1, KVL(b))) continue;
+            size_t jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
+            rk_mat k = rk_tensor_slice(K, b, ks % Hk), v = rk_tensor_slice(V, b, ks % Hk);
+            kv_ops o = kv_of(c, s, ks);
+            int rc = pack_kv_bwd(c, s, &k, &v, j0, jn, x.kbuf, &o);
             if (rc) {
                 #pragma omp atomic write
                 err = rc;
             }
         }
         #pragma omp for schedule(static)
-        for (size_t t = 0; t < ntiles; t++) {
-            size_t i0 = t * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
-            int rc = rk__sm_pack_q(c, s, q, i0, nr, cq);
-            if (rc) {
-                #pragma omp atomic write
-                err = rc;
-            }
-        }
-        #pragma omp for schedule(static)
-        for (size_t g = 0; g < G; g++) {
-            memset(s->gk + g * nkr * dp, 0, nkr * dp * sizeof(float));
-            memset(s->gv + g * nkr * dvp, 0, nkr * dvp * sizeof(float));
+        for (size_t u = 0; u < nks * G; u++) {
+            kv_ops o = kv_of(c, s, u / G);
+            size_t g = u % G;
+            memset(o.gk + g * nkr * dp, 0, nkr * dp * sizeof(float));
+            memset(o.gv + g * nkr * dvp, 0, nkr * dvp * sizeof(float));
         }
 
-        // 2. the groups (tile t in group t mod G, its tiles in order), heaviest first
+        // 2. (key/value head, group) tasks: a group is the tiles t' = g, g + G, ... of the
+        //    head's query heads in order (t' = (h - first head) ntiles + tile); heaviest last
         #pragma omp for schedule(dynamic, 1)
-        for (size_t u = 0; u < G; u++) {
-            size_t g = G - 1 - u;
-            for (size_t t = g; t < ntiles; t += G) {
+        for (size_t u = 0; u < nks * G; u++) {
+            size_t ks = u % nks, g = G - 1 - u / nks, b = ks / Hk;
+            kv_ops o = kv_of(c, s, ks);
+            for (size_t tt = g; tt < tiles; tt += G) {
+                size_t h = (ks % Hk) * grp + tt / ntiles, t = tt % ntiles, sl = b * H + h;
                 size_t i0 = t * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
-                int rc = tile_bwd(c, s, &x, g, i0, nr, kv_len, out, saved, dout, dq);
+                rk_mat q = rk_tensor_slice(Q, b, h), out = rk_tensor_slice(O, b, h);
+                rk_mat dout = rk_tensor_slice(dO, b, h), dq = rk_tensor_slice(dQ, b, h);
+                int rc = rk__sm_pack_q(c, s, &q, i0, nr, cq, x.qs);
+                if (!rc) rc = tile_bwd(c, s, &x, &o, g, i0, nr, KVL(b), &out,
+                                       saved + sl * c->n_q, &dout, &dq);
                 if (rc) {
                     #pragma omp atomic write
                     err = rc;
@@ -273,26 +303,51 @@ int rk__sm_bwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
         // 3. dk, dv: the partials added in group order (keys no row sees stay 0)
         const float ln2 = (float)RK_LN2;
         #pragma omp for schedule(static)
-        for (size_t j = 0; j < c->n_kv; j++) {
-            float *dk_j = dk->data + j * dk->ld, *dv_j = dv->data + j * dv->ld;
+        for (size_t u = 0; u < nks * c->n_kv; u++) {
+            size_t ks = u / c->n_kv, j = u % c->n_kv;
+            kv_ops o = kv_of(c, s, ks);
+            rk_mat dk = rk_tensor_slice(dK, ks / Hk, ks % Hk), dv = rk_tensor_slice(dV, ks / Hk, ks % Hk);
+            float *dk_j = dk.data + j * dk.ld, *dv_j = dv.data + j * dv.ld;
             for (size_t ch = 0; ch < c->d; ch++) {
                 float a = 0.0f;
-                for (size_t g = 0; g < G; g++) a += s->gk[(g * nkr + j) * dp + ch];
+                for (size_t g = 0; g < G; g++) a += o.gk[(g * nkr + j) * dp + ch];
                 dk_j[ch] = ln2 * a;            /* the partials summed dS^T (scale log2e q^) */
             }
             for (size_t ch = 0; ch < c->d_v; ch++) {
                 float a = 0.0f;
-                for (size_t g = 0; g < G; g++) a += s->gv[(g * nkr + j) * dvp + ch];
+                for (size_t g = 0; g < G; g++) a += o.gv[(g * nkr + j) * dvp + ch];
                 dv_j[ch] = a;
             }
         }
+
+        // 4. dk through xPos and the rotation, one key/value head at a time
+        if (s->rope) {
+            #pragma omp for schedule(static)
+            for (size_t ks = 0; ks < nks; ks++) {
+                rk_mat dk = rk_tensor_slice(dK, ks / Hk, ks % Hk);
+                if (s->lnz) rk__sm_xpos_rows_f(s, dk.data, c->n_kv, dk.ld, rk__attn_kpos(c, 0), -1.0);
+                int rc = rk_rope_backward(s->rope, &dk, &dk, rk__attn_kpos(c, 0), NULL);
+                if (rc) {
+                    #pragma omp atomic write
+                    err = rc;
+                }
+            }
+        }
     }
-    if (!err && s->rope) {
-        if (s->lnz) rk__sm_xpos_rows_f(s, dk->data, c->n_kv, dk->ld, rk__attn_kpos(c, 0), -1.0);
-        err = rk_rope_backward(s->rope, dk, dk, rk__attn_kpos(c, 0), NULL);
-    }
+#undef KVL
     if (err) RK_FAIL(err, "softmax backward: the rotation failed: %s", rk_strerror(err));
     return RK_OK;
+}
+
+int rk__sm_bwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                 const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,
+                 rk_mat *dk, rk_mat *dv, size_t kv_len)
+{
+#define T1(m) { (m)->data, 1, 1, (m)->rows, (m)->cols, 0, 0, (m)->ld }
+    rk_tensor Q = T1(q), K = T1(k), V = T1(v), O = T1(out), G = T1(dout);
+    rk_tensor DQ = T1(dq), DK = T1(dk), DV = T1(dv);
+#undef T1
+    return rk__sm_bwd_batch_f(p, &Q, &K, &V, &O, saved, &G, &DQ, &DK, &DV, &kv_len);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -459,11 +459,12 @@ static int force_portable;   /* test hook only; set before plans are created */
 
 void rk__sm_force_portable(int on) { force_portable = on; }
 
-const rk__sm_kernels *rk__sm_kernels_pick(void)
+const rk__sm_kernels *rk__sm_kernels_for(rk_isa isa)
 {
 #ifdef RK_SM_HAVE_AVX2
-    if (!force_portable && cpu_has_avx2()) return &kern_avx2;
+    if (!force_portable && isa >= RK_ISA_AVX2 && cpu_has_avx2()) return &kern_avx2;
 #endif
+    (void)isa;
     return &kern_c;
 }
 

@@ -57,9 +57,10 @@ typedef struct {
                 const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo);
 } rk__sm_kernels;
 
-/* The kernels a new plan will use: AVX2+FMA when the CPU has both, unless the tests forced
- * the portable ones with rk__sm_force_portable(1) (process-wide, read at plan creation). */
-const rk__sm_kernels *rk__sm_kernels_pick(void);
+/* The kernels of a plan's path (its resolved isa; see rk_isa): AVX2+FMA for RK_ISA_AVX2 and
+ * wider, the portable ones otherwise or when the tests forced them with
+ * rk__sm_force_portable(1) (process-wide, read at plan creation). */
+const rk__sm_kernels *rk__sm_kernels_for(rk_isa isa);
 void rk__sm_force_portable(int on);
 
 /* The vectorised exp2 of the AVX2 kernels on an array (for accuracy tests): x[i] = 2^x[i].

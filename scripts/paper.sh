@@ -51,7 +51,7 @@ args_theory() {
     case $mode in full) echo "--seed 1" ;; smoke) echo "--quick --seed 1 --draws 20" ;;
                   *) echo "--quick --seed 1" ;; esac
 }
-args_decay() { echo "" ; }   # plots/decay.sh has one setting (a few seconds)
+args_decay() { echo "" ; }   # plots/decay.sh with its defaults: RoFormer's settings (seconds)
 args_approx() {
     case $mode in full) echo "--seed 1" ;;
                   smoke) echo "--quick --seed 1 --m-max 256 --norms 1,2 --seeds 4 --n 64" ;;
@@ -73,8 +73,12 @@ outputs_approx()  { echo "approx.tsv summary.txt error_m.png error_m.svg rope_m.
 outputs_pattern() { echo "pattern.tsv pattern.png pattern.svg pattern_score.png pattern_score.svg"; }
 outputs_scaling() { echo "scaling.tsv summary.txt time.png time.svg memory.png memory.svg throughput.png throughput.svg crossover.png crossover.svg"; }
 
-# The files whose change makes a step stale (besides ROPEKIT).
-scripts_of() { ls "$root/plots/$1".sh "$root/plots/$1".gp "$root/plots/$1"_*.gp 2>/dev/null || true; }
+# The files whose change makes a step stale (besides ROPEKIT): its plot scripts and the shared
+# ones (plots/common.sh, common.gp).
+scripts_of() {
+    ls "$root/plots/$1".sh "$root/plots/$1".gp "$root/plots/$1"_*.gp "$root/plots/common.sh" \
+       "$root/plots/common.gp" 2>/dev/null || true
+}
 
 # ---- the runs: stdout goes to run.log (set by the caller); a nonzero status fails the step ---
 run_theory() {

@@ -6,7 +6,8 @@
 #   - every step finished (its stamp exists),
 #   - REPORT.md has its five claims and no FAIL or NOT RUN verdict (NOT CONFIRMED, a timing or
 #     fitted slope the run does not support, is printed as a warning: it depends on the machine),
-#   - index.html is a whole HTML document that references every PNG under OUT.
+#   - index.html is a whole, self-contained HTML document that embeds every PNG under OUT
+#     (base64 data: URIs that decode to the files' bytes) and fetches nothing else.
 set -eu
 out=${1:-out/paper}
 bad=0
@@ -43,9 +44,20 @@ for p in $pngs; do
     npng=$((npng + 1))
     sig=$(head -c 4 "$out/$p" | od -An -tx1 | tr -d ' \n')
     [ "$sig" = 89504e47 ] || problem "$out/$p is not a PNG"
-    grep -q "src=\"$p\"" "$out/index.html" 2>/dev/null || problem "index.html does not show $p"
+    # embedded: the base64 of the <img> that names it decodes to the very bytes of the file
+    b64=$(sed -n "s|.*<img src=\"data:image/png;base64,\([A-Za-z0-9+/=]*\)\" alt=\"[^\"]*\" data-file=\"$p\".*|\1|p" \
+          "$out/index.html" 2>/dev/null | head -n 1)
+    if [ -z "$b64" ]; then problem "index.html does not embed $p"
+    elif ! printf '%s' "$b64" | base64 -d 2>/dev/null | cmp -s - "$out/$p"; then
+        problem "index.html embeds a $p that differs from the file"
+    fi
 done
 [ "$npng" -gt 0 ] || problem "no PNG under $out"
+# self-contained: no image, script or style sheet is fetched from elsewhere
+if grep -o '<img src="[^"]*"' "$out/index.html" 2>/dev/null | grep -qv '^<img src="data:image/png;base64,' ||
+   grep -q '<script\|<link\|src="http' "$out/index.html" 2>/dev/null; then
+    problem "index.html is not self-contained (an <img> not embedded, a <script> or a <link>)"
+fi
 
 if [ -s "$out/index.html" ]; then
     head -n 1 "$out/index.html" | grep -q '^<!DOCTYPE html>' || problem "index.html: no doctype"
@@ -77,4 +89,4 @@ if [ "$bad" -gt 0 ]; then
     echo "paper-check: $bad problem(s) in $out" >&2
     exit 1
 fi
-echo "paper-check: $out complete: $n expected files, $npng PNGs shown in index.html, no FAIL verdict"
+echo "paper-check: $out complete: $n expected files, $npng PNGs embedded in index.html, no FAIL verdict"

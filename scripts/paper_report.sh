@@ -1,6 +1,7 @@
 #!/bin/sh
-# The report of `make paper`: OUT/REPORT.md and OUT/index.html (the same text, images inline,
-# self-contained: no external CSS or JS) from the step outputs in OUT (scripts/paper.sh).
+# The report of `make paper`: OUT/REPORT.md and OUT/index.html (the same text with every figure
+# embedded as a base64 PNG: one self-contained file, no external image, CSS or JS, that can be
+# mailed or attached) from the step outputs in OUT (scripts/paper.sh).
 #   sh scripts/paper_report.sh OUT
 # Environment (set by scripts/paper.sh): PAPER_MODE (quick | full | smoke), PAPER_SECONDS (the
 # run's wall time), ROPEKIT (the command line, for its version).
@@ -11,7 +12,7 @@
 #   NOT CONFIRMED  a measurement (timing exponent, fitted error slope) does not support the
 #                  claim in this run; the numbers are in the report
 #   NOT RUN        the step that measures it did not finish (see OUT/<step>/run.log)
-# Only POSIX sh, sed and awk (mawk is enough).
+# Only POSIX sh, sed, awk (mawk is enough) and coreutils' base64.
 set -eu
 out=${1:?usage: scripts/paper_report.sh OUT}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +22,10 @@ mode=${PAPER_MODE:-unknown}
 # The scaling claim: a fitted exponent whose 95% interval misses the expected one (1 or 2) but
 # lies wholly within this distance of it still confirms the growth order ("close").
 EXP_TOL=0.15
+# ... and only when the fit used at least this many lengths and its interval excludes the
+# competing exponent (2 for a linear form, 1 for exact attention): three points give intervals
+# wide enough to hold both.
+MIN_SIZES=5
 secs=${PAPER_SECONDS:-}
 tmp=$out/.report
 rm -rf "$tmp"
@@ -128,13 +133,13 @@ pattern_part() {
     fi
     awk -F'\t' -v claim="$1" -v doc="$doc" '
     BEGIN {
-        # what each encoding should give: relative by construction or not (PAPER.md s. 3, 7)
+        # what each encoding should give: relative by construction or not (docs/theory.md#eq-19, #relative-biases)
         split("none:yes sinusoidal:no t5:yes alibi:yes rope:yes xpos:yes linear-rope-eq19:yes linear-rope-qk:no rpe-fft:yes", E, " ")
         for (i in E) { split(E[i], kv, ":"); expect[kv[1]] = kv[2] }
         why["none"] = "no position at all"; why["sinusoidal"] = "absolute: eq. 3-4"
         why["t5"] = "bias of m - n"; why["alibi"] = "bias of m - n"; why["rope"] = "eq. 16"
         why["xpos"] = "RoPE with a decay of m - n"; why["linear-rope-eq19"] = "eq. 19: numerator rotated"
-        why["linear-rope-qk"] = "relative only in expectation over the projection, PAPER.md s. 3"
+        why["linear-rope-qk"] = "relative only in expectation over the projection, docs/theory.md#eq-19"
         why["rpe-fft"] = "Toeplitz bias of m - n"
         key = (claim == "relative") ? "rope" : "linear-rope-eq19"
     }
@@ -163,7 +168,7 @@ pattern_part() {
 # ---- claim 2: long-term decay and Figure 2 ---------------------------------------------------
 claim_decay() {
     emit H2 "2. Long-term decay: the bound (36)-(37) and Figure 2"
-    emit P "**Claim.** By Abel summation (36) the score is bounded by \`max_i |h_{i+1} - h_i| * sum_j |S_j|\` (37), and the relative upper bound \`B = (1/(d/2)) sum_{j=1..d/2} |S_j|\` decays as the relative distance grows (Figure 2: d = 128, base 10000, distance 0..256). Reference values (PAPER.md section 2, recomputed in double precision): B(0) = 32.5 = (d/2 + 1)/2, B(256) = 6.543097, the minimum over integer distances 6.414997 at 236."
+    emit P "**Claim.** By Abel summation (36) the score is bounded by \`max_i |h_{i+1} - h_i| * sum_j |S_j|\` (37), and the relative upper bound \`B = (1/(d/2)) sum_{j=1..d/2} |S_j|\` decays as the relative distance grows (Figure 2: d = 128, base 10000, distance 0..256). Reference values (\`docs/theory.md#figure-2\`, recomputed in double precision): B(0) = 32.5 = (d/2 + 1)/2, B(256) = 6.543097, the minimum over integer distances 6.414997 at 236."
     v1=$(theory_part decay)
     f2=$out/decay/fig2.tsv
     if [ -s "$f2" ]; then
@@ -181,8 +186,8 @@ claim_decay() {
             if (!hg || b < gmin) { hg = 1; gmin = b; gx = x }
         }
         END {
-            print "P\t**ropekit decay** (`decay/fig2.tsv`), B at the checkpoints of PAPER.md section 2 (tolerance 6e-7: the references are rounded to 6 decimals):" >> doc
-            print "TH\tdistance\tpaper (PAPER.md)\tmeasured\t|difference|\tresult" >> doc
+            print "P\t**ropekit decay** (`decay/fig2.tsv`), B at the checkpoints of `docs/theory.md#figure-2` (tolerance 6e-7: the references are rounded to 6 decimals):" >> doc
+            print "TH\tdistance\treference (docs/theory.md)\tmeasured\t|difference|\tresult" >> doc
             bad = 0
             for (i = 1; i <= nd; i++) {
                 k = D[i] ""
@@ -279,23 +284,27 @@ claim_eq19() {
 # ---- claim 4: linear scaling -----------------------------------------------------------------
 claim_scaling() {
     emit H2 "4. Linear attention scales linearly with the sequence length"
-    emit P "**Claim.** Linear attention (FAVOR+, elu+1; with RoPE by eq. 19 or before the map) costs O(n) time in the sequence length n, exact softmax attention O(n^2); so the linear forms overtake exact attention beyond some length. Measured: the median time per execute against n, and the fitted exponent b of \`t = a n^b\` with its 95% interval; the growth order is confirmed for a form when its interval contains the expected exponent (1 for the linear forms, 2 for exact attention), or lies wholly within $EXP_TOL of it (**close**: the order holds, constant-factor effects such as caches bend the curve slightly over this short range of n); the claim holds when every form is confirmed."
+    emit P "**Claim.** Linear attention (FAVOR+, elu+1; with RoPE by eq. 19 or before the map) costs O(n) time in the sequence length n, exact softmax attention O(n^2); so the linear forms overtake exact attention beyond some length. Measured: the median time per execute against n, and the fitted exponent b of \`t = a n^b\` with its 95% interval; the growth order of a form is confirmed only when the fit used at least $MIN_SIZES lengths, its interval excludes the competing exponent (2 for a linear form, 1 for exact attention), and it contains the expected exponent (1 or 2) or lies wholly within $EXP_TOL of it (**close**: the order holds, constant-factor effects such as caches bend the curve slightly over this short range of n); otherwise the form is NOT CONFIRMED. The claim holds when every form is confirmed."
     stsv=$out/scaling/scaling.tsv
     if [ ! -s "$stsv" ]; then
         emit P "**ropekit scaling**: not run (no \`scaling/scaling.tsv\`)."
         v="NOT RUN"; note="not run"
     else
-        res=$(awk -F'\t' -v doc="$doc" -v tol="$EXP_TOL" '
+        res=$(awk -F'\t' -v doc="$doc" -v tol="$EXP_TOL" -v minpts="$MIN_SIZES" '
+        function fail(why) { ok = "**no**: " why; bad++; list = list (list != "" ? "; " : " ") sprintf("%s %s (%s)", $3, $4, why) }
         NR == 1 { cfg = $0; sub(/^# /, "", cfg) }
         /^# summary\texponent\t/ {
-            if (!n++) print "TH\tvariant\tmask\texpected\texponent b [95% CI]\tfitted over n\tconfirmed" >> doc
-            if ($6 == "nan" || $7 == "nan") { ok = "no interval"; bad++; list = list (list != "" ? "; " : " ") $3 " " $4 " (no interval)" }
-            else if ($6 + 0 <= $12 + 0 && $12 + 0 <= $7 + 0) ok = "yes"
-            else if ($6 + 0 >= $12 - tol && $7 + 0 <= $12 + tol) { ok = "close"; nclose++ }
-            else { ok = "**no**"; bad++; list = list (list != "" ? "; " : " ") sprintf("%s %s: %.2f [%.2f, %.2f]", $3, $4, $5, $6, $7) }
+            if (!n++) print "TH\tvariant\tmask\texpected\tcompeting\texponent b [95% CI]\tfitted over n\tconfirmed" >> doc
+            want = $12 + 0; comp = (want >= 2) ? 1 : 2
+            if ($6 == "nan" || $7 == "nan") fail("no interval")
+            else if ($11 + 0 < minpts) fail(sprintf("%d lengths, fewer than %d", $11, minpts))
+            else if ($6 + 0 <= comp && comp <= $7 + 0) fail(sprintf("%.2f [%.2f, %.2f] contains the competing %d", $5, $6, $7, comp))
+            else if ($6 + 0 <= want && want <= $7 + 0) ok = "yes"
+            else if ($6 + 0 >= want - tol && $7 + 0 <= want + tol) { ok = "close"; nclose++ }
+            else fail(sprintf("%.2f [%.2f, %.2f]", $5, $6, $7))
             b = ($6 != "nan") ? sprintf("%.2f [%.2f, %.2f]", $5, $6, $7) : sprintf("%.2f", $5)
             rng = ($9 != "nan" && $11 + 0 > 0) ? sprintf("%s..%s (%s points)", $9, $10, $11) : sprintf("%s points", $11 + 0)
-            printf "TR\t%s\t%s\t%s\t%s\t%s\t%s\n", $3, $4, $12, b, rng, ok >> doc
+            printf "TR\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", $3, $4, $12, comp, b, rng, ok >> doc
             if ($5 != "nan") { if ($12 + 0 < 2) { if (!hl || $5 + 0 > lmax) { lmax = $5 + 0; lv = $3 " " $4; hl = 1 } } else if (!he || $5 + 0 < emin) { emin = $5 + 0; ev = $3 " " $4; he = 1 } }
             next
         }
@@ -338,6 +347,47 @@ claim_scaling() {
     printf '%s\t%s\t%s\n' 4 "$v" "Linear scaling: fitted time exponents (${note%%:*})" >> "$tmp/verdicts"
 }
 
+# ---- orthogonal against iid projections, as the intervals show it -----------------------------
+# For each kernel, at the smallest norm of the table, the `performer` rows' output errors with
+# orthogonal and with iid projections at each m: lower with disjoint 95% intervals, or
+# overlapping. The text claims a difference only where the intervals are disjoint.
+ortho_part() {
+    awk -F'\t' -v doc="$doc" '
+    /^#/ { next }
+    !h { h = 1; for (i = 1; i <= NF; i++) c[$i] = i; next }
+    $c["variant"] == "performer" {
+        r = $c["norm"] + 0; if (!hr || r < rmin) rmin = r; hr = 1
+        k = $c["kernel"]; if (!(k in sk)) { sk[k] = 1; K[++nk] = k }
+        key = k SUBSEP r SUBSEP $c["m"] SUBSEP $c["proj"]
+        lo[key] = $c["out_err_lo"]; hi[key] = $c["out_err_hi"]; ms[k SUBSEP r SUBSEP $c["m"]] = $c["m"] + 0
+    }
+    END {
+        if (!nk) exit
+        for (i = 1; i <= nk; i++) {
+            k = K[i]; n = 0; ol = 0; il = 0; ov = 0; first = ""
+            for (g in ms) {
+                split(g, f, SUBSEP); if (f[1] != k || f[2] + 0 != rmin) continue
+                a = k SUBSEP f[2] SUBSEP f[3] SUBSEP "orthogonal"; b = k SUBSEP f[2] SUBSEP f[3] SUBSEP "iid"
+                if (!(a in lo) || !(b in lo) || lo[a] == "nan" || lo[b] == "nan") continue
+                n++
+                if (hi[a] + 0 < lo[b] + 0) { ol++; if (first == "" || ms[g] < first) first = ms[g] }
+                else if (hi[b] + 0 < lo[a] + 0) il++
+                else ov++
+            }
+            if (!n) continue
+            if (ol == n) says = "orthogonal lower at every m"
+            else if (il == n) says = "iid lower at every m"
+            else if (ov == n) says = "no difference shown at any m (the intervals overlap)"
+            else says = sprintf("orthogonal lower at %d of %d m%s; iid lower at %d; no difference shown at %d", ol, n, ol ? sprintf(" (from m = %d)", first) : "", il, ov)
+            R[++nr] = sprintf("TR\t%s\t%d\t%d\t%d\t%d\t%s", k, n, ol, il, ov, says)
+        }
+        if (!nr) exit
+        printf "P\tOrthogonal against iid projections in the figure below (`performer`, output error at |q| = %g, 95%% intervals of the mean over seeds): a difference is claimed only where the intervals are disjoint.\n", rmin >> doc
+        print "TH\tkernel\tm compared\torthogonal lower\tiid lower\tintervals overlap\twhat the figure shows" >> doc
+        for (i = 1; i <= nr; i++) print R[i] >> doc
+    }' "$atsv"
+}
+
 # ---- claim 5: FAVOR+ accuracy ------------------------------------------------------------------
 claim_favor() {
     emit H2 "5. FAVOR+ accuracy (Performer, used by RoFormer section 4.4)"
@@ -364,7 +414,8 @@ claim_favor() {
             else printf "PASS\tat |q| = %g the slopes hold -1/2:%s.", rmin, ok
         }' "$atsv")
         v2=${res%%"$T"*}; note=${res#*"$T"}
-        emit P "At the smallest norm: $note Larger norms need more features (the variance grows like \`exp(|x+y|^2)\`, Lemma 2), and at the largest norms of the quick grid the fitted slope is often shallower than -1/2 because the error is still far from its asymptotic regime at these m; with hyperbolic or trigonometric features and orthogonal projections at small norms the error falls faster than \`m^-1/2\`."
+        emit P "At the smallest norm: $note Larger norms need more features (Lemma 2: the variance grows like \`exp(|x+y|^2)\`); the slopes at every norm are in the table above."
+        ortho_part
     else
         emit P "**ropekit approx**: not run (no \`approx/approx.tsv\`)."
         v2="NOT RUN"; note="not run"
@@ -413,7 +464,7 @@ emit TR "system" "${os:-?}; $(uname -sr)"
 m=$(hdr machine); [ -n "$m" ] && emit TR "as recorded by the timed runs" "\`$m\`"
 emit TR "ropekit" "$rkver"
 v=$(hdr versions); [ -n "$v" ] && emit TR "libraries (run time, recorded by the runs)" "\`$v\`"
-b=$(hdr build); [ -n "$b" ] && emit TR "build" "\`$b\`"
+b=$(hdr build); [ -n "$b" ] && emit TR "build" "\`$b\` (compiled_avx2/fma: instructions the compiler may use everywhere; run_time_kernels: the kernels the library's CPU dispatch runs on this machine)"
 emit TR "Debian packages" "libgsl-dev $(pkgver libgsl-dev), libfftw3-dev $(pkgver libfftw3-dev), libopenblas-openmp-dev $(pkgver libopenblas-openmp-dev), gnuplot-nox $(pkgver gnuplot-nox)"
 emit TR "gnuplot" "$gpver"
 emit TR "compiler" "$ccver"
@@ -494,7 +545,8 @@ cat "$tmp/tail.doc" >> "$doc"
 
 # ---- render --------------------------------------------------------------------------------------
 render() { # md | html
-    awk -F'\t' -v fmt="$1" '
+    awk -F'\t' -v fmt="$1" -v out="$out" '
+    function shq(s) { gsub(/\047/, "\047\\\047\047", s); return "\047" s "\047" }   # sh single quotes
     function repl(s, a, b,   r, k) {   # every a in s replaced by b (no regex, no & magic)
         r = ""
         while ((k = index(s, a)) > 0) { r = r substr(s, 1, k - 1) b; s = substr(s, k + length(a)) }
@@ -565,7 +617,7 @@ render() { # md | html
             print "pre{background:#f6f6f6;border:1px solid #e2e2e2;padding:.6em .8em;overflow-x:auto;white-space:pre-wrap;word-break:break-all}"
             print ".tw{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #d5d5d5;padding:.25em .5em;vertical-align:top;text-align:left}"
             print "th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}"
-            print "figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:.9em;color:#555}"
+            print "figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:.9em;color:#555}.file{color:#888}"
             print ".v{font-weight:bold;padding:0 .3em;border-radius:3px;white-space:nowrap}.pass{color:#0a6b2b;background:#e3f5e8}.fail{color:#fff;background:#c62828}"
             print ".nc{color:#7a4b00;background:#fff0cc}.nr{color:#555;background:#e6e6e6}.info{color:#1f4e8c;background:#e5eefa}"
             print "</style>\n</head>\n<body>"
@@ -602,7 +654,15 @@ render() { # md | html
             else { l = "<tr>"; for (i = 2; i <= NF; i++) l = l "<td>" cell($i) "</td>"; print l "</tr>" }
         } else if (k == "IMG") {
             if (fmt == "md") printf "![%s](%s)\n\n*%s*\n\n", mdtext($3), $2, mdtext($3)
-            else printf "<figure><a href=\"%s\"><img src=\"%s\" alt=\"%s\" loading=\"lazy\"></a><figcaption>%s</figcaption></figure>\n", esc($2), esc($2), esc($3), esc($3)
+            else {
+                # the PNG itself, base64 in a data: URI, so the page is one self-contained file
+                # (it can be mailed or attached); data-file names the PNG beside the report
+                b64 = ""; cmd = "base64 -w0 " shq(out "/" $2)
+                while ((cmd | getline l) > 0) b64 = b64 l
+                close(cmd)
+                sv = $2; sub(/\.png$/, ".svg", sv)
+                printf "<figure><img src=\"data:image/png;base64,%s\" alt=\"%s\" data-file=\"%s\"><figcaption>%s <span class=\"file\">(<code>%s</code>; vector: <code>%s</code>, beside the report)</span></figcaption></figure>\n", b64, esc($3), esc($2), esc($3), esc($2), esc(sv)
+            }
         }
     }
     END { close_blocks(""); if (fmt == "html") print "</body>\n</html>" }' "$doc"

@@ -210,11 +210,82 @@ static void test_errors(void **state)
     rk_array_free(&q); rk_array_free(&v); rk_array_free(&g); rk_array_free(&gd);
 }
 
+/* --layout bnhd and --kv-heads: the (b, n, h, d) arrays give the transposes of the (b, h, n, d)
+ * run, bit for bit, and grouped-query heads the library's batch result. */
+static rk_array transpose_12(const rk_array *a)
+{
+    size_t sh[4] = { a->shape[0], a->shape[2], a->shape[1], a->shape[3] };
+    rk_array t;
+    assert_rk_ok(rk_array_alloc(&t, a->dtype, 4, sh));
+    for (size_t b = 0; b < sh[0]; b++)
+        for (size_t i = 0; i < a->shape[1]; i++)
+            for (size_t j = 0; j < a->shape[2]; j++)
+                for (size_t c = 0; c < sh[3]; c++) {
+                    size_t src = ((b * a->shape[1] + i) * a->shape[2] + j) * sh[3] + c;
+                    size_t dst = ((b * sh[1] + j) * sh[2] + i) * sh[3] + c;
+                    ((float *)t.data)[dst] = ((float *)a->data)[src];
+                }
+    return t;
+}
+
+static void test_layout_and_kv_heads(void **state)
+{
+    (void)state;
+    size_t sq[4] = { 2, 4, 7, 6 }, sk[4] = { 2, 2, 9, 6 }, sv[4] = { 2, 2, 9, 5 };
+    rk_array q = randarr(RK_F32, 4, sq, 21), k = randarr(RK_F32, 4, sk, 22), v = randarr(RK_F32, 4, sv, 23);
+    rk_array qt = transpose_12(&q), kt = transpose_12(&k), vt = transpose_12(&v);
+    assert_rk_ok(rk_npy_save(P("q.npy"), &q));
+    assert_rk_ok(rk_npy_save(P("k.npy"), &k));
+    assert_rk_ok(rk_npy_save(P("v.npy"), &v));
+    assert_rk_ok(rk_npy_save(P("qt.npy"), &qt));
+    assert_rk_ok(rk_npy_save(P("kt.npy"), &kt));
+    assert_rk_ok(rk_npy_save(P("vt.npy"), &vt));
+    const char *a1[] = { "attend", "--variant", "softmax", "--causal", "--rope", "qk", "--kv-heads",
+                         "2", "--q", P("q.npy"), "--k", P("k.npy"), "--v", P("v.npy"), "--out",
+                         P("o.npy"), "--kv-len", "9,6", NULL };
+    if (run(a1) != 0) fail_msg("attend --kv-heads: %s", R.err);
+    const char *a2[] = { "attend", "--variant", "softmax", "--causal", "--rope", "qk", "--kv-heads",
+                         "2", "--layout", "bnhd", "--q", P("qt.npy"), "--k", P("kt.npy"), "--v",
+                         P("vt.npy"), "--out", P("ot.npy"), "--kv-len", "9,6", NULL };
+    if (run(a2) != 0) fail_msg("attend --layout bnhd: %s", R.err);
+    rk_array o, ot;
+    assert_rk_ok(rk_npy_load(P("o.npy"), &o));
+    assert_rk_ok(rk_npy_load(P("ot.npy"), &ot));
+    rk_array back = transpose_12(&ot);
+    assert_memory_equal(back.data, o.data, o.count * sizeof(float));
+    /* the library's batch call on the same arrays */
+    rk_attn_config c = { .kind = RK_SOFTMAX, .causal = 1, .rope = RK_ROPE_QK, .n_q = 7, .n_kv = 9,
+                         .d = 6, .d_v = 5, .batch = 2, .heads = 4, .kv_heads = 2 };
+    c.rope_cfg.base = 10000.0;
+    rk_attn *p;
+    assert_rk_ok(rk_attn_create(&p, &c));
+    size_t so[4] = { 2, 4, 7, 5 };
+    rk_array want;
+    assert_rk_ok(rk_array_alloc(&want, RK_F32, 4, so));
+    rk_tensor Q = rk_tensor_bhnd(q.data, 2, 4, 7, 6), K = rk_tensor_bhnd(k.data, 2, 2, 9, 6);
+    rk_tensor V = rk_tensor_bhnd(v.data, 2, 2, 9, 5), O = rk_tensor_bhnd(want.data, 2, 4, 7, 5);
+    size_t kvl[2] = { 9, 6 };
+    assert_rk_ok(rk_attn_execute_batch(p, &Q, &K, &V, &O, kvl));
+    assert_memory_equal(want.data, o.data, o.count * sizeof(float));
+    rk_attn_destroy(p);
+    /* refusals */
+    const char *e1[] = { "attend", "--variant", "softmax", "--kv-heads", "3", "--q", P("q.npy"),
+                         "--k", P("k.npy"), "--v", P("v.npy"), "--out", P("o2.npy"), NULL };
+    expect_fail(e1, "--kv-heads 3 must divide the 4 query heads");
+    const char *e2[] = { "attend", "--variant", "softmax", "--q", P("q.npy"), "--k", P("k.npy"),
+                         "--v", P("v.npy"), "--out", P("o2.npy"), NULL };
+    expect_fail(e2, "the leading axes must match");
+    assert_false(exists(P("o2.npy")));
+    rk_array *all[] = { &q, &k, &v, &qt, &kt, &vt, &o, &ot, &back, &want };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) rk_array_free(all[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_library),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_layout_and_kv_heads),
     };
     return cmocka_run_group_tests_name("cli gradients", tests, setup, teardown);
 }

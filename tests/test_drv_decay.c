@@ -1,5 +1,5 @@
 /* `ropekit decay` internals (experiments/decay.c) and its command line (cmd_decay, run in a
- * forked child): Figure 2's values at the PAPER.md section 2 checkpoints against 40-digit
+ * forked child): Figure 2's values at the docs/theory.md#figure-2 checkpoints against 40-digit
  * references, B(0) = (d/2 + 1)/2, symmetry, the scalings, the empirical statistics against brute
  * force, eq. (35) against the library's rotation, no (37) violation ever, a well-formed TSV and
  * every CLI error class. */
@@ -20,7 +20,7 @@
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
 
-/* B(dist) for d = 128, base 10000 in 40-digit arithmetic (mpmath, exact theta): PAPER.md s. 2
+/* B(dist) for d = 128, base 10000 in 40-digit arithmetic (mpmath, exact theta): docs/theory.md#figure-2
  * rounds these to 6 decimals; we hold the double computation to 1e-9 relative. */
 static const struct { double dist, b; } ref[] = {
     { 0, 32.5 },                      { 1, 31.538166142658084 },  { 2, 28.955988473564468 },
@@ -31,7 +31,7 @@ static const struct { double dist, b; } ref[] = {
     { 7.74, 19.971793282534497 },     { 1000, 4.4707610342486829 },
     { 12345.678, 3.6281360792268438 },
 };
-/* The table of PAPER.md section 2, as printed (6 decimals). */
+/* The table of docs/theory.md#figure-2, as printed (6 decimals). */
 static const struct { double dist, b; } paper[] = {
     { 0, 32.500000 }, { 1, 31.538166 }, { 2, 28.955988 }, { 5, 20.845358 }, { 10, 17.954137 },
     { 20, 15.242430 }, { 50, 12.629452 }, { 100, 10.227330 }, { 200, 7.244771 },
@@ -59,9 +59,9 @@ static void test_checkpoints(void **state)
     for (size_t i = 0; i < sizeof paper / sizeof paper[0]; i++) {
         double b = decay_bound(th, 64, paper[i].dist);
         if (!(fabs(b - paper[i].b) <= 5.000001e-7))
-            fail_msg("B(%g) = %.9f does not round to PAPER.md's %.6f", paper[i].dist, b, paper[i].b);
+            fail_msg("B(%g) = %.9f does not round to the reference %.6f", paper[i].dist, b, paper[i].b);
     }
-    /* the global minimum over integer distances 0..256 is at 236 (PAPER.md s. 2) */
+    /* the global minimum over integer distances 0..256 is at 236 (docs/theory.md#figure-2) */
     size_t arg = 0;
     double mn = INFINITY;
     for (size_t t = 0; t <= 256; t++) {
@@ -76,7 +76,7 @@ static void test_checkpoints(void **state)
     double got2[2] = { decay_bound(th5, 64, 100), decay_bound(th16, 8, 37) };
     double want2[2] = { 13.708787005639564, 2.5183042570862548 };
     assert_allclose(got2, want2, 2, 1e-9, 0);
-    /* theta_i = base^(-2i/d), i = 0..: theta_0 = 1 (0-based, PAPER.md s. 8 item 1) */
+    /* theta_i = base^(-2i/d), i = 0..: theta_0 = 1 (0-based, docs/theory.md#conventions) */
     assert_true(th[0] == 1.0);
     assert_allclose(&th[63], (double[]){ pow(10000.0, -126.0 / 128) }, 1, 1e-15, 0);
 }

@@ -1,7 +1,7 @@
 /* FAVOR+ and linear attention (lib/performer.c, lib/features.c, lib/recurrent.c): every
  * variant (bidirectional, causal, recurrent; no RoPE, rope = qk, rope = features) against the
  * naive O(n^2) reference with the same features (tests/ref_linear.c) on awkward shapes; the
- * PAPER.md section 9 eq. 19 vector; eq. 19's exact relative property vs the qk form's; causality
+ * docs/theory.md#regression-vectors eq. 19 vector; eq. 19's exact relative property vs the qk form's; causality
  * to the bit (including a stabiliser that must not look ahead); thread and seed determinism;
  * stabiliser range, no eps, zero denominators; projection import/export; every error path and
  * allocation failures. */
@@ -176,7 +176,7 @@ static tcase base_case(size_t kind, rk_rope_mode rope, int causal)
 
 /* ------------------------------------------------------------------------------------------ */
 
-/* PAPER.md section 9: eq. 19 with elu+1, N = 4, d = 4, d_v = 2, theta over d = 4. */
+/* docs/theory.md#regression-vectors: eq. 19 with elu+1, N = 4, d = 4, d_v = 2, theta over d = 4. */
 static void test_eq19_regression(void **state)
 {
     (void)state;

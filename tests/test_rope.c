@@ -1,5 +1,5 @@
 /* RoPE module: rk_rope_* against the explicit-matrix reference (tests/ref_rope.c), the
- * paper's properties (relative position, norms, inverse, layouts), PAPER.md section 9
+ * paper's properties (relative position, norms, inverse, layouts), docs/theory.md#regression-vectors
  * regression vectors, the scalings, the accuracy of positions outside the cos/sin table
  * against the direct formula, bit-exactness (threads, pos0 vs explicit positions, mirrored
  * positions, SIMD vs scalar) and every error path. */
@@ -246,7 +246,7 @@ static void test_vs_reference(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* PAPER.md section 9 and a hand-worked d = 2 case                                          */
+/* docs/theory.md#regression-vectors and a hand-worked d = 2 case                            */
 /* ---------------------------------------------------------------------------------------- */
 
 static void test_regression_vectors(void **state)
@@ -309,7 +309,7 @@ static void test_d2_by_hand(void **state)
 static void test_relative_property(void **state)
 {
     (void)state;
-    /* PAPER.md 9: q = 1..8, k = 8..1, (R_5 q).(R_2 k) = 70.27903255028568 = (105, 102) case */
+    /* docs/theory.md#regression-vectors: q = 1..8, k = 8..1, (R_5 q).(R_2 k) = 70.27903255028568 = (105, 102) case */
     rk_rope_config cfg = { .dim = 8 };
     rk_rope *r = mk(&cfg);
     double q[8], k[8], rq[8], rk[8];
