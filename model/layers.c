@@ -20,22 +20,18 @@ double lm__now(void)
 #define S(f) f##_f
 #define GEMM rk__gemm_f
 #define EXPR expf
-#define TANHR tanhf
 #include "layers_tmpl.h"
 #undef REAL
 #undef S
 #undef GEMM
 #undef EXPR
-#undef TANHR
 
 #define REAL double
 #define S(f) f##_d
 #define GEMM rk__gemm_d
 #define EXPR exp
-#define TANHR tanh
 #include "layers_tmpl.h"
 #undef REAL
 #undef S
 #undef GEMM
 #undef EXPR
-#undef TANHR

@@ -108,28 +108,25 @@ void S(lm_layernorm_bwd)(int nt, size_t N, size_t C, const REAL *x, const REAL *
     }
 }
 
-/* gelu(x) = x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3);
- * gelu'(x) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 0.044715 x^2). */
-void S(lm_gelu_fwd)(int nt, size_t n, const REAL *x, REAL *y)
+/* gelu(x) = x/2 (1 + tanh(u)) = x sigma(2u), u = sqrt(2/pi) (x + 0.044715 x^3) (GPT-2's tanh
+ * form, through the identity (1 + tanh u)/2 = 1/(1 + e^(-2u)): one exp per element);
+ * gelu'(x) = s + x s (1 - s) 2 sqrt(2/pi) (1 + 3 0.044715 x^2), s = sigma(2u). The forward keeps
+ * gelu'(x) (in dydx, which may be x itself) so the backward is one product. */
+void S(lm_gelu_fwd)(int nt, size_t n, const REAL *x, REAL *y, REAL *dydx)
 {
-    const REAL k = (REAL)0.7978845608028654, a = (REAL)0.044715;
+    const REAL k2 = (REAL)(2.0 * 0.7978845608028654), a = (REAL)0.044715;
     #pragma omp parallel for schedule(static) num_threads(nt) if (n > LM_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
-        REAL v = x[i];
-        y[i] = (REAL)0.5 * v * ((REAL)1 + TANHR(k * (v + a * v * v * v)));
+        const REAL v = x[i], sg = (REAL)1 / ((REAL)1 + EXPR(-k2 * (v + a * v * v * v)));
+        y[i] = v * sg;
+        if (dydx) dydx[i] = sg + v * sg * ((REAL)1 - sg) * k2 * ((REAL)1 + (REAL)3 * a * v * v);
     }
 }
 
-void S(lm_gelu_bwd)(int nt, size_t n, const REAL *x, const REAL *dy, REAL *dx)
+void S(lm_gelu_bwd)(int nt, size_t n, const REAL *dydx, const REAL *dy, REAL *dx)
 {
-    const REAL k = (REAL)0.7978845608028654, a = (REAL)0.044715;
     #pragma omp parallel for schedule(static) num_threads(nt) if (n > LM_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        REAL v = x[i], th = TANHR(k * (v + a * v * v * v));
-        REAL g = (REAL)0.5 * ((REAL)1 + th) +
-                 (REAL)0.5 * v * ((REAL)1 - th * th) * k * ((REAL)1 + (REAL)3 * a * v * v);
-        dx[i] = dy[i] * g;
-    }
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * dydx[i];
 }
 
 void S(lm_embed_fwd)(int nt, size_t B, size_t T, size_t C, const int32_t *tok,

@@ -184,9 +184,10 @@ RK_NODISCARD int lm_backward_d(lm_run *r, const double *params, double *grads);
     void lm_layernorm_bwd_##S(int nt, size_t N, size_t C, const REAL *x, const REAL *w,         \
                               const REAL *mean, const REAL *rstd, const REAL *dy, REAL *dx,     \
                               REAL *dw, REAL *db);                                              \
-    /* y = gelu(x) (tanh form, GPT-2); backward dx = dy gelu'(x) (dx may be dy) */              \
-    void lm_gelu_fwd_##S(int nt, size_t n, const REAL *x, REAL *y);                             \
-    void lm_gelu_bwd_##S(int nt, size_t n, const REAL *x, const REAL *dy, REAL *dx);            \
+    /* y = gelu(x) (tanh form, GPT-2) and, if dydx != NULL, gelu'(x) into dydx (may be x);     \
+     * backward dx = dy dydx (dx may be dy) */                                                  \
+    void lm_gelu_fwd_##S(int nt, size_t n, const REAL *x, REAL *y, REAL *dydx);                 \
+    void lm_gelu_bwd_##S(int nt, size_t n, const REAL *dydx, const REAL *dy, REAL *dx);         \
     /* out (B, T, C) = wte[tok] + pos (T, C) (NULL: none) */                                    \
     void lm_embed_fwd_##S(int nt, size_t B, size_t T, size_t C, const int32_t *tok,             \
                           const REAL *wte, const REAL *pos, REAL *out);                         \

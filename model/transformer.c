@@ -35,6 +35,7 @@ static rk_attn_config layer_attn(const lm_config *c, size_t len, unsigned long s
     a.d = a.d_v = c->d_model / c->n_heads;
     a.causal = 1;
     a.nthreads = 1;
+    a.batch = a.heads = a.kv_heads = 0;
     a.pos_offset = 0;
     a.seed = seed ? seed : 1;
     if (a.rope != RK_ROPE_NONE && sc && sc->scaling != RK_SCALE_NONE) {
@@ -169,9 +170,9 @@ struct lm_run {
     size_t B, T, C, L, H, hs, F, V, BT;
     int    nt;
     size_t elt;                  /* sizeof(REAL)                                             */
-    rk_attn **plans;             /* L * nt: layer l, thread i at l * nt + i                  */
+    rk_attn **plans;             /* one per layer, for the whole batch of heads              */
     unsigned long *seeds;        /* per layer                                                */
-    size_t saved_len;            /* per (batch row, head)                                    */
+    size_t saved_len;            /* per layer (every head)                                   */
     size_t lstride;              /* 1 in training runs (every layer keeps its activations);
                                     0 in inference runs (the layers share one set)           */
     /* activations (REAL) */
@@ -182,14 +183,13 @@ struct lm_run {
     void *lnf, *lnf_mean, *lnf_rstd, *probs;
     void *pos;                   /* (T, C) sinusoidal table (NULL otherwise)                  */
     /* backward scratch */
-    void *dres, *dtmp, *dbig, *dthr, *wt;
+    void *dres, *dtmp, *dbig, *dthr, *wt;   /* dthr: dq, dk, dv planes (3, BT, C)        */
     double  *nll;                /* (BT)                                                      */
     int32_t *tokens, *targets;   /* the forward's, for the backward                          */
     size_t   count;              /* counted targets of the forward                           */
     int      have_fwd;
     double   timers[LM_T_COUNT];
     size_t   bytes;
-    char     err[256];           /* the first attention failure inside a parallel region      */
 };
 
 const lm_run_config *lm_run_get_config(const lm_run *r) { return &r->rc; }
@@ -199,7 +199,7 @@ double *lm_run_timers(lm_run *r) { return r->timers; }
 static void destroy_plans(lm_run *r)
 {
     if (!r->plans) return;
-    for (size_t i = 0; i < r->L * (size_t)r->nt; i++) {
+    for (size_t i = 0; i < r->L; i++) {
         rk_attn_destroy(r->plans[i]);
         r->plans[i] = NULL;
     }
@@ -225,11 +225,12 @@ static int make_plans(lm_run *r)
     const lm_config *c = &r->lay->cfg;
     for (size_t l = 0; l < r->L; l++) {
         rk_attn_config a = layer_attn(c, r->T, r->seeds[l], &r->rc.rope);
-        for (int i = 0; i < r->nt; i++) {
-            int rc = rk_attn_create(&r->plans[l * (size_t)r->nt + (size_t)i], &a);
-            if (rc) return rk__fail(rc, "attention %s (layer %zu): %s", c->attn_name, l,
-                                    rk_last_error());
-        }
+        a.batch = r->B;
+        a.heads = a.kv_heads = r->H;
+        a.nthreads = r->nt;
+        int rc = rk_attn_create(&r->plans[l], &a);
+        if (rc) return rk__fail(rc, "attention %s (layer %zu): %s", c->attn_name, l,
+                                rk_last_error());
     }
     r->saved_len = r->rc.training ? rk_attn_saved_len(r->plans[0]) : 0;
     return RK_OK;
@@ -300,7 +301,7 @@ int lm_run_create(lm_run **out, const lm_layout *lay, const lm_run_config *rc,
     r->BT = BT;
     const size_t C = r->C, F = r->F, L = r->L, E = r->elt, NL = r->lstride ? L : 1;
     r->bytes = rk__alloc_size(sizeof *r);
-    r->plans = take(r, L * (size_t)r->nt, sizeof *r->plans, &err);
+    r->plans = take(r, L, sizeof *r->plans, &err);
     r->seeds = take(r, L, sizeof *r->seeds, &err);
     if (err) { lm_run_destroy(r); return err; }
     for (size_t l = 0; l < L; l++) r->seeds[l] = seeds ? seeds[l] : 1;
@@ -311,7 +312,7 @@ int lm_run_create(lm_run **out, const lm_layout *lay, const lm_run_config *rc,
     r->ln1_rstd = take(r, NL * BT, E, &err);
     r->qkv = take(r, NL * BT * 3 * C, E, &err);
     r->atty = take(r, NL * BT * C, E, &err);
-    r->saved = take(r, NL * r->B * r->H * r->saved_len, E, &err);
+    r->saved = take(r, NL * r->saved_len, E, &err);
     r->ln2 = take(r, NL * BT * C, E, &err);
     r->ln2_mean = take(r, NL * BT, E, &err);
     r->ln2_rstd = take(r, NL * BT, E, &err);
@@ -332,7 +333,7 @@ int lm_run_create(lm_run **out, const lm_layout *lay, const lm_run_config *rc,
         r->dres = take(r, BT * C, E, &err);
         r->dtmp = take(r, BT * C, E, &err);
         r->dbig = take(r, BT * big, E, &err);
-        r->dthr = take(r, (size_t)r->nt * 3 * r->T * r->hs, E, &err);
+        r->dthr = take(r, 3 * BT * C, E, &err);
     }
     if (!err && c->pe == LM_PE_SINUSOIDAL) {
         r->pos = take(r, r->T * C, E, &err);
@@ -355,17 +356,17 @@ int lm_run_create(lm_run **out, const lm_layout *lay, const lm_run_config *rc,
 
 #define REAL float
 #define S(f) f##_f
-#define MAT rk_mat
-#define VIEW rk_mat_view
-#define ATTN_FWD rk_attn_forward
-#define ATTN_EXEC rk_attn_execute
-#define ATTN_BWD rk_attn_backward
+#define TENSOR rk_tensor
+#define TVIEW rk_tensor_bnhd
+#define ATTN_FWD rk_attn_forward_batch
+#define ATTN_EXEC rk_attn_execute_batch
+#define ATTN_BWD rk_attn_backward_batch
 #define IS_DBL 0
 #include "transformer_tmpl.h"
 #undef REAL
 #undef S
-#undef MAT
-#undef VIEW
+#undef TENSOR
+#undef TVIEW
 #undef ATTN_FWD
 #undef ATTN_EXEC
 #undef ATTN_BWD
@@ -373,17 +374,17 @@ int lm_run_create(lm_run **out, const lm_layout *lay, const lm_run_config *rc,
 
 #define REAL double
 #define S(f) f##_d
-#define MAT rk_matd
-#define VIEW rk_matd_view
-#define ATTN_FWD rk_attn_forward_d
-#define ATTN_EXEC rk_attn_execute_d
-#define ATTN_BWD rk_attn_backward_d
+#define TENSOR rk_tensord
+#define TVIEW rk_tensord_bnhd
+#define ATTN_FWD rk_attn_forward_batch_d
+#define ATTN_EXEC rk_attn_execute_batch_d
+#define ATTN_BWD rk_attn_backward_batch_d
 #define IS_DBL 1
 #include "transformer_tmpl.h"
 #undef REAL
 #undef S
-#undef MAT
-#undef VIEW
+#undef TENSOR
+#undef TVIEW
 #undef ATTN_FWD
 #undef ATTN_EXEC
 #undef ATTN_BWD

@@ -1,5 +1,5 @@
 /* Forward and backward of the whole model in one precision (included by model/transformer.c
- * twice): REAL, S(f) (suffix), MAT / VIEW (rk_mat or rk_matd), ATTN_FWD / ATTN_EXEC / ATTN_BWD
+ * twice): REAL, S(f) (suffix), TENSOR / TVIEW (rk_tensor or rk_tensord, bnhd views), ATTN_FWD /
  * (the library's float or double entry points), IS_DBL.
  *
  * Shapes (B batch rows, T positions, C = d_model, H heads of hs, F = d_ff, V = 256, BT = B T):
@@ -8,8 +8,9 @@
  *   ln1, ln2 (BT, C), ln*_mean, ln*_rstd (BT)   per layer (training runs)
  *   qkv   (BT, 3C)       [q | k | v]; head h of row b: columns h hs .. of each third, ld 3C
  *   atty  (BT, C)        attention output, head h in columns h hs ..
- *   saved (B H, saved_len) what rk_attn_forward keeps for the backward, per (row, head)
- *   fch, fcg (BT, F)     MLP pre- and post-GELU
+ *   saved (saved_len)    what rk_attn_forward_batch keeps for the backward (every head)
+ *   fch, fcg (BT, F)     MLP: gelu'(pre-activation) (training; the pre-activation itself in
+ *                        inference runs) and gelu(pre-activation)
  *   probs (BT, V)        softmax of the logits (the backward turns it into dlogits) */
 
 #define RP(p) ((REAL *)(p))
@@ -30,84 +31,54 @@ static int S(check_inputs)(const lm_run *r, const int32_t *tokens, const int32_t
     return RK_OK;
 }
 
-/* Attention of layer l: every (batch row, head) pair is one call on views into qkv, split
- * between threads, thread i using its own plan of the layer. */
-static int S(attn_fwd)(lm_run *r, size_t l, const REAL *qkv, REAL *atty, REAL *saved)
+/* Views of the heads: q, k, v of (batch row b, head h) are columns h hs .. of the thirds of
+ * qkv (B, T, 3C) (the bnhd layout with a row stride of 3C); out, dout in atty (B, T, C). */
+static void S(qkv_views)(const lm_run *r, REAL *qkv, TENSOR *q, TENSOR *k, TENSOR *v)
 {
-    const size_t T = r->T, C = r->C, H = r->H, hs = r->hs, sl = r->saved_len, BH = r->B * r->H;
-    const int training = r->rc.training;
-    rk_attn **plans = r->plans + l * (size_t)r->nt;
-    int err = RK_OK;
-    #pragma omp parallel num_threads(r->nt)
-    {
-        rk_attn *p = plans[omp_get_thread_num()];
-        #pragma omp for schedule(static)
-        for (size_t bh = 0; bh < BH; bh++) {
-            const size_t b = bh / H, h = bh % H;
-            REAL *base = (REAL *)qkv + b * T * 3 * C + h * hs;
-            MAT q = VIEW(base, T, hs, 3 * C), k = VIEW(base + C, T, hs, 3 * C),
-                v = VIEW(base + 2 * C, T, hs, 3 * C), o = VIEW(atty + b * T * C + h * hs, T, hs, C);
-            int rc = training ? ATTN_FWD(p, &q, &k, &v, &o, RK_ALL_KEYS, saved + bh * sl)
-                              : ATTN_EXEC(p, &q, &k, &v, &o, RK_ALL_KEYS);
-            if (rc) {
-                #pragma omp critical(lm_attn_err)
-                if (!err) {
-                    err = rc;
-                    snprintf(r->err, sizeof r->err, "%s", rk_last_error());
-                }
-            }
-        }
-    }
-    if (err) return rk__fail(err, "attention %s (layer %zu): %s", r->lay->cfg.attn_name, l, r->err);
+    const size_t B = r->B, T = r->T, C = r->C, H = r->H, hs = r->hs;
+    *q = TVIEW(qkv, B, H, T, hs);
+    q->sb = T * 3 * C;
+    q->sn = 3 * C;
+    *k = *q;
+    k->data = qkv + C;
+    *v = *q;
+    v->data = qkv + 2 * C;
+}
+
+/* Attention of layer l: every (batch row, head) of the layer in one call of the library's
+ * batched entry (parallel inside, the same bits for any thread count). */
+static int S(attn_fwd)(lm_run *r, size_t l, REAL *qkv, REAL *atty, REAL *saved)
+{
+    TENSOR q, k, v, o = TVIEW(atty, r->B, r->H, r->T, r->hs);
+    S(qkv_views)(r, qkv, &q, &k, &v);
+    int rc = r->rc.training ? ATTN_FWD(r->plans[l], &q, &k, &v, &o, NULL, saved)
+                            : ATTN_EXEC(r->plans[l], &q, &k, &v, &o, NULL);
+    if (rc) return rk__fail(rc, "attention %s (layer %zu): %s", r->lay->cfg.attn_name, l,
+                            rk_last_error());
     return RK_OK;
 }
 
-/* Its backward: dq, dk, dv of a pair go to the thread's contiguous scratch (the library wants
- * gradients that overlap nothing), then into the pair's columns of dqkv (BT, 3C). */
-static int S(attn_bwd)(lm_run *r, size_t l, const REAL *qkv, const REAL *atty, const REAL *saved,
-                       const REAL *datty, REAL *dqkv)
+/* Its backward: dq, dk, dv go to three (B, T, C) planes of dthr (the library wants gradients
+ * that overlap nothing), then into the thirds of dqkv (BT, 3C). */
+static int S(attn_bwd)(lm_run *r, size_t l, REAL *qkv, REAL *atty, const REAL *saved,
+                       REAL *datty, REAL *dqkv)
 {
-    const size_t T = r->T, C = r->C, H = r->H, hs = r->hs, sl = r->saved_len, BH = r->B * r->H;
-    rk_attn **plans = r->plans + l * (size_t)r->nt;
-    int err = RK_OK;
-    #pragma omp parallel num_threads(r->nt)
-    {
-        const int tid = omp_get_thread_num();
-        rk_attn *p = plans[tid];
-        REAL *dq_s = RP(r->dthr) + (size_t)tid * 3 * T * hs, *dk_s = dq_s + T * hs,
-             *dv_s = dk_s + T * hs;
-        #pragma omp for schedule(static)
-        for (size_t bh = 0; bh < BH; bh++) {
-            const size_t b = bh / H, h = bh % H;
-            REAL *base = (REAL *)qkv + b * T * 3 * C + h * hs;
-            MAT q = VIEW(base, T, hs, 3 * C), k = VIEW(base + C, T, hs, 3 * C),
-                v = VIEW(base + 2 * C, T, hs, 3 * C),
-                o = VIEW((REAL *)atty + b * T * C + h * hs, T, hs, C),
-                dout = VIEW((REAL *)datty + b * T * C + h * hs, T, hs, C),
-                dq = VIEW(dq_s, T, hs, hs), dk = VIEW(dk_s, T, hs, hs), dv = VIEW(dv_s, T, hs, hs);
-            int rc = ATTN_BWD(p, &q, &k, &v, &o, saved + bh * sl, &dout, &dq, &dk, &dv,
-                              RK_ALL_KEYS);
-            if (rc) {
-                #pragma omp critical(lm_attn_err)
-                if (!err) {
-                    err = rc;
-                    snprintf(r->err, sizeof r->err, "%s", rk_last_error());
-                }
-                continue;
-            }
-            for (size_t t = 0; t < T; t++) {
-                REAL *row = dqkv + (b * T + t) * 3 * C + h * hs;
-                for (size_t j = 0; j < hs; j++) {
-                    row[j] = dq_s[t * hs + j];
-                    row[C + j] = dk_s[t * hs + j];
-                    row[2 * C + j] = dv_s[t * hs + j];
-                }
-            }
-        }
+    const size_t BT = r->BT, C = r->C;
+    REAL *pq = RP(r->dthr), *pk = pq + BT * C, *pv = pk + BT * C;
+    TENSOR q, k, v, o = TVIEW(atty, r->B, r->H, r->T, r->hs),
+           dout = TVIEW(datty, r->B, r->H, r->T, r->hs), dq = TVIEW(pq, r->B, r->H, r->T, r->hs),
+           dk = TVIEW(pk, r->B, r->H, r->T, r->hs), dv = TVIEW(pv, r->B, r->H, r->T, r->hs);
+    S(qkv_views)(r, qkv, &q, &k, &v);
+    int rc = ATTN_BWD(r->plans[l], &q, &k, &v, &o, saved, &dout, &dq, &dk, &dv, NULL);
+    if (rc) return rk__fail(rc, "attention %s backward (layer %zu): %s", r->lay->cfg.attn_name, l,
+                            rk_last_error());
+    #pragma omp parallel for schedule(static) num_threads(r->nt) if (BT * C > LM_PAR_MIN)
+    for (size_t i = 0; i < BT; i++) {
+        REAL *row = dqkv + i * 3 * C;
+        memcpy(row, pq + i * C, C * sizeof *row);
+        memcpy(row + C, pk + i * C, C * sizeof *row);
+        memcpy(row + 2 * C, pv + i * C, C * sizeof *row);
     }
-    if (err)
-        return rk__fail(err, "attention %s backward (layer %zu): %s", r->lay->cfg.attn_name, l,
-                        r->err);
     return RK_OK;
 }
 
@@ -144,7 +115,7 @@ int S(lm_forward)(lm_run *r, const REAL *params, const int32_t *tokens, const in
         REAL *ln1 = RP(r->ln1) + ls * BT * C, *m1 = RP(r->ln1_mean) + ls * BT,
              *s1 = RP(r->ln1_rstd) + ls * BT, *qkv = RP(r->qkv) + ls * BT * 3 * C,
              *atty = RP(r->atty) + ls * BT * C,
-             *saved = RP(r->saved) + ls * r->B * r->H * r->saved_len,
+             *saved = RP(r->saved) + ls * r->saved_len,
              *ln2 = RP(r->ln2) + ls * BT * C, *m2 = RP(r->ln2_mean) + ls * BT,
              *s2 = RP(r->ln2_rstd) + ls * BT, *fch = RP(r->fch) + ls * BT * F,
              *fcg = RP(r->fcg) + ls * BT * F;
@@ -161,7 +132,7 @@ int S(lm_forward)(lm_run *r, const REAL *params, const int32_t *tokens, const in
         S(lm_layernorm_fwd)(nt, BT, C, xm, P(LM_LN2W, l), P(LM_LN2B, l), ln2, m2, s2);
         t1 = lm__now(); tm[LM_T_NORM] += t1 - t0; t0 = t1;
         S(lm_linear_fwd)(nt, BT, C, F, ln2, P(LM_FCW, l), P(LM_FCB, l), fch, RP(r->wt));
-        S(lm_gelu_fwd)(nt, BT * F, fch, fcg);
+        S(lm_gelu_fwd)(nt, BT * F, fch, fcg, r->rc.training ? fch : NULL);  /* fch: gelu' */
         S(lm_linear_fwd)(nt, BT, F, C, fcg, P(LM_FCPROJW, l), P(LM_FCPROJB, l), xo, RP(r->wt));
         t1 = lm__now(); tm[LM_T_MLP] += t1 - t0; t0 = t1;
         S(add_into)(nt, BT * C, xo, xm);
@@ -220,7 +191,7 @@ int S(lm_backward)(lm_run *r, const REAL *params, REAL *grads)
         REAL *ln1 = RP(r->ln1) + l * BT * C, *m1 = RP(r->ln1_mean) + l * BT,
              *s1 = RP(r->ln1_rstd) + l * BT, *qkv = RP(r->qkv) + l * BT * 3 * C,
              *atty = RP(r->atty) + l * BT * C,
-             *saved = RP(r->saved) + l * r->B * r->H * r->saved_len,
+             *saved = RP(r->saved) + l * r->saved_len,
              *ln2 = RP(r->ln2) + l * BT * C, *m2 = RP(r->ln2_mean) + l * BT,
              *s2 = RP(r->ln2_rstd) + l * BT, *fch = RP(r->fch) + l * BT * F,
              *fcg = RP(r->fcg) + l * BT * F;

@@ -101,7 +101,7 @@ static double layer_loss(void *p)
         ny = c->N * c->C;
         break;
     case 2:
-        lm_gelu_fwd_d(1, c->N * c->C, c->x, c->y);
+        lm_gelu_fwd_d(1, c->N * c->C, c->x, c->y, NULL);
         ny = c->N * c->C;
         break;
     default:   /* embedding: x = wte (OC = V rows), b = pos (T = C rows... see test) */
@@ -190,29 +190,38 @@ static void test_gelu(void **state)
     const size_t N = 5, C = 8;
     layer_ctx c = { .N = N, .C = C, .kind = 2 };
     c.x = randv(r, N * C, 2.0);
+    c.x[0] = 30.0;      /* the tails: sigma saturates to 1 and 0 */
+    c.x[1] = -30.0;
     c.dy = randv(r, N * C, 1.0);
     c.y = randv(r, N * C, 1.0);
-    double *dx = randv(r, N * C, 1.0);
-    lm_gelu_bwd_d(1, N * C, c.x, c.dy, dx);
+    double *dx = randv(r, N * C, 1.0), *dydx = randv(r, N * C, 1.0);
+    lm_gelu_fwd_d(1, N * C, c.x, c.y, dydx);
+    lm_gelu_bwd_d(1, N * C, dydx, c.dy, dx);
     layer_loss(&c);
     double epsL = 16.0 * (double)(8 + N * C) * UD * c.S;
     double epsG = 16.0 * 8.0 * UD * max_abs(dx, N * C);
     fd_check("gelu", layer_loss, &c, c.x, dx, NULL, N * C, epsL, epsG);
-    /* in place (dx = dy) */
-    double *d2 = malloc(N * C * sizeof *d2);
-    memcpy(d2, c.dy, N * C * sizeof *d2);
-    lm_gelu_bwd_d(1, N * C, c.x, d2, d2);
-    assert_memory_equal(d2, dx, N * C * sizeof *dx);
-    /* the float path against the double one: a few float units per element */
-    float xf[40], gf[40], yf[40];
-    for (size_t i = 0; i < N * C; i++) { xf[i] = (float)c.x[i]; gf[i] = 1.0f; }
-    lm_gelu_fwd_f(1, N * C, xf, yf);
+    /* the tanh form of GPT-2, and the derivative kept in place of x */
+    double *xx = malloc(N * C * sizeof *xx), *y2 = malloc(N * C * sizeof *y2);
+    memcpy(xx, c.x, N * C * sizeof *xx);
+    lm_gelu_fwd_d(1, N * C, xx, y2, xx);
     for (size_t i = 0; i < N * C; i++) {
-        double yd = 0.5 * (double)xf[i] * (1.0 + tanh(0.7978845608028654 * ((double)xf[i] + 0.044715 * pow((double)xf[i], 3))));
-        assert_true(fabs((double)yf[i] - yd) <= 16 * UF * (1.0 + fabs(yd)));
+        double v = c.x[i], want = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        assert_true(fabs(y2[i] - want) <= 4 * UD * (1.0 + fabs(want)));
+        assert_true(xx[i] == dydx[i]);
     }
-    lm_gelu_bwd_f(1, N * C, xf, gf, gf);
-    free(c.x); free(c.dy); free(c.y); free(dx); free(d2);
+    assert_true(y2[0] == 30.0 && y2[1] == 0.0 && dydx[0] == 1.0 && fabs(dydx[1]) < 1e-300);
+    /* the float path against the double one: a few float units per element */
+    float xf[40], yf[40], gf[40];
+    for (size_t i = 0; i < N * C; i++) xf[i] = (float)c.x[i];
+    lm_gelu_fwd_f(1, N * C, xf, yf, gf);
+    for (size_t i = 0; i < N * C; i++) {
+        double xd = xf[i], yd, gd;
+        lm_gelu_fwd_d(1, 1, &xd, &yd, &gd);
+        assert_true(fabs((double)yf[i] - yd) <= 16 * UF * (1.0 + fabs(yd)));
+        assert_true(fabs((double)gf[i] - gd) <= 64 * UF * (1.0 + fabs(xd)));
+    }
+    free(c.x); free(c.dy); free(c.y); free(dx); free(dydx); free(xx); free(y2);
     gsl_rng_free(r);
 }
 
