@@ -37,6 +37,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_LENGTHS 8
@@ -77,6 +78,8 @@ static const cli_opt opts[] = {
       "on 2 cores)" },
     { "compare", "ARMS", "comma list of arms VARIANT[:PE] (see below)" },
     { "seeds", "S", "seeds per arm (default 3)" },
+    { "jobs", "J", "runs at a time, each in its own process with threads / J threads (default:\n"
+      "one per thread; results do not depend on it)" },
     { "dir", "DIR", "output directory of --compare" },
     { "lengths", "LIST", "evaluation lengths as multiples of T (default 1,2,4,8)" },
     { "scalings", "LIST", "RoPE scalings at evaluation: none,linear,ntk,yarn (default all)" },
@@ -120,7 +123,7 @@ typedef struct {
     int           resume, threads;
     /* compare */
     train_arm     arms[TRAIN_MAX_ARMS];
-    size_t        narms, nseeds, report_step;
+    size_t        narms, nseeds, report_step, jobs;
     unsigned long seeds[TRAIN_MAX_SEEDS];
     size_t        lengths[MAX_LENGTHS], nlengths;
     int           scalings[NSCALINGS];
@@ -207,8 +210,8 @@ static void parse_settings(cli_ctx *c, settings *s)
     if (!cmp && cli_get(c, "dir")) cli_die(c, "--dir is the output of --compare");
     if (cmp && (cli_get(c, "ckpt") || cli_get(c, "out")))
         cli_die(c, "--compare writes its tables and checkpoints into --dir (no --ckpt, --out)");
-    if (!cmp && (cli_get(c, "seeds") || cli_get(c, "report-step")))
-        cli_die(c, "--seeds and --report-step belong to --compare");
+    if (!cmp && (cli_get(c, "seeds") || cli_get(c, "report-step") || cli_get(c, "jobs")))
+        cli_die(c, "--seeds, --jobs and --report-step belong to --compare");
     if (!cmp && !s->eval && (cli_get(c, "lengths") || cli_get(c, "scalings")))
         cli_die(c, "--lengths and --scalings belong to --compare and --eval");
     if (!cmp && !s->eval && cli_flag(c, "resume") && !cli_get(c, "ckpt"))
@@ -294,6 +297,7 @@ static void parse_settings(cli_ctx *c, settings *s)
         }
         train_pair_arms(s->arms, s->narms);
         s->nseeds = get_size(c, "seeds", 3, 1, TRAIN_MAX_SEEDS);
+        s->jobs = get_size(c, "jobs", 0, 1, TRAIN_MAX_ARMS * TRAIN_MAX_SEEDS);
         for (size_t i = 0; i < s->nseeds; i++) s->seeds[i] = tc->seed + i;
         s->report_step = get_size(c, "report-step", tc->opt.steps, 1, tc->opt.steps);
         if (s->report_step % s->eval_every && s->report_step != tc->opt.steps)
@@ -625,6 +629,164 @@ static void mkdir_p(cli_ctx *c, const char *d)
     if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) cli_die(c, "--dir: %s is not a directory", d);
 }
 
+/* Names of run (ai, si): its key "arm\tseed", label, checkpoint path. */
+typedef struct {
+    char key[160], label[160], ckpt[1300], extra[80];
+} run_names;
+
+static void names_of(const settings *s, size_t ai, size_t si, run_names *n)
+{
+    const train_arm *a = &s->arms[ai];
+    snprintf(n->key, sizeof n->key, "%s\t%lu", a->label, s->seeds[si]);
+    snprintf(n->label, sizeof n->label, "[%s seed %lu] ", a->label, s->seeds[si]);
+    snprintf(n->extra, sizeof n->extra, "\t%s\t%s", a->variant, pe_names[a->pe]);
+    char fname[64];
+    snprintf(fname, sizeof fname, "%s", a->label);
+    for (char *p = fname; *p; p++)
+        if (*p == ':') *p = '_';
+    snprintf(n->ckpt, sizeof n->ckpt, "%s/ckpt/%s-s%lu.ckpt", s->dir, fname, s->seeds[si]);
+}
+
+/* Finished before: its last row, every extrapolation row and its timing row are in the
+ * tables. */
+static int run_done(const settings *s, const resources *res, size_t ai, size_t si)
+{
+    const train_arm *a = &s->arms[ai];
+    run_names n;
+    names_of(s, ai, si, &n);
+    char last[200];
+    snprintf(last, sizeof last, "%s\t%zu", n.key, s->tc.opt.steps);
+    int done = table_find(&res->runs, last) >= 0 && table_find(&res->timing, n.key) >= 0;
+    for (size_t li = 0; li < s->nlengths && done; li++)
+        for (size_t k = 0; k < s->nscalings && done; k++) {
+            if (a->pe == LM_PE_LEARNED && s->lengths[li] > 1) continue;
+            if (a->rope == RK_ROPE_NONE && s->scalings[k] != 0) continue;
+            char ek[256];
+            snprintf(ek, sizeof ek, "%s\t%s\t%zu", n.key, scaling_names[s->scalings[k]],
+                     s->lengths[li]);
+            done = table_find(&res->ext, ek) >= 0;
+        }
+    return done;
+}
+
+/* Train run (ai, si) from its checkpoint (with --resume) to the end, then its timing row and
+ * its extrapolation. Returns 0 or the signal that stopped it (checkpoint written). */
+static int run_one(cli_ctx *c, const settings *s, resources *res, size_t ai, size_t si,
+                   int threads, progress *pr, double base)
+{
+    const train_arm *a = &s->arms[ai];
+    run_names n;
+    names_of(s, ai, si, &n);
+    res->trainer = make_trainer(c, s, a, s->seeds[si], &res->data, threads);
+    lm_trainer *t = res->trainer;
+    struct stat st;
+    if (s->resume) remove_stale_temporaries(n.ckpt);
+    if (s->resume && stat(n.ckpt, &st) == 0 && lm_trainer_load(t, n.ckpt))
+        cli_die(c, "%s", rk_last_error());
+    progress_clear(pr);
+    printf("%s%zu parameters, %s at step %zu\n", n.label, t->lay.nparams,
+           t->step ? "resumed" : "starting", t->step);
+    fflush(stdout);
+    char key[200];
+    snprintf(key, sizeof key, "%s\t", n.key);
+    loop_io io = { &res->runs, key, n.extra, n.ckpt, n.label, 0.0, 0 };
+    int sig = train_loop(c, t, s, &io, pr, base);
+    if (sig) return sig;
+    if (io.steps_run && table_find(&res->timing, n.key) < 0) {
+        const double *tm = lm_trainer_timers(t);
+        double parts = 0.0;
+        char row[512];
+        size_t m = (size_t)snprintf(row, sizeof row, "%s\t%zu\t%.1f\t%.3f", n.key, io.steps_run,
+                                    (double)(io.steps_run * s->tc.batch * s->ctx) / io.step_s,
+                                    1e3 * io.step_s / (double)io.steps_run);
+        for (int k = 0; k < LM_T_COUNT; k++) {
+            parts += tm[k];
+            m += (size_t)snprintf(row + m, sizeof row - m, "\t%.4f", tm[k] / io.step_s);
+        }
+        snprintf(row + m, sizeof row - m, "\t%.4f", (io.step_s - parts) / io.step_s);
+        if (table_add(&res->timing, row)) cli_die(c, "%s", res->timing.err);
+        print_timing(stdout, t, s, &io);
+    }
+    extrapolate(c, t, s, &res->ext, NULL, key, n.label, a->rope != RK_ROPE_NONE, a->pe);
+    lm_trainer_destroy(t);
+    res->trainer = NULL;
+    fflush(stdout);
+    return 0;
+}
+
+static void open_tables(cli_ctx *c, const settings *s, resources *res, const char *config,
+                        const char *ext_config, int resume)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/runs.tsv", s->dir);
+    if (table_open(&res->runs, path, config, CMP_HEADER, 3, resume))
+        cli_die(c, "%s", res->runs.err);
+    snprintf(path, sizeof path, "%s/extrapolation.tsv", s->dir);
+    if (table_open(&res->ext, path, ext_config, EXT_HEADER, 4, resume))
+        cli_die(c, "%s", res->ext.err);
+    snprintf(path, sizeof path, "%s/timing.tsv", s->dir);
+    if (table_open(&res->timing, path, config, TIMING_HEADER, 2, resume))
+        cli_die(c, "%s", res->timing.err);
+}
+
+/* --jobs > 1: each pending run in a child process (fork) with its share of the threads; the
+ * children append their rows to the tables (one write(2) per line on an O_APPEND file), the
+ * parent waits, then reads the tables back. Same bits as one process: every run is a function
+ * of its configuration and seed. Returns 0, or the signal that stopped the runs. */
+static int run_children(cli_ctx *c, const settings *s, resources *res, const size_t *todo,
+                        size_t ntodo, size_t jobs, int threads, progress *pr)
+{
+    pid_t pid[TRAIN_MAX_ARMS * TRAIN_MAX_SEEDS];
+    size_t next = 0, running = 0, finished = 0;
+    int sig = 0, failed = -1, fail_code = 0;
+    for (size_t i = 0; i < ntodo; i++) pid[i] = 0;
+    const int per = threads / (int)jobs > 1 ? threads / (int)jobs : 1;
+    while (running || (next < ntodo && !sig && failed < 0)) {
+        while (running < jobs && next < ntodo && !sig && failed < 0 && !progress_stopped()) {
+            fflush(stdout);
+            fflush(stderr);
+            pid_t p = fork();
+            if (p < 0) cli_die(c, "cannot start a run: fork: %s", strerror(errno));
+            if (p == 0) {
+                pr->on = 0;   /* the parent draws the progress line */
+                machine_set_threads(per);
+                size_t ai = todo[next] % s->narms, si = todo[next] / s->narms;
+                int st = run_one(c, s, res, ai, si, per, pr, 0.0);
+                fflush(stdout);
+                _exit(st ? 128 + st : 0);
+            }
+            pid[next++] = p;
+            running++;
+        }
+        progress_update(pr, (double)finished * (double)s->tc.opt.steps, "%zu of %zu runs done, "
+                        "%zu running", finished, ntodo, running);
+        int status;
+        pid_t w = waitpid(-1, &status, 0);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            cli_die(c, "waiting for the runs: %s", strerror(errno));
+        }
+        size_t i = 0;
+        while (i < next && pid[i] != w) i++;
+        if (i == next) continue;
+        running--;
+        finished++;
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (code == 128 + SIGINT || code == 128 + SIGTERM) sig = code - 128;
+        else if (code && failed < 0) {
+            failed = (int)i;
+            fail_code = code;
+        }
+        if (progress_stopped() && !sig) sig = progress_stopped();
+    }
+    if (failed >= 0) {
+        run_names n;
+        names_of(s, todo[failed] % s->narms, todo[failed] / s->narms, &n);
+        cli_die(c, "the run %sfailed (exit %d; its message is above)", n.label, fail_code);
+    }
+    return sig;
+}
+
 static int run_compare(cli_ctx *c, settings *s, resources *res, int threads)
 {
     load_data(c, s, &res->data);
@@ -633,15 +795,8 @@ static int run_compare(cli_ctx *c, settings *s, resources *res, int threads)
         lm_trainer *t = make_trainer(c, s, &s->arms[i], s->seeds[0], &res->data, 1);
         lm_trainer_destroy(t);
     }
-    char config[4096], path[1200], ckdir[1100];
+    char config[4096], ckdir[1100];
     config_line(s, &res->data, config, sizeof config);
-    mkdir_p(c, s->dir);
-    snprintf(ckdir, sizeof ckdir, "%s/ckpt", s->dir);
-    mkdir_p(c, ckdir);
-    snprintf(path, sizeof path, "%s/runs.tsv", s->dir);
-    if (table_open(&res->runs, path, config, CMP_HEADER, 3, s->resume))
-        cli_die(c, "%s", res->runs.err);
-    if (machine_run_header(&res->runs, path, config)) cli_die(c, "%s", res->runs.err);
     char ext_config[4400];
     size_t n = (size_t)snprintf(ext_config, sizeof ext_config, "%s lengths=", config);
     for (size_t i = 0; i < s->nlengths; i++)
@@ -650,86 +805,43 @@ static int run_compare(cli_ctx *c, settings *s, resources *res, int threads)
     for (size_t i = 0; i < s->nscalings; i++)
         n += (size_t)snprintf(ext_config + n, sizeof ext_config - n, "%s%s",
                               i ? "," : " scalings=", scaling_names[s->scalings[i]]);
-    snprintf(path, sizeof path, "%s/extrapolation.tsv", s->dir);
-    if (table_open(&res->ext, path, ext_config, EXT_HEADER, 4, s->resume))
-        cli_die(c, "%s", res->ext.err);
-    snprintf(path, sizeof path, "%s/timing.tsv", s->dir);
-    if (table_open(&res->timing, path, config, TIMING_HEADER, 2, s->resume))
-        cli_die(c, "%s", res->timing.err);
+    mkdir_p(c, s->dir);
+    snprintf(ckdir, sizeof ckdir, "%s/ckpt", s->dir);
+    mkdir_p(c, ckdir);
+    open_tables(c, s, res, config, ext_config, s->resume);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/runs.tsv", s->dir);
+    if (machine_run_header(&res->runs, path, config)) cli_die(c, "%s", res->runs.err);
+
+    /* the runs to do, seed by seed (run index si * narms + ai) */
+    size_t todo[TRAIN_MAX_ARMS * TRAIN_MAX_SEEDS], ntodo = 0;
+    for (size_t si = 0; si < s->nseeds; si++)
+        for (size_t ai = 0; ai < s->narms; ai++)
+            if (!run_done(s, res, ai, si)) todo[ntodo++] = si * s->narms + ai;
+    size_t jobs = s->jobs ? s->jobs : (size_t)threads;
+    if (jobs > ntodo) jobs = ntodo ? ntodo : 1;
+    if (cli_exit_hook) jobs = 1;   /* in a test harness's process: no fork */
+    printf("# %zu of %zu runs to do, %zu at a time\n", ntodo, s->narms * s->nseeds, jobs);
+    fflush(stdout);
 
     progress_catch_signals();
     cli_defer(c, restore_signals, NULL);
     const double per_run = (double)s->tc.opt.steps;
     progress pr;
-    progress_start(&pr, per_run * (double)(s->narms * s->nseeds), 0.0);
+    progress_start(&pr, per_run * (double)ntodo, 0.0);
     int sig = 0;
-    for (size_t si = 0; si < s->nseeds && !sig; si++)
-        for (size_t ai = 0; ai < s->narms && !sig; ai++) {
-            const train_arm *a = &s->arms[ai];
-            const unsigned long seed = s->seeds[si];
-            char key[160], label[160], ckpt[1300], extra[80];
-            snprintf(key, sizeof key, "%s\t%lu\t", a->label, seed);
-            snprintf(label, sizeof label, "[%s seed %lu] ", a->label, seed);
-            snprintf(extra, sizeof extra, "\t%s\t%s", a->variant, pe_names[a->pe]);
-            char fname[64];
-            snprintf(fname, sizeof fname, "%s", a->label);
-            for (char *p = fname; *p; p++)
-                if (*p == ':') *p = '_';
-            snprintf(ckpt, sizeof ckpt, "%s/%s-s%lu.ckpt", ckdir, fname, seed);
-            /* finished before: the last row, every extrapolation row and the timing row */
-            char last[200];
-            snprintf(last, sizeof last, "%s%zu", key, s->tc.opt.steps);
-            snprintf(key, sizeof key, "%s\t%lu", a->label, seed);
-            int done = table_find(&res->runs, last) >= 0 && table_find(&res->timing, key) >= 0;
-            for (size_t li = 0; li < s->nlengths && done; li++)
-                for (size_t k = 0; k < s->nscalings && done; k++) {
-                    if (a->pe == LM_PE_LEARNED && s->lengths[li] > 1) continue;
-                    if (a->rope == RK_ROPE_NONE && s->scalings[k] != 0) continue;
-                    char ek[256];
-                    snprintf(ek, sizeof ek, "%s\t%lu\t%s\t%zu", a->label, seed,
-                             scaling_names[s->scalings[k]], s->lengths[li]);
-                    done = table_find(&res->ext, ek) >= 0;
-                }
-            const double base = per_run * (double)(si * s->narms + ai);
-            if (done) {
-                progress_update(&pr, base + per_run, "%s done", label);
-                continue;
-            }
-            res->trainer = make_trainer(c, s, a, seed, &res->data, threads);
-            lm_trainer *t = res->trainer;
-            struct stat st;
-            if (s->resume) remove_stale_temporaries(ckpt);
-            if (s->resume && stat(ckpt, &st) == 0 && lm_trainer_load(t, ckpt))
-                cli_die(c, "%s", rk_last_error());
-            progress_clear(&pr);
-            printf("%s%s: %zu parameters, %s at step %zu\n", label, a->label, t->lay.nparams,
-                   t->step ? "resumed" : "starting", t->step);
-            snprintf(key, sizeof key, "%s\t%lu\t", a->label, seed);
-            loop_io io = { &res->runs, key, extra, ckpt, label, 0.0, 0 };
-            sig = train_loop(c, t, s, &io, &pr, base);
-            if (sig) break;
-            snprintf(key, sizeof key, "%s\t%lu", a->label, seed);
-            if (io.steps_run && table_find(&res->timing, key) < 0) {
-                const double *tm = lm_trainer_timers(t);
-                double parts = 0.0;
-                char row[512];
-                size_t m = (size_t)snprintf(row, sizeof row, "%s\t%zu\t%.1f\t%.3f", key,
-                                            io.steps_run,
-                                            (double)(io.steps_run * s->tc.batch * s->ctx) /
-                                            io.step_s, 1e3 * io.step_s / (double)io.steps_run);
-                for (int k = 0; k < LM_T_COUNT; k++) {
-                    parts += tm[k];
-                    m += (size_t)snprintf(row + m, sizeof row - m, "\t%.4f", tm[k] / io.step_s);
-                }
-                snprintf(row + m, sizeof row - m, "\t%.4f", (io.step_s - parts) / io.step_s);
-                if (table_add(&res->timing, row)) cli_die(c, "%s", res->timing.err);
-                print_timing(stdout, t, s, &io);
-            }
-            snprintf(key, sizeof key, "%s\t%lu\t", a->label, seed);
-            extrapolate(c, t, s, &res->ext, NULL, key, label, a->rope != RK_ROPE_NONE, a->pe);
-            lm_trainer_destroy(t);
-            res->trainer = NULL;
-        }
+    if (jobs == 1) {
+        for (size_t k = 0; k < ntodo && !sig; k++)
+            sig = run_one(c, s, res, todo[k] % s->narms, todo[k] / s->narms, threads, &pr,
+                          per_run * (double)k);
+    } else {
+        sig = run_children(c, s, res, todo, ntodo, jobs, threads, &pr);
+        /* the children's rows */
+        table_close(&res->runs);
+        table_close(&res->ext);
+        table_close(&res->timing);
+        open_tables(c, s, res, config, ext_config, 1);
+    }
     progress_end(&pr);
     if (sig) {
         fprintf(stderr, "ropekit train: interrupted (%s); finished rows and checkpoints are in %s "

@@ -438,6 +438,7 @@ static void test_cli_errors(void **state)
     bad(ARGS("train", "--eval", "missing.ckpt"), "missing.ckpt");
     bad(ARGS("train", "--eval", "text.txt"), "not a ropekit checkpoint");
     bad(ARGS("train", "--lengths", "1,2"), "--lengths and --scalings belong");
+    bad(ARGS("train", "--jobs", "2"), "belong to --compare");
     bad(ARGS("train", "--pe", "absolute"), "unknown position encoding 'absolute'");
     bad(ARGS("train", "--compare", "softmax,softmax-rope", "--dir", "cmp", "--steps", "10",
              "--eval-every", "3", "--report-step", "4"), "not an evaluated step");
@@ -560,6 +561,18 @@ static void test_compare(void **state)
     ev[len] = '\0';
     assert_non_null(strstr(ev, "softmax-rope\t1\tlinear\t4\t64\t"));
     free(ev);
+    /* a run that fails in its own process (--jobs 2): the parent names it and exits 2 */
+    assert_int_equal(mkdir(P("cmpf"), 0700), 0);
+    assert_int_equal(mkdir(P("cmpf/ckpt"), 0700), 0);
+    write_file(P("cmpf/ckpt/softmax-s1.ckpt"), "not a checkpoint", 16);
+    run_cli(ARGS("train", "--compare", "softmax,softmax-rope", "--seeds", "1", "--dir", "cmpf",
+                 "--data", "text.txt", "--ctx", "16", "--d-model", "16", "--heads", "2",
+                 "--layers", "1", "--batch", "4", "--steps", "20", "--eval-every", "10",
+                 "--val-tokens", "128", "--lengths", "1", "--jobs", "2", "--resume"), dir, 120,
+            &r);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "not a ropekit checkpoint"));
+    assert_non_null(strstr(r.err, "the run [softmax seed 1] failed"));
     /* --eval with other data is refused */
     bad(ARGS("train", "--eval", "cmp/ckpt/softmax-rope-s1.ckpt"), "other data");
     unlink(P("eval.tsv"));
