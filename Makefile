@@ -126,6 +126,10 @@ test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	  cat $(BUILD)/log/$$(basename $$t).log; \
 	  [ $$rc -eq 0 ] || { echo "!! $$t exited $$rc"; fail=1; }; \
 	done; \
+	if [ -z "$(SAN)" ]; then \
+	  echo "== tests/install_check.sh"; \
+	  MAKE="$(MAKE)" sh tests/install_check.sh $(BUILD) || { echo "!! install check failed"; fail=1; }; \
+	fi; \
 	cat $(BUILD)/log/*.log | awk '/^\[  PASSED  \]/ {p += $$4} /^\[  FAILED  \] [0-9]+ test/ {f += $$4} \
 	  END {printf "tests: %d passed, %d failed\n", p, f}'; \
 	exit $$fail

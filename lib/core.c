@@ -110,6 +110,8 @@ static int mat_alloc(void **data, size_t rows, size_t cols, size_t elt)
 
 int rk_mat_alloc(rk_mat *m, size_t rows, size_t cols)
 {
+    rk__clear_error();
+    if (!m) RK_FAIL(RK_EINVAL, "rk_mat_alloc: m is NULL");
     void *p = NULL;
     *m = (rk_mat){ 0 };
     int rc = mat_alloc(&p, rows, cols, sizeof(float));
@@ -120,6 +122,8 @@ int rk_mat_alloc(rk_mat *m, size_t rows, size_t cols)
 
 int rk_matd_alloc(rk_matd *m, size_t rows, size_t cols)
 {
+    rk__clear_error();
+    if (!m) RK_FAIL(RK_EINVAL, "rk_matd_alloc: m is NULL");
     void *p = NULL;
     *m = (rk_matd){ 0 };
     int rc = mat_alloc(&p, rows, cols, sizeof(double));

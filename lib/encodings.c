@@ -103,6 +103,7 @@ int rk_t5_bucket(int64_t t, int bidirectional, size_t num_buckets, size_t max_di
                  size_t *bucket)
 {
     rk__clear_error();
+    if (!bucket) RK_FAIL(RK_EINVAL, "t5: bucket is NULL");
     t5_params p;
     int rc = t5_setup(bidirectional, num_buckets, max_distance, &p);
     if (rc) return rc;
@@ -114,6 +115,7 @@ int rk_bias_t5(double *bias, size_t n_q, size_t n_kv, const double *table, int b
                size_t num_buckets, size_t max_distance)
 {
     rk__clear_error();
+    if (!bias) RK_FAIL(RK_EINVAL, "t5: bias is NULL");
     t5_params p;
     int rc = t5_setup(bidirectional, num_buckets, max_distance, &p);
     if (rc) return rc;
@@ -157,6 +159,7 @@ int rk_bias_t5(double *bias, size_t n_q, size_t n_kv, const double *table, int b
 int rk_alibi_slopes(double *slopes, size_t n_heads)
 {
     rk__clear_error();
+    if (!slopes) RK_FAIL(RK_EINVAL, "alibi: slopes is NULL");
     if (n_heads == 0) RK_FAIL(RK_EINVAL, "alibi: n_heads must be > 0");
     size_t p = 1;
     while (p * 2 <= n_heads) p *= 2;                 /* largest power of two <= n_heads */
@@ -171,6 +174,7 @@ int rk_alibi_slopes(double *slopes, size_t n_heads)
 int rk_bias_alibi(double *bias, size_t n_q, size_t n_kv, double slope)
 {
     rk__clear_error();
+    if (!bias) RK_FAIL(RK_EINVAL, "alibi: bias is NULL");
     if (!isfinite(slope) || slope < 0.0)
         RK_FAIL(RK_EINVAL, "alibi: slope = %g must be finite and >= 0", slope);
     size_t len = rk_bias_len(n_q, n_kv);
@@ -204,6 +208,7 @@ static double sin_pe(double pos, size_t c, size_t d, double base)
 int rk_sinusoidal_add(rk_mat *x, int64_t pos0, double base)
 {
     rk__clear_error();
+    if (!x) RK_FAIL(RK_EINVAL, "sinusoidal: x is NULL");
     int rc = sin_base(&base);
     if (!rc) rc = rk__check_view("x", x->data, x->rows, x->cols, x->ld, x->rows, x->cols);
     if (rc) return rc;
@@ -219,6 +224,7 @@ int rk_sinusoidal_add(rk_mat *x, int64_t pos0, double base)
 int rk_sinusoidal_add_d(rk_matd *x, int64_t pos0, double base)
 {
     rk__clear_error();
+    if (!x) RK_FAIL(RK_EINVAL, "sinusoidal: x is NULL");
     int rc = sin_base(&base);
     if (!rc) rc = rk__check_view("x", x->data, x->rows, x->cols, x->ld, x->rows, x->cols);
     if (rc) return rc;
@@ -237,6 +243,7 @@ int rk_sinusoidal_add_d(rk_matd *x, int64_t pos0, double base)
 int rk_xpos_zeta(double *zeta, size_t r, double gamma)
 {
     rk__clear_error();
+    if (!zeta) RK_FAIL(RK_EINVAL, "xpos: zeta is NULL");
     if (gamma == 0.0) gamma = 0.4;
     if (r == 0 || r % 2) RK_FAIL(RK_EDIM, "xpos: the rotated width r = %zu must be even and > 0", r);
     if (!isfinite(gamma) || gamma < 0.0)

@@ -176,9 +176,10 @@ void rk__featmap_free(rk__featmap *fm)
     rk__free(fm->wsd);
     rk__free(fm->wsT);
     rk__free(fm->wsdT);
+    rk__free(fm->wsf);
     rk__free(fm->xs);
     rk__free(fm->us);
-    fm->w = fm->wsT = NULL;
+    fm->w = fm->wsT = fm->wsf = NULL;
     fm->wsd = fm->wsdT = fm->xs = fm->us = NULL;
 }
 
@@ -452,3 +453,62 @@ void rk__featmap_plain_d(const rk__featmap *f, const double *x, double *u, doubl
     rk__featmap_row_d(f, u, h, 0.0, phi);
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Backward (featmap.h: the constant c held fixed)                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+int rk__featmap_init_grad(rk__featmap *fm, size_t *bytes, const char *who)
+{
+    size_t m = fm->m, d = fm->d;
+    int rc = RK_OK;
+    if (!m) return RK_OK;
+    if (!(fm->wsf = rk__take(bytes, m, d, sizeof(float), who, "projection (backward)", &rc)))
+        return rc;
+    for (size_t i = 0; i < m * d; i++) fm->wsf[i] = (float)fm->wsd[i];
+    return RK_OK;
+}
+
+/* One body for both precisions: REAL t, double sums. */
+#define FEATMAP_BWD_ROW(NAME, REAL)                                                           \
+    double NAME(const rk__featmap *f, const REAL *x, const REAL *phi, const REAL *dphi,     \
+                REAL *t)                                                                      \
+    {                                                                                         \
+        size_t m = f->m;                                                                      \
+        if (!f->favor) {                                                                      \
+            if (f->map == RK_MAP_ELU)                                                         \
+                for (size_t c = 0; c < f->F; c++)                                             \
+                    t[c] = x[c] > 0 ? dphi[c] : dphi[c] * phi[c];                             \
+            else                                                                              \
+                for (size_t c = 0; c < f->F; c++) t[c] = x[c] > 0 ? dphi[c] : (REAL)0;        \
+            return 0.0;                                                                       \
+        }                                                                                     \
+        double s = 0.0;                                                                       \
+        switch (f->kernel) {                                                                  \
+        case RK_KERNEL_POSITIVE:                                                              \
+            for (size_t r = 0; r < m; r++) {                                                  \
+                double a = (double)dphi[r] * (double)phi[r];                                  \
+                t[r] = (REAL)a;                                                               \
+                s += a;                                                                       \
+            }                                                                                 \
+            return -f->scale * s;                                                             \
+        case RK_KERNEL_HYPERBOLIC:                                                            \
+            for (size_t r = 0; r < m; r++) {                                                  \
+                double a = (double)dphi[r] * (double)phi[r];                                  \
+                double b = (double)dphi[m + r] * (double)phi[m + r];                          \
+                t[r] = (REAL)(a - b);                                                         \
+                s += a + b;                                                                   \
+            }                                                                                 \
+            return -f->scale * s;                                                             \
+        case RK_KERNEL_TRIG:                                                                  \
+            for (size_t r = 0; r < m; r++) {                                                  \
+                double sn = (double)phi[r], cs = (double)phi[m + r];                          \
+                t[r] = (REAL)((double)dphi[r] * cs - (double)dphi[m + r] * sn);               \
+                s += (double)dphi[r] * sn + (double)dphi[m + r] * cs;                         \
+            }                                                                                 \
+            return f->scale * s;                                                              \
+        }                                                                                     \
+        return 0.0;                                                                           \
+    }
+FEATMAP_BWD_ROW(rk__featmap_bwd_row_f, float)
+FEATMAP_BWD_ROW(rk__featmap_bwd_row_d, double)

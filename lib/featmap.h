@@ -42,6 +42,7 @@ typedef struct rk__featmap {
     float    *w;             /* (m, d) projection as drawn or imported                      */
     double   *wsd;           /* (m, d) (double)w * sq, for row-wise use                     */
     float    *wsT;           /* (d, m) w^T * sq, float operand of products (NULL unless asked) */
+    float    *wsf;           /* (m, d) w * sq in float, for the backward (rk__featmap_init_grad) */
     double   *wsdT;          /* (d, m) the same in double (NULL unless asked)               */
     double   *xs, *us;       /* one row of scratch: (d), (max(m, d)), for single-row use    */
 } rk__featmap;
@@ -71,5 +72,25 @@ void rk__featmap_row_d(const rk__featmap *f, const double *u, double h, double c
 double rk__featmap_project_d(const rk__featmap *f, const double *x, double *u, double *h);
 /* Unstabilised features of one double row x (d values), using u (max(m, d)) as scratch. */
 void rk__featmap_plain_d(const rk__featmap *f, const double *x, double *u, double *phi);
+
+/* Backward of the map. The stabiliser constant c is held fixed: where the constants cancel
+ * (they do in attention's ratio) that is the exact gradient. For one row with input x (d
+ * values, the row the map saw), features phi = phi_c(x) (F) and dphi = dL/dphi (F):
+ *   FAVOR+: writes t (m values) and returns s with  dL/dx = W'^T t + s x,  W' = sqrt(scale) W:
+ *     positive    t_r = dphi_r phi_r                                s = -scale sum dphi .* phi
+ *     hyperbolic  t_r = dphi_r phi_r - dphi_{m+r} phi_{m+r}          s = -scale sum dphi .* phi
+ *     trig        t_r = dphi_r phi_{m+r} - dphi_{m+r} phi_r          s = +scale sum dphi .* phi
+ *   (d phi_r / dx = phi_r (W'_r - scale x) for exp(u_r - h - c); the minus branch has -W'_r;
+ *    trig: d/dx [sin u_r exp(h - c)] = phi_{m+r} W'_r + phi_r scale x, cos likewise);
+ *   elu+1, relu: writes dL/dx itself into t (d values: dphi (x > 0 ? 1 : phi), dphi [x > 0])
+ *     and returns 0.
+ * The sum in s is taken in double; float t holds float products. */
+double rk__featmap_bwd_row_f(const rk__featmap *f, const float *x, const float *phi,
+                             const float *dphi, float *t);
+double rk__featmap_bwd_row_d(const rk__featmap *f, const double *x, const double *phi,
+                             const double *dphi, double *t);
+/* The float (m, d) operand W' of dL/dx = T W' (wsf) for a map built with transposed != 0;
+ * nothing for elu+1 / relu. Counts the bytes into *bytes. */
+int rk__featmap_init_grad(rk__featmap *fm, size_t *bytes, const char *who);
 
 #endif

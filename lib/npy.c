@@ -117,6 +117,7 @@ int rk_array_alloc(rk_array *a, rk_dtype dt, int ndim, const size_t *shape)
     rk__clear_error();
     if (!a) RK_FAIL(RK_EINVAL, "rk_array_alloc: a is NULL");
     *a = (rk_array){ 0 };
+    if (!shape && ndim > 0) RK_FAIL(RK_EINVAL, "rk_array_alloc: shape is NULL");
     if (!dtype_ok(dt))
         RK_FAIL(RK_EINVAL, "rk_array_alloc: dtype %d is neither RK_F32 nor RK_F64", (int)dt);
     if (ndim < 0 || ndim > RK_NPY_MAXDIM)

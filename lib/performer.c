@@ -36,7 +36,9 @@
  *
  * Layers: the feature map is lib/featmap.c, the products lib/gemm.c; this file plans (resolve,
  * create) and describes the two kinds; lib/performer_exec.c holds the execute, written once
- * for both precisions (performer_exec.h).
+ * for both precisions (performer_exec.h); lib/performer_bwd.c the backward (performer_bwd.h),
+ * whose scratch this file also allocates: O(256 (d + F + dv) + F dv + 64^2) more and four
+ * numbers per query and key row (O(n_q + n_kv)), nothing n x F.
  */
 #include "performer.h"
 
@@ -89,6 +91,9 @@ static void perf_destroy(void *impl)
         f->S, f->z, f->kh, f->qh, f->kc, f->qc, f->kfac, f->ci, f->deni, f->vis,
         f->sf.x, f->sf.u, f->sf.qf, f->sf.kf, f->sf.kt, f->sf.kfr, f->sf.ztr, f->sf.a, f->sf.an, f->sf.ns, f->sf.ni, f->sf.st, f->sf.tmp,
         f->sd.x, f->sd.u, f->sd.qf, f->sd.kf, f->sd.kt, f->sd.kfr, f->sd.ztr, f->sd.a, f->sd.an, f->sd.ns, f->sd.ni, f->sd.st, f->sd.tmp,
+        f->U, f->W, f->pk, f->dq_den, f->dq_c, f->dq_e, f->sx, f->kfirst,
+        f->bd.xk, f->bd.qa, f->bd.kb, f->bd.g1, f->bd.g2, f->bd.g3, f->bd.gh, f->bd.vm, f->bd.vt,
+        f->bd.c1, f->bd.c2, f->bd.c3, f->bd.stT,
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) rk__free(bufs[i]);
     rk__free(f);
@@ -159,6 +164,28 @@ static int perf_create(rk_attn *p)
     TAKE_SCRATCH(f->sf, sizeof(float));
     TAKE_SCRATCH(f->sd, sizeof(double));
 #undef TAKE_SCRATCH
+    /* the backward's (performer_bwd.c): per-row numbers, its state, its scratch (one double
+     * buffer each, also the float path's) */
+    if ((rc = rk__featmap_init_grad(&f->fm, &p->bytes, p->ops->name))) return rc;
+    TAKE(f->U, F * dv, sizeof(double));
+    TAKE(f->W, F, sizeof(double));
+    TAKE(f->pk, c->n_kv, sizeof(double));
+    TAKE(f->dq_den, c->n_q, sizeof(double));
+    TAKE(f->dq_c, c->n_q, sizeof(double));
+    TAKE(f->dq_e, c->n_q, sizeof(double));
+    TAKE(f->sx, R, sizeof(double));
+    TAKE(f->kfirst, T, sizeof(size_t));
+    const int rot = c->rope == RK_ROPE_FEATURES;
+#define TAKE_B(name, n) \
+    do { TAKE(f->bd.name, (n), sizeof(double)); f->bf.name = (float *)(void *)f->bd.name; } while (0)
+    TAKE_B(xk, R * d);
+    TAKE_B(qa, rot ? R * F : 1);
+    TAKE_B(kb, rot ? R * F : 1);
+    TAKE_B(g1, R * F);  TAKE_B(g2, R * F);  TAKE_B(g3, R * F);
+    TAKE_B(gh, R * dv); TAKE_B(vm, R * dv); TAKE_B(vt, dv * T);
+    TAKE_B(c1, T * T);  TAKE_B(c2, T * T);  TAKE_B(c3, rot ? T * T : 1);
+    TAKE_B(stT, dv * F);
+#undef TAKE_B
     return make_rope(p, f);
 }
 
@@ -178,6 +205,7 @@ const rk__attn_kind rk__performer_kind = {
     .fields = PERF_FIELDS | RK_FIELD_SCALE | RK_FIELD_KERNEL | RK_FIELD_PROJ,
     .resolve = perf_resolve, .create = perf_create, .destroy = perf_destroy,
     .exec_f = rk__perf_exec_f, .exec_d = rk__perf_exec_d, .featmap = perf_featmap,
+    .bwd_f = rk__perf_bwd_f, .bwd_d = rk__perf_bwd_d,
 };
 
 const rk__attn_kind rk__linear_kind = {
@@ -185,4 +213,5 @@ const rk__attn_kind rk__linear_kind = {
     .fields = PERF_FIELDS | RK_FIELD_MAP,
     .resolve = perf_resolve, .create = perf_create, .destroy = perf_destroy,
     .exec_f = rk__perf_exec_f, .exec_d = rk__perf_exec_d, .featmap = perf_featmap,
+    .bwd_f = rk__perf_bwd_f, .bwd_d = rk__perf_bwd_d,
 };

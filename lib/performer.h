@@ -33,6 +33,27 @@
 typedef RK__PERF_SCRATCH(float)  rk__perf_scratch_f;
 typedef RK__PERF_SCRATCH(double) rk__perf_scratch_d;
 
+/* Scratch of the backward (lib/performer_bwd.c) beyond the forward's buffers above, which it
+ * reuses (x, u, qf, kf, kt, a, an, ni, st, tmp, kfr, ztr; a plan runs one call at a time).
+ * Each buffer is one allocation sized for double that the float path views as float. */
+#define RK__PERF_BWD_SCRATCH(REAL) struct {                                                  \
+        REAL *xk;    /* (R, d)   key rows as the map saw them (rope = qk: rotated)          */ \
+        REAL *qa;    /* (R, F)   query features rotated (eq. 19)                            */ \
+        REAL *kb;    /* (R, F)   key features rotated (eq. 19)                              */ \
+        REAL *g1;    /* (R, F)   gradients w.r.t. features and their partial sums           */ \
+        REAL *g2;    /* (R, F)                                                              */ \
+        REAL *g3;    /* (R, F)                                                              */ \
+        REAL *gh;    /* (R, dv)  dout_i / D_i of the chunk's queries                         */ \
+        REAL *vm;    /* (R, dv)  the state's share of dv                                     */ \
+        REAL *vt;    /* (dv, T)  the masked keys' values, transposed                         */ \
+        REAL *c1;    /* (T, T)   masked coefficients of the intra-chunk products            */ \
+        REAL *c2;    /* (T, T)                                                              */ \
+        REAL *c3;    /* (T, T)                                                              */ \
+        REAL *stT;   /* (dv, F)  the state (S or U) transposed, in this precision            */ \
+    }
+typedef RK__PERF_BWD_SCRATCH(float)  rk__perf_bscratch_f;
+typedef RK__PERF_BWD_SCRATCH(double) rk__perf_bscratch_d;
+
 typedef struct rk__perf {
     rk__featmap fm;          /* the feature map and its projection                          */
     size_t    dv;
@@ -50,6 +71,18 @@ typedef struct rk__perf {
     size_t   *vis;           /* (R)     keys visible to each query of the chunk               */
     rk__perf_scratch_f sf;
     rk__perf_scratch_d sd;
+    /* Backward (lib/performer_bwd.c), double in both precisions. O(n) per-row numbers and
+     * the O(F dv) reverse state; nothing n x F. */
+    double   *U;             /* (F, dv) sum_i exp(Rc - C_i) a_i (g_i / D_i)^T, queries so far  */
+    double   *W;             /* (F)     sum_i exp(Rc - C_i) e_i phi(q_i)                       */
+    double   *pk;            /* (n_kv)  key j's stabiliser constant P_j (prefix max)           */
+    double   *dq_den;        /* (n_q)   D_i at C_i (0: the row has no gradient)                 */
+    double   *dq_c;          /* (n_q)   C_i, the key constant query i uses                      */
+    double   *dq_e;          /* (n_q)   e_i = -(g_i . out_i) / D_i                              */
+    double   *sx;            /* (R)     the map backward's coefficient of x, per row            */
+    size_t   *kfirst;        /* (T)     first row of a chunk that sees each masked key          */
+    rk__perf_bscratch_f bf;  /* the same memory as bd, viewed as float                         */
+    rk__perf_bscratch_d bd;
 } rk__perf;
 
 /* lib/performer_exec.c: the batch execute of both kinds. */
@@ -57,6 +90,13 @@ int rk__perf_exec_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *
                     size_t kv_len);
 int rk__perf_exec_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
                     rk_matd *out, size_t kv_len);
+/* lib/performer_bwd.c: the backward of both kinds (saves nothing; see there). */
+int rk__perf_bwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                   const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,
+                   rk_mat *dk, rk_mat *dv, size_t kv_len);
+int rk__perf_bwd_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                   const rk_matd *out, const double *saved, const rk_matd *dout, rk_matd *dq,
+                   rk_matd *dk, rk_matd *dv, size_t kv_len);
 /* Test hook: plans created while on use the portable product kernels (same bits). */
 void rk__perf_force_portable(int on);
 

@@ -38,6 +38,7 @@
 #include "softmax.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <omp.h>
 #include <string.h>
 
@@ -86,6 +87,17 @@ static tile_scratch slab_f_at(const sm_plan *s, size_t d, int t)
     return ts;
 }
 
+/* Per-thread double scratch: w (n_kv), acc (d_v), one query and one key row (d each). */
+static void slab_d_at(const rk_attn_config *c, const sm_plan *s, int t, double **w, double **acc,
+                      double **qb, double **kb)
+{
+    unsigned char *b = s->slab_d + (size_t)t * s->slab_d_bytes;
+    *w = (double *)b;    b += round_up(c->n_kv * sizeof(double), 64);
+    *acc = (double *)b;  b += round_up(c->d_v * sizeof(double), 64);
+    *qb = (double *)b;   b += round_up(c->d * sizeof(double), 64);
+    *kb = (double *)b;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Create / destroy                                                                     */
 /* ------------------------------------------------------------------------------------ */
@@ -96,6 +108,7 @@ static void sm_destroy(void *impl)
     if (!s) return;
     rk_rope_destroy(s->rope);
     rk__free(s->kt);
+    rk__free(s->kvmax);
     rk__free(s->pm);
     rk__free(s->po);
     rk__free(s->pl);
@@ -240,7 +253,8 @@ static int sm_create(rk_attn *p)
     size_t nth = (size_t)c->nthreads, part[8];
     s->nks = c->batch * c->kv_heads;
     s->slab_f_bytes = slab_f_layout(c->d, s->dvp, part);
-    s->slab_d_bytes = round_up(c->n_kv * sizeof(double), 64) + round_up(c->d_v * sizeof(double), 64);
+    s->slab_d_bytes = round_up(c->n_kv * sizeof(double), 64) + round_up(c->d_v * sizeof(double), 64) +
+                      2 * round_up(c->d * sizeof(double), 64);
     /* decoding shapes: one query tile against at least two chunks of keys (d_v <= 1024, the
      * merge's row buffer) */
     if (s->ntiles == 1 && c->n_kv >= 2 * RK_SM_KVCHUNK && c->d_v <= RK_SM_NR * 64) {
@@ -252,7 +266,8 @@ static int sm_create(rk_attn *p)
             !(s->po = TAKE(p, &rc, nsl, s->dvp, sizeof(float), "decoding partials")))
             return rc;
     }
-    if (!(s->kt = TAKE(p, &rc, s->nks * s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
+    if (!(s->kvmax = TAKE(p, &rc, s->nks * s->npan, 2, sizeof(float), "magnitudes")) ||
+        !(s->kt = TAKE(p, &rc, s->nks * s->npan * RK_SM_NR, c->d, sizeof(float), "keys")) ||
         !(s->vp = TAKE(p, &rc, s->nks * c->n_kv, s->dvp, sizeof(float), "values")) ||
         !(s->slab_f = TAKE(p, &rc, nth, s->slab_f_bytes, 1, "float scratch")) ||
         !(s->slab_d = TAKE(p, &rc, nth, s->slab_d_bytes, 1, "double scratch")))
@@ -312,34 +327,207 @@ XPOS_ROWS(rk__sm_xpos_rows_d, double)
 #undef XPOS_ROWS
 
 /* ------------------------------------------------------------------------------------ */
+/* One row in double, safe from overflow (the float64 path, and the float32 path's guard)  */
+/* ------------------------------------------------------------------------------------ */
+
+/* Where one row's operands come from (the float64 path and the float32 path's fallback):
+ * float or double rows, already final (rotated, xPos-scaled) or rotated here. */
+typedef struct {
+    const float  *qf, *kf, *vf;     /* float rows, or NULL */
+    const double *qd, *kd, *vd;     /* double rows, or NULL */
+    size_t        ldq, ldk, ldv;
+    int           rotate;           /* 1: RoPE (and xPos) applied here, row by row */
+} row_src;
+
+/* Query row i or key row j as doubles (final: rotated and scaled as the plan does). */
+static const double *src_row(const rk_attn_config *c, const sm_plan *s, const row_src *r,
+                             int key, size_t t, double *buf)
+{
+    const size_t d = c->d;
+    const double *rd = key ? r->kd : r->qd;
+    const float *rf = key ? r->kf : r->qf;
+    const size_t ld = key ? r->ldk : r->ldq;
+    if (rd && !r->rotate) return rd + t * ld;
+    for (size_t ch = 0; ch < d; ch++) buf[ch] = rd ? rd[t * ld + ch] : (double)rf[t * ld + ch];
+    if (r->rotate && s->rope) {
+        int64_t pos = key ? rk__attn_kpos(c, t) : rk__attn_qpos(c, t);
+        rk_matd row = rk_matd_view(buf, 1, d, d);
+        if (rk_rope_apply_d(s->rope, &row, &row, pos, NULL, 0) == RK_OK && s->lnz)
+            rk__sm_xpos_rows_d(s, buf, 1, d, pos, key ? -1.0 : 1.0);
+    }
+    return buf;
+}
+
+static double src_v(const row_src *r, size_t j, size_t ch)
+{
+    return r->vd ? r->vd[j * r->ldv + ch] : (double)r->vf[j * r->ldv + ch];
+}
+
+static int all_finite(const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+static double max_abs_d(const double *x, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+
+/* One query row i in double, over its nv visible keys (b_i: the row's bias, or NULL), with
+ * nothing overflowing where the true result is finite: logits that overflow double are
+ * formed from the inputs scaled by powers of two (exact) and only their differences to the
+ * row's maximum are taken back to scale (an overflow there is a weight of exactly 0); values
+ * whose weighted sum overflows are summed scaled likewise. Writes the row to out (float or
+ * double) and, for a training forward, its log-sum-exp (natural log; -inf if it weighed
+ * nothing). Returns 0, or 1 if the true result itself is beyond the output's range (the
+ * caller reports RK_ENONFINITE), or 2 if the row's log-sum-exp is (the training forward). */
+static int row_safe(const rk_attn_config *c, const sm_plan *s, const row_src *r, size_t i,
+                    size_t nv, const double *b_i, float *out_f, double *out_d, double *lse_i,
+                    double *w, double *acc, double *qbuf, double *kbuf)
+{
+    const size_t d = c->d, dv = c->d_v;
+    if (lse_i) *lse_i = -INFINITY;                      /* until a weight is seen */
+#define PUT(ch, x) do { if (out_f) out_f[ch] = (float)(x); else out_d[ch] = (x); } while (0)
+    if (nv == 0) {                                      /* sees no key: zero row */
+        for (size_t ch = 0; ch < dv; ch++) PUT(ch, 0.0);
+        return 0;
+    }
+    const double *q_i = src_row(c, s, r, 0, i, qbuf);
+    // 1. logits and their max
+    double mx = -INFINITY;
+    int bad = 0;
+    for (size_t j = 0; j < nv; j++) {
+        const double *k_j = src_row(c, s, r, 1, j, kbuf);
+        double dot = 0.0;
+        for (size_t ch = 0; ch < d; ch++) dot += q_i[ch] * k_j[ch];
+        w[j] = c->scale * dot;
+        if (!isfinite(w[j]) && !bad) bad = all_finite(q_i, d) && all_finite(k_j, d);
+        if (b_i) w[j] += b_i[j];
+        if (w[j] > mx) mx = w[j];
+    }
+    double shift = mx;                                  /* the log of the largest weight */
+    if (bad) {
+        // 1'. logits beyond double: scale q by 2^-eq, k by 2^-ek, scale by 2^-es (exact),
+        //     y_j = scale~ q~ . k~_j, logit_j = 2^E y_j + b_j with E = eq + ek + es; the
+        //     weights need only logit_j - logit_m, m the largest y (ties: the largest bias)
+        double mq = max_abs_d(q_i, d), mk = 0.0;
+        for (size_t j = 0; j < nv; j++) mk = fmax(mk, max_abs_d(src_row(c, s, r, 1, j, kbuf), d));
+        int eq = mq > 0 ? ilogb(mq) : 0, ek = mk > 0 ? ilogb(mk) : 0, es = ilogb(fabs(c->scale));
+        double sc = ldexp(c->scale, -es);
+        size_t m = nv;                                  /* nv: every key masked by -inf */
+        for (size_t j = 0; j < nv; j++) {
+            const double *k_j = src_row(c, s, r, 1, j, kbuf);
+            double dot = 0.0;
+            for (size_t ch = 0; ch < d; ch++) dot += ldexp(q_i[ch], -eq) * ldexp(k_j[ch], -ek);
+            w[j] = sc * dot;
+            if (b_i && b_i[j] == -INFINITY) continue;
+            if (m == nv || w[j] > w[m] || (w[j] == w[m] && b_i && b_i[j] > b_i[m])) m = j;
+        }
+        mx = -INFINITY;
+        if (m < nv) {
+            const double ym = w[m], bm = b_i ? b_i[m] : 0.0;
+            for (size_t j = 0; j < nv; j++) {
+                if (b_i && b_i[j] == -INFINITY) { w[j] = -INFINITY; continue; }
+                double diff = w[j] - ym;                /* <= 0: m is the largest */
+                double rel = diff == 0.0 ? 0.0 : ldexp(diff, eq + ek + es);
+                if (b_i) rel += b_i[j] - bm;
+                w[j] = rel;
+                if (rel > mx) mx = rel;
+            }
+        }
+        shift = INFINITY;                               /* the row's logits overflow */
+    }
+    if (b_i && mx == -INFINITY) {                       /* every key masked by the bias */
+        for (size_t ch = 0; ch < dv; ch++) PUT(ch, 0.0);
+        return 0;
+    }
+    // 2. exp and sum (shifted by the max: no overflow)
+    double sum = 0.0;
+    for (size_t j = 0; j < nv; j++) {
+        w[j] = exp(w[j] - mx);
+        sum += w[j];
+    }
+    // 3. weighted sum of the values; if it overflows (and nothing is NaN), again with the
+    //    values scaled by 2^-ev
+    int ev = 0, finite_v = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t ch = 0; ch < dv; ch++) acc[ch] = 0.0;
+        for (size_t j = 0; j < nv; j++)
+            for (size_t ch = 0; ch < dv; ch++) acc[ch] += w[j] * ldexp(src_v(r, j, ch), -ev);
+        int inf = 0, nan = 0;
+        for (size_t ch = 0; ch < dv; ch++) { inf |= isinf(acc[ch]); nan |= isnan(acc[ch]); }
+        if (!inf || nan || pass) break;
+        double mv = 0.0;
+        for (size_t j = 0; j < nv; j++)
+            for (size_t ch = 0; ch < dv; ch++) mv = fmax(mv, fabs(src_v(r, j, ch)));
+        if (!isfinite(mv)) { finite_v = 0; break; }      /* an Inf value: Inf is the answer */
+        ev = ilogb(mv);
+    }
+    // 4. normalise (sum >= 1 unless a logit was NaN); a training forward saves the row's
+    //    log-sum-exp
+    int over = 0;
+    for (size_t ch = 0; ch < dv; ch++) {
+        double o = ldexp(acc[ch] / sum, ev);
+        if (out_f ? isinf((float)o) : isinf(o)) over = finite_v && !isnan(acc[ch]);
+        PUT(ch, o);
+    }
+#undef PUT
+    if (lse_i) *lse_i = shift == INFINITY ? INFINITY : mx + log(sum);
+    if (over) return 1;
+    return lse_i && *lse_i == INFINITY ? 2 : 0;
+}
+
+/* The failure of row i (row_safe's 1 or 2). */
+static int row_overflow(int why, size_t i, int f32)
+{
+    if (why == 2)
+        RK_FAIL(RK_ENONFINITE, "softmax: row %zu: its logits overflow double, so its "
+                "log-sum-exp (what the backward needs) is not representable", i);
+    RK_FAIL(RK_ENONFINITE, "softmax: row %zu: the output overflows %s (the weighted mean of "
+            "the values it sees is beyond the type's range)", i, f32 ? "float32" : "float64");
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* float32 path                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
 /* Rows i0 .. i0 + nr - 1 of q into dst (nr, d), rotated (RoPE) and multiplied by
  * cq = scale log2(e). Returns the RoPE status (RK_OK unless the rope plan refuses). */
 int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
-                  size_t nr, float cq, float *dst)
+                  size_t nr, float cq, float *dst, float *qmax)
 {
     const size_t d = c->d;
+    float mx = 0.0f;
     if (s->rope) {
         rk_mat src = rk_mat_sub(*q, i0, 0, nr, d), to = rk_mat_view(dst, nr, d, d);
         int rc = rk_rope_apply(s->rope, &src, &to, rk__attn_qpos(c, i0), NULL, 0);
         if (rc) return rc;
         if (s->lnz) rk__sm_xpos_rows_f(s, dst, nr, d, rk__attn_qpos(c, i0), 1.0);
-        for (size_t t = 0; t < nr * d; t++) dst[t] *= cq;
-        return RK_OK;
+        for (size_t t = 0; t < nr * d; t++) {
+            mx = fmaxf(mx, fabsf(dst[t]));
+            dst[t] *= cq;
+        }
+    } else {
+        for (size_t r = 0; r < nr; r++) {
+            const float *q_i = q->data + (i0 + r) * q->ld;
+            for (size_t j = 0; j < d; j++) {
+                mx = fmaxf(mx, fabsf(q_i[j]));
+                dst[r * d + j] = cq * q_i[j];
+            }
+        }
     }
-    for (size_t r = 0; r < nr; r++) {
-        const float *q_i = q->data + (i0 + r) * q->ld;
-        for (size_t j = 0; j < d; j++) dst[r * d + j] = cq * q_i[j];
-    }
+    if (qmax) *qmax = mx;
     return RK_OK;
 }
 
 /* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16 of kt (the key/value head's panels),
  * rotated through kbuf (16, d) when RoPE is on; the matching value rows into vp. */
 int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
-                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp)
+                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp, float *kvmax)
 {
     const size_t d = c->d;
     const float *k_src = k->data + j0 * k->ld;
@@ -353,10 +541,19 @@ int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
         ldk = d;
     }
     float *kt_p = kt + j0 * d;                         /* panel j0/16 starts at 16 d (j0/16) */
+    float km = 0.0f, vm = 0.0f;
     for (size_t jj = 0; jj < jn; jj++)
-        for (size_t ch = 0; ch < d; ch++) kt_p[ch * RK_SM_NR + jj] = k_src[jj * ldk + ch];
-    for (size_t jj = 0; jj < jn; jj++)
-        memcpy(vp + (j0 + jj) * s->dvp, v->data + (j0 + jj) * v->ld, c->d_v * sizeof(float));
+        for (size_t ch = 0; ch < d; ch++) {
+            float x = k_src[jj * ldk + ch];
+            km = fmaxf(km, fabsf(x));
+            kt_p[ch * RK_SM_NR + jj] = x;
+        }
+    for (size_t jj = 0; jj < jn; jj++) {
+        const float *v_j = v->data + (j0 + jj) * v->ld;
+        for (size_t ch = 0; ch < c->d_v; ch++) vm = fmaxf(vm, fabsf(v_j[ch]));
+        memcpy(vp + (j0 + jj) * s->dvp, v_j, c->d_v * sizeof(float));
+    }
+    if (kvmax) { kvmax[0] = km; kvmax[1] = vm; }
     return RK_OK;
 }
 
@@ -492,31 +689,92 @@ static float *vp_of(const sm_plan *s, const rk_attn_config *c, size_t ks)
  * first across all heads (dynamic: causal tiles differ in cost), each packing its own queries;
  * or, for decoding shapes (one query tile, long keys: s->nchunks > 0), the (head, key chunk)
  * tasks and a merge. saved: NULL, or batch x heads x n_q log-sum-exps (training forward). */
+/* The float32 fast path's guard: logits bounded by |cq| max|q^| max|k^| d and accumulators by
+ * n_kv max|v| must stay far inside float's range (2^100); otherwise the rows go through the
+ * double row computation (row_safe). Inputs with NaN or Inf keep the fast path (they give
+ * NaN or Inf rows as before; the command line refuses them unless asked). */
+static int fast_ok(const rk_attn_config *c, double cq, float qmax, float kmax, float vmax)
+{
+    const double lim = 0x1p100;
+    if (!isfinite(qmax) || !isfinite(kmax) || !isfinite(vmax)) return 1;
+    return fabs(cq) * (double)qmax * (double)kmax * (double)c->d < lim &&
+           (double)vmax * (double)c->n_kv < lim;
+}
+
+/* The largest |k^|, |v| of key/value head ks over the panels holding keys 0 .. kmax-1. */
+static void kv_max(const sm_plan *s, size_t ks, size_t kmax, float *km, float *vm)
+{
+    *km = *vm = 0.0f;
+    for (size_t pn = 0; pn * RK_SM_NR < kmax; pn++) {
+        *km = fmaxf(*km, s->kvmax[2 * (ks * s->npan + pn)]);
+        *vm = fmaxf(*vm, s->kvmax[2 * (ks * s->npan + pn) + 1]);
+    }
+}
+
+/* Rows i0 .. i0 + nr - 1 of head (b, h) through row_safe (the guard's fallback), in double
+ * from the float inputs, rotated here. lse: the slice's saved values (log2 domain) or NULL.
+ * Returns 0 or 4 (n_q sl + row) + why of the first failing row, + 1 (0 means none). */
+static size_t rows_fallback(const rk_attn_config *c, const sm_plan *s, const rk_tensor *Q,
+                            const rk_tensor *K, const rk_tensor *V, rk_tensor *O, size_t b,
+                            size_t h, size_t i0, size_t nr, size_t kv_len, float *lse, size_t sl,
+                            int thread)
+{
+    const size_t hk = h / (c->heads / c->kv_heads);
+    rk_mat q = rk_tensor_slice(Q, b, h), k = rk_tensor_slice(K, b, hk), v = rk_tensor_slice(V, b, hk);
+    rk_mat out = rk_tensor_slice(O, b, h);
+    row_src src = { q.data, k.data, v.data, NULL, NULL, NULL, q.ld, k.ld, v.ld, 1 };
+    double *w, *acc, *qb, *kb;
+    slab_d_at(c, s, thread, &w, &acc, &qb, &kb);
+    for (size_t i = i0; i < i0 + nr; i++) {
+        double l;
+        int why = row_safe(c, s, &src, i, rk__attn_visible(c, i, kv_len),
+                           s->bd ? s->bd + (c->n_q - 1 - i) : NULL, out.data + i * out.ld, NULL,
+                           lse ? &l : NULL, w, acc, qb, kb);
+        if (lse) {
+            float l2 = (float)(l * RK_LOG2E);
+            lse[i] = l2;
+            if (!why && isinf(l2) && l2 > 0) why = 2;     /* beyond float: not representable */
+        }
+        if (why == 1 || (why == 2 && lse)) return 4 * (sl * c->n_q + i) + (size_t)why + 1;
+    }
+    return 0;
+}
+
+/* The whole float32 forward of a batch of heads: keys and values of every key/value head
+ * packed once (in panels of 16, rotated), then the (head, query tile) tasks, heaviest tiles
+ * first across all heads (dynamic: causal tiles differ in cost), each packing its own queries;
+ * or, for decoding shapes (one query tile, long keys: s->nchunks > 0), the (head, key chunk)
+ * tasks and a merge. saved: NULL, or batch x heads x n_q log-sum-exps (training forward).
+ * Tiles whose magnitudes could overflow float take the double row computation instead. */
 static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const rk_tensor *V,
                       rk_tensor *O, const size_t *kv_lens, float *saved)
 {
     const rk_attn_config *c = &p->cfg;
     const sm_plan *s = p->impl;
-    const float cq = (float)(c->scale * RK_LOG2E);
+    const double cqd = c->scale * RK_LOG2E;
+    const float cq = (float)cqd;
     const size_t H = c->heads, grp = c->heads / c->kv_heads, nsl = c->batch * H;
     const size_t nks = c->batch * c->kv_heads, npan = s->npan, ntiles = s->ntiles;
     int err = RK_OK;
+    size_t bad = SIZE_MAX;             /* 4 (n_q slice + row) + why + 1 of the first failure */
 #define KVL(b) (kv_lens ? kv_lens[b] : c->n_kv)
+#define KMAX(b) rk__attn_visible(c, c->n_q - 1, KVL(b))
 
     #pragma omp parallel num_threads(c->nthreads)
     {
-        tile_scratch ts = slab_f_at(s, c->d, omp_get_thread_num());
+        const int th = omp_get_thread_num();
+        tile_scratch ts = slab_f_at(s, c->d, th);
 
         // 1. keys (rotated) in panels of 16, values padded to dvp, every key/value head; only
         //    the keys some row of the entry sees
         #pragma omp for schedule(static)
         for (size_t u = 0; u < nks * npan; u++) {
-            size_t ks = u / npan, pn = u % npan, b = ks / c->kv_heads;
-            size_t kmax = rk__attn_visible(c, c->n_q - 1, KVL(b)), j0 = pn * RK_SM_NR;
-            if (j0 >= kmax) continue;
+            size_t ks = u / npan, pn = u % npan, b = ks / c->kv_heads, j0 = pn * RK_SM_NR;
+            if (j0 >= KMAX(b)) continue;
             size_t jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
             rk_mat k = rk_tensor_slice(K, b, ks % c->kv_heads), v = rk_tensor_slice(V, b, ks % c->kv_heads);
-            int rc = rk__sm_pack_kv(c, s, &k, &v, j0, jn, ts.kbuf, kt_of(s, c, ks), vp_of(s, c, ks));
+            int rc = rk__sm_pack_kv(c, s, &k, &v, j0, jn, ts.kbuf, kt_of(s, c, ks),
+                                    vp_of(s, c, ks), s->kvmax + 2 * u);
             if (rc) {
                 #pragma omp atomic write
                 err = rc;
@@ -525,34 +783,54 @@ static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const 
 
         if (!s->nchunks) {
             // 2. (head, query tile) tasks, the last (heaviest) tiles of every head first
-            #pragma omp for schedule(dynamic, 1)
+            #pragma omp for schedule(dynamic, 1) reduction(min: bad)
             for (size_t u = 0; u < nsl * ntiles; u++) {
                 size_t sl = u % nsl, t = ntiles - 1 - u / nsl, b = sl / H, h = sl % H;
                 size_t ks = b * c->kv_heads + h / grp;
                 size_t i0 = t * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
                 rk_mat q = rk_tensor_slice(Q, b, h), out = rk_tensor_slice(O, b, h);
-                int rc = rk__sm_pack_q(c, s, &q, i0, nr, cq, ts.q);
+                float qm, km, vm;
+                int rc = rk__sm_pack_q(c, s, &q, i0, nr, cq, ts.q, &qm);
                 if (rc) {
                     #pragma omp atomic write
                     err = rc;
+                }
+                kv_max(s, ks, KMAX(b), &km, &vm);
+                if (!fast_ok(c, cqd, qm, km, vm)) {
+                    size_t f = rows_fallback(c, s, Q, K, V, O, b, h, i0, nr, KVL(b),
+                                             saved ? saved + sl * c->n_q : NULL, sl, th);
+                    if (f && f - 1 < bad) bad = f - 1;
+                    continue;
                 }
                 tile_f(c, s, &ts, ts.q, kt_of(s, c, ks), vp_of(s, c, ks), i0, nr, 0, c->n_kv,
                        KVL(b));
                 tile_finish(c, s, &ts, i0, nr, KVL(b), &out, saved ? saved + sl * c->n_q : NULL);
             }
         } else {
-            // 2'. decoding: (head, key chunk) tasks into partials, then one merge per row
+            // 2'. decoding: (head, key chunk) tasks into partials, then one merge per row; a
+            //     head whose magnitudes fail the guard goes row by row through the fallback
             const size_t nch = s->nchunks, kc = RK_SM_KVCHUNK;
-            #pragma omp for schedule(dynamic, 1)
+            #pragma omp for schedule(dynamic, 1) reduction(min: bad)
             for (size_t u = 0; u < nsl * nch; u++) {
                 size_t sl = u / nch, ch = u % nch, b = sl / H, h = sl % H;
                 size_t ks = b * c->kv_heads + h / grp, k0 = ch * kc;
                 size_t k1 = k0 + kc < c->n_kv ? k0 + kc : c->n_kv;
                 rk_mat q = rk_tensor_slice(Q, b, h);
-                int rc = rk__sm_pack_q(c, s, &q, 0, c->n_q, cq, ts.q);
+                float qm, km, vm;
+                int rc = rk__sm_pack_q(c, s, &q, 0, c->n_q, cq, ts.q, &qm);
                 if (rc) {
                     #pragma omp atomic write
                     err = rc;
+                }
+                kv_max(s, ks, KMAX(b), &km, &vm);
+                if (!fast_ok(c, cqd, qm, km, vm)) {
+                    if (ch == 0) {
+                        size_t f = rows_fallback(c, s, Q, K, V, O, b, h, 0, c->n_q, KVL(b),
+                                                 saved ? saved + sl * c->n_q : NULL, sl, th);
+                        if (f && f - 1 < bad) bad = f - 1;
+                    }
+                    s->pm[(sl * nch + ch) * s->prow] = NAN;   /* marks the head as done */
+                    continue;
                 }
                 tile_f(c, s, &ts, ts.q, kt_of(s, c, ks), vp_of(s, c, ks), 0, c->n_q, k0, k1,
                        KVL(b));
@@ -561,6 +839,7 @@ static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const 
             #pragma omp for schedule(static)
             for (size_t u = 0; u < nsl * c->n_q; u++) {
                 size_t sl = u / c->n_q, r = u % c->n_q, b = sl / H, h = sl % H;
+                if (isnan(s->pm[sl * nch * s->prow])) continue;   /* done by the fallback */
                 rk_mat out = rk_tensor_slice(O, b, h);
                 chunk_merge(c, s, sl, r, KVL(b), out.data + r * out.ld,
                             saved ? saved + sl * c->n_q + r : NULL);
@@ -568,9 +847,18 @@ static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const 
         }
     }
 #undef KVL
+#undef KMAX
     /* rk_rope_apply cannot fail on the views validated here; if it did, the detail was
      * recorded on a worker thread, so name the failure again on the caller's. */
     if (err) RK_FAIL(err, "softmax: rk_rope_apply failed inside execute: %s", rk_strerror(err));
+    if (bad != SIZE_MAX) {
+        size_t row = bad / 4 % c->n_q, sl = bad / 4 / c->n_q;
+        if (nsl > 1)
+            return rk__fail(RK_ENONFINITE, "softmax: batch %zu, head %zu, row %zu: %s", sl / H,
+                            sl % H, row, bad % 4 == 2 ? "its logits' log-sum-exp overflows float32 "
+                            "(what the backward needs)" : "the output overflows float32");
+        return row_overflow((int)(bad % 4), row, 1);
+    }
     return RK_OK;
 }
 
@@ -599,50 +887,6 @@ static int sm_fwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *
 /* float64 path                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
-/* One query row i. q_i (d), k (n_kv, d) ld ldk, v (n_kv, d_v) ld ldv; b_i: the row's bias
- * (b_i[j] for key j) or NULL; w (n_kv) and acc (d_v) are the thread's scratch. */
-static void row_d(const rk_attn_config *c, const double *q_i, const double *k, size_t ldk,
-                  const rk_matd *v, const double *b_i, double *out_i, size_t nv, double *w,
-                  double *acc, double *lse_i)
-{
-    const size_t d = c->d, dv = c->d_v;
-    if (lse_i) *lse_i = -INFINITY;                      /* until a weight is seen */
-    if (nv == 0) {                                      /* sees no key: zero row */
-        for (size_t j = 0; j < dv; j++) out_i[j] = 0.0;
-        return;
-    }
-    // 1. logits and their max
-    double mx = -INFINITY;
-    for (size_t j = 0; j < nv; j++) {
-        const double *k_j = k + j * ldk;
-        double dot = 0.0;
-        for (size_t ch = 0; ch < d; ch++) dot += q_i[ch] * k_j[ch];
-        w[j] = c->scale * dot;
-        if (b_i) w[j] += b_i[j];
-        if (w[j] > mx) mx = w[j];
-    }
-    if (b_i && mx == -INFINITY) {                       /* every key masked by the bias */
-        for (size_t j = 0; j < dv; j++) out_i[j] = 0.0;
-        return;
-    }
-    // 2. exp and sum (shifted by the max: no overflow)
-    double sum = 0.0;
-    for (size_t j = 0; j < nv; j++) {
-        w[j] = exp(w[j] - mx);
-        sum += w[j];
-    }
-    // 3. weighted sum of the values
-    for (size_t ch = 0; ch < dv; ch++) acc[ch] = 0.0;
-    for (size_t j = 0; j < nv; j++) {
-        const double *v_j = v->data + j * v->ld;
-        for (size_t ch = 0; ch < dv; ch++) acc[ch] += w[j] * v_j[ch];
-    }
-    // 4. normalise (sum >= 1 unless a logit was NaN/inf); a training forward saves the
-    //    row's log-sum-exp
-    for (size_t ch = 0; ch < dv; ch++) out_i[ch] = acc[ch] / sum;
-    if (lse_i) *lse_i = mx + log(sum);
-}
-
 int rk__sm_rotate_d(const rk_attn_config *c, const sm_plan *s, const rk_matd *q,
                     const rk_matd *k, const double **qs, size_t *ldq, const double **ks,
                     size_t *ldk)
@@ -669,25 +913,28 @@ static int sm_run_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_mat
 {
     const rk_attn_config *c = &p->cfg;
     const sm_plan *s = p->impl;
-    const double *q_src, *k_src;
-    size_t ldq, ldk;
+    row_src src = { NULL, NULL, NULL, NULL, NULL, v->data, 0, 0, v->ld, 0 };
 
     // 1. RoPE into the plan's copies
-    int rc = rk__sm_rotate_d(c, s, q, k, &q_src, &ldq, &k_src, &ldk);
+    int rc = rk__sm_rotate_d(c, s, q, k, &src.qd, &src.ldq, &src.kd, &src.ldk);
     if (rc) return rc;
 
-    // 2. rows; causal rows differ in cost, so small dynamic chunks
+    // 2. rows; causal rows differ in cost, so small dynamic chunks; the first failing row (in
+    //    row order) is the one reported
+    size_t bad = SIZE_MAX;               /* 4 row + why of the first failing row */
     #pragma omp parallel num_threads(c->nthreads)
     {
-        unsigned char *slab = s->slab_d + (size_t)omp_get_thread_num() * s->slab_d_bytes;
-        double *w = (double *)slab;
-        double *acc = (double *)(slab + round_up(c->n_kv * sizeof(double), 64));
-        #pragma omp for schedule(dynamic, 16)
-        for (size_t i = 0; i < c->n_q; i++)
-            row_d(c, q_src + i * ldq, k_src, ldk, v, s->bd ? s->bd + (c->n_q - 1 - i) : NULL,
-                  out->data + i * out->ld, rk__attn_visible(c, i, kv_len), w, acc,
-                  lse ? lse + i : NULL);
+        double *w, *acc, *qb, *kb;
+        slab_d_at(c, s, omp_get_thread_num(), &w, &acc, &qb, &kb);
+        #pragma omp for schedule(dynamic, 16) reduction(min: bad)
+        for (size_t i = 0; i < c->n_q; i++) {
+            int r = row_safe(c, s, &src, i, rk__attn_visible(c, i, kv_len),
+                             s->bd ? s->bd + (c->n_q - 1 - i) : NULL, NULL,
+                             out->data + i * out->ld, lse ? lse + i : NULL, w, acc, qb, kb);
+            if ((r == 1 || (r == 2 && lse)) && 4 * i + (size_t)r < bad) bad = 4 * i + (size_t)r;
+        }
     }
+    if (bad != SIZE_MAX) return row_overflow((int)(bad % 4), bad / 4, 0);
     return RK_OK;
 }
 

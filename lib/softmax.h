@@ -32,6 +32,9 @@ typedef struct {
     size_t   nchunks, prow;         /* chunks per head; rows per partial (n_q)            */
     float   *pm, *po;               /* (heads, nchunks, prow) max; (..., dvp) accumulator */
     double  *pl;                    /* (heads, nchunks, prow) sums                        */
+    /* Magnitudes seen while packing (the float path's overflow guard): per key/value head and
+     * panel, the largest |k^| and |v| (kvmax[2 (ks npan + pn) + 0 / 1]). */
+    float   *kvmax;
     double  *qd, *kd;               /* RoPE: (n_q, d), (n_kv, d) rotated, float64 path    */
     double  *bd;                    /* bias: (n_q + n_kv - 1) values as given             */
     float   *bl;                    /* bias: the same times log2(e), float (logit domain)  */
@@ -61,13 +64,14 @@ void rk__sm_xpos_rows_f(const sm_plan *s, float *x, size_t nr, size_t ldx, int64
                         double sign);
 void rk__sm_xpos_rows_d(const sm_plan *s, double *x, size_t nr, size_t ldx, int64_t pos0,
                         double sign);
-/* Rows i0 .. i0 + nr - 1 of q into the packed queries (rotated, xPos, times cq). */
+/* Rows i0 .. i0 + nr - 1 of q into dst (rotated, xPos, times cq); *qmax (if not NULL) the
+ * largest |value| before the times cq (fmaxf: a NaN does not count). */
 int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
-                  size_t nr, float cq, float *dst);
+                  size_t nr, float cq, float *dst, float *qmax);
 /* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16 of kt (through kbuf (16, d) when
  * rotated) and the value rows into vp (one key/value head's). */
 int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
-                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp);
+                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp, float *kvmax);
 /* float64 path: q and k rotated (and xPos-scaled) into the plan's copies, or the inputs as
  * they are; *qs, *ks and their leading dimensions. */
 int rk__sm_rotate_d(const rk_attn_config *c, const sm_plan *s, const rk_matd *q,

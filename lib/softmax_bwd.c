@@ -130,7 +130,7 @@ static kv_ops kv_of(const rk_attn_config *c, const sm_plan *s, size_t ks)
 static int pack_kv_bwd(const rk_attn_config *c, const sm_plan *s, const rk_mat *k,
                        const rk_mat *v, size_t j0, size_t jn, float *kbuf, const kv_ops *o)
 {
-    int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, kbuf, o->kt, o->vp);
+    int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, kbuf, o->kt, o->vp, NULL);
     if (rc) return rc;
     const size_t d = c->d, dp = s->dp, dvp = s->dvp;
     const float *kt_p = o->kt + j0 * d;
@@ -290,7 +290,7 @@ int rk__sm_bwd_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const
                 size_t i0 = t * BR, nr = c->n_q - i0 < BR ? c->n_q - i0 : BR;
                 rk_mat q = rk_tensor_slice(Q, b, h), out = rk_tensor_slice(O, b, h);
                 rk_mat dout = rk_tensor_slice(dO, b, h), dq = rk_tensor_slice(dQ, b, h);
-                int rc = rk__sm_pack_q(c, s, &q, i0, nr, cq, x.qs);
+                int rc = rk__sm_pack_q(c, s, &q, i0, nr, cq, x.qs, NULL);
                 if (!rc) rc = tile_bwd(c, s, &x, &o, g, i0, nr, KVL(b), &out,
                                        saved + sl * c->n_q, &dout, &dq);
                 if (rc) {
