@@ -177,7 +177,9 @@ paper-figures:
 	  [ $$size -le 153600 ] || echo "paper-figures: warning: $$dst is over 150 KB" >&2; \
 	done
 
-$(BUILD)/ropekit.pc: lib/ropekit.h Makefile
+# The .pc file names PREFIX, so it is written at install time, never reused from a build.
+.PHONY: $(BUILD)/ropekit.pc
+$(BUILD)/ropekit.pc:
 	@mkdir -p $(@D)
 	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ropekit\nDescription: RoPE and attention kernels (softmax, FAVOR+, linear)\nVersion: %s\nRequires.private: $(LIB_PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -Wl,-rpath,$${libdir} -lropekit\nLibs.private: -fopenmp -lm\n' \
 	  '$(PREFIX)' '$(RK_VER)' > $@

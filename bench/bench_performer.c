@@ -4,7 +4,8 @@
  * run predicts it under RK_BENCH_SOFTMAX_MAX_S). GFLOP/s counts the model
  * 4 n m d (q W^T, k W^T) + 4 n F d_v (phi(K)^T V, phi(Q) S), the same for causal (whose masked
  * 64 x 64 blocks add ~2 n 64 (F + d_v) uncounted flops); `ratio` divides by OpenBLAS sgemm on
- * the projection shape (1024 x 256 x 64), same run, same threads. Memory: plan_MB is
+ * the projection shape (1024 x 256 x 64), same run, same threads; frac_w / frac_max divide the
+ * model GFLOP/s by the FMA peak of the path's width / the widest (bench_fma_peak). Memory: plan_MB is
  * rk_attn_bytes (independent of n: O(m d) state + O(256 (d + m + F)) scratch), rss_MB the
  * resident set after the runs (inputs are 4 n d floats), peak_rss_MB the process peak so far.
  * The crossover is the first n at which FAVOR+ beats softmax, interpolated in log-log between
@@ -22,13 +23,14 @@
 
 /* One timed plan; 0 on failure (reported). */
 static double run(const bench_opts *o, const rk_attn_config *c, const rk_mat *q, const rk_mat *k,
-                  const rk_mat *v, rk_mat *out, double *plan_mb)
+                  const rk_mat *v, rk_mat *out, double *plan_mb, rk_isa *isa)
 {
     rk_attn *p = NULL;
     if (rk_attn_create(&p, c)) {
         fprintf(o->out, "# performer: create failed: %s\n", rk_last_error());
         return 0.0;
     }
+    if (isa) *isa = rk_attn_get_config(p)->isa;
     double t = bench_time_attn(o, "performer", p, q, k, v, out);
     *plan_mb = (double)rk_attn_bytes(p) / 1048576.0;
     rk_attn_destroy(p);
@@ -47,9 +49,10 @@ void bench_performer(const bench_opts *o)
     fprintf(o->out, "# performer: FAVOR+ positive, orthogonal, m = %zu, float32, d = d_v = %zu, "
             "n_q = n_kv = n, %d threads; GFLOPs = (4 n m d + 4 n F d_v) / t; ratio = GFLOPs / "
             "sgemm(1024 x %zu x %zu) = %.2f GFLOPs; softmax_ms = exact attention, same mode "
-            "(- = skipped); speedup = softmax / performer\n", m, d, nt, m, d, sg);
-    fprintf(o->out, "performer\tmode\tthreads\tn\tm\tmedian_ms\tGFLOPs\tratio\tsoftmax_ms\tspeedup\t"
-            "plan_MB\trss_MB\tpeak_rss_MB\n");
+            "(- = skipped); speedup = softmax / performer; frac_w / frac_max = GFLOPs / FMA peak "
+            "of the path's width / the widest\n", m, d, nt, m, d, sg);
+    fprintf(o->out, "performer\tmode\tthreads\tn\tm\tpath\tmedian_ms\tGFLOPs\tfrac_w\tfrac_max\t"
+            "ratio\tsoftmax_ms\tspeedup\tplan_MB\trss_MB\tpeak_rss_MB\n");
 
     double tf[2][NSIZES] = { { 0 } }, ts[2][NSIZES] = { { 0 } };
     for (size_t in = 0; in < nn; in++) {
@@ -67,7 +70,8 @@ void bench_performer(const bench_opts *o)
             rk_attn_config c = { .kind = RK_PERFORMER, .n_q = n, .n_kv = n, .d = d, .causal = mode,
                                  .nthreads = nt, .n_features = m, .seed = 1 };
             double plan_mb = 0, smb = 0;
-            double t = run(o, &c, &q, &k, &v, &out, &plan_mb);
+            rk_isa isa = RK_ISA_AUTO;
+            double t = run(o, &c, &q, &k, &v, &out, &plan_mb, &isa);
             tf[mode][in] = t;
             /* softmax: always up to 16384; beyond, on full runs while predicted < the cap */
             double pred = in ? ts[mode][in - 1] * 4.0 : 0.0;
@@ -75,7 +79,7 @@ void bench_performer(const bench_opts *o)
             if (do_sm) {
                 rk_attn_config sc = { .kind = RK_SOFTMAX, .n_q = n, .n_kv = n, .d = d, .causal = mode,
                                       .nthreads = nt };
-                ts[mode][in] = run(o, &sc, &q, &k, &v, &out, &smb);
+                ts[mode][in] = run(o, &sc, &q, &k, &v, &out, &smb, NULL);
             }
             double gf = t > 0.0 ? flops / t * 1e-9 : 0.0;
             char sm[32] = "-", sp[32] = "-";
@@ -83,8 +87,11 @@ void bench_performer(const bench_opts *o)
                 snprintf(sm, sizeof sm, "%.3f", ts[mode][in] * 1e3);
                 snprintf(sp, sizeof sp, "%.2f", t > 0.0 ? ts[mode][in] / t : 0.0);
             }
-            fprintf(o->out, "performer\t%s\t%d\t%zu\t%zu\t%.3f\t%.2f\t%.3f\t%s\t%s\t%.2f\t%.1f\t%.1f\n",
-                    mode ? "causal" : "bidir", nt, n, m, t * 1e3, gf, sg > 0.0 ? gf / sg : 0.0, sm, sp,
+            char fw[16], fm[16];
+            bench_fracs(o, isa, nt, gf, fw, fm);
+            fprintf(o->out, "performer\t%s\t%d\t%zu\t%zu\t%s\t%.3f\t%.2f\t%s\t%s\t%.3f\t%s\t%s\t%.2f\t%.1f\t%.1f\n",
+                    mode ? "causal" : "bidir", nt, n, m, rk_isa_name(isa), t * 1e3, gf, fw, fm,
+                    sg > 0.0 ? gf / sg : 0.0, sm, sp,
                     plan_mb, (double)bench_rss_now() / 1048576.0, (double)bench_peak_rss() / 1048576.0);
             fflush(o->out);
         }

@@ -4,12 +4,16 @@
  * single-threaded, so it depends on the seed alone (not on threads, not on the environment:
  * gsl_rng_default is never used). Gaussians are gsl_ran_gaussian_ziggurat, in this order:
  *   iid:        m rows of d draws (row norms are chi(d) by construction); fixed: row / |row| * sqrt(d)
- *   orthogonal: ceil(m/d) blocks; per block a d x d Gaussian G (row-major draws), G = QR
- *               (Householder, gsl_linalg_QR_decomp + _unpack), rows of Q diag(sign(diag R))
- *               (the sign correction makes the block Haar-distributed: without it GSL's
- *               Householder convention makes Q[0][0] always negative), the last block cut to
- *               m mod d rows; then, for chi norms, each kept row of the block times the norm of
- *               d fresh draws; for fixed norms, times sqrt(d).
+ *   orthogonal: ceil(m/d) blocks of r = d rows, the last one r = m mod d (when not 0); per
+ *               block, 16 rows at a time: d draws per row, made orthogonal to the block's rows
+ *               before them (Gram-Schmidt, twice) and of unit length; then, for chi norms, each
+ *               row of the block times the norm of d fresh draws; for fixed norms, times sqrt(d).
+ *               Gram-Schmidt of Gaussian rows is the QR of G^T with a positive diagonal in R,
+ *               so the r rows are a Haar-distributed orthonormal r-frame (a Householder QR needs
+ *               the sign correction Q diag(sign(diag R)) for that: GSL's makes Q[0][0] always
+ *               negative). Only the rows asked for are drawn: O(d r^2) per block, never a d x d
+ *               factorisation for m < d (rk__featmap_check_cost refuses sizes that would
+ *               take minutes).
  * Rows are orthogonal within a block only. Everything is computed in double, stored as float.
  */
 #include "featmap.h"
@@ -23,16 +27,13 @@
 #  define RK_FM_X86 1
 #  include <immintrin.h>
 #  define AVX2 __attribute__((target("avx2,fma")))
+#  define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
 #else
 #  define RK_FM_X86 0
 #endif
 
-#include <gsl/gsl_errno.h>
-#include <gsl/gsl_linalg.h>
-#include <gsl/gsl_matrix.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
-#include <gsl/gsl_vector.h>
 
 /* ------------------------------------------------------------------------------------------ */
 /* Projections                                                                                */
@@ -69,40 +70,87 @@ static int draw_iid(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w,
     return RK_OK;
 }
 
+/* a . b over n doubles in a fixed order (four partial sums): the projection depends on the seed
+ * alone, never on the build's vector width or a BLAS's threads. */
+static double dot4(const double *a, const double *b, size_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    size_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        s0 += a[c] * b[c];
+        s1 += a[c + 1] * b[c + 1];
+        s2 += a[c + 2] * b[c + 2];
+        s3 += a[c + 3] * b[c + 3];
+    }
+    for (; c < n; c++) s0 += a[c] * b[c];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Rows i0 .. i0+np-1 of q (r x d; rows 0 .. i0-1 orthonormal): Gaussian draws, row by row,
+ * made orthogonal to every row before them and of unit length. Twice ("twice is enough":
+ * orthogonal to working precision): against the earlier panels at once (each earlier row is read
+ * once per pass for all np rows: at large d the rows do not fit in cache, and row-by-row
+ * Gram-Schmidt would stream them np times), then within the panel row by row (modified
+ * Gram-Schmidt) with normalisation. c: np * i0 scratch. Returns 0, or -1 if a row vanished
+ * (probability 0 for Gaussian rows with r <= d). */
+#define HAAR_PANEL 16
+static int haar_panel(gsl_rng *rng, double *q, size_t i0, size_t np, size_t d, double *c)
+{
+    double *qp = q + i0 * d;
+    for (size_t i = 0; i < np * d; i++) qp[i] = gsl_ran_gaussian_ziggurat(rng, 1.0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t j = 0; j < i0; j++)
+            for (size_t p = 0; p < np; p++) c[p * i0 + j] = dot4(qp + p * d, q + j * d, d);
+        for (size_t j = 0; j < i0; j++) {
+            const double *qj = q + j * d;
+            for (size_t p = 0; p < np; p++) {
+                double a = c[p * i0 + j], *x = qp + p * d;
+                for (size_t k = 0; k < d; k++) x[k] -= a * qj[k];
+            }
+        }
+        for (size_t p = 0; p < np; p++) {
+            double *x = qp + p * d;
+            for (size_t p2 = 0; p2 < p; p2++) {
+                const double *y = qp + p2 * d;
+                double a = dot4(x, y, d);
+                for (size_t k = 0; k < d; k++) x[k] -= a * y[k];
+            }
+            double nrm = sqrt(dot4(x, x, d));
+            if (!(nrm > 0.0) || !isfinite(nrm)) return -1;
+            for (size_t k = 0; k < d; k++) x[k] /= nrm;
+        }
+    }
+    return 0;
+}
+
 static int draw_orthogonal(gsl_rng *rng, const rk_attn_config *cfg, size_t m, float *w,
                            const char *who)
 {
     size_t d = cfg->d;
+    size_t r_max = m < d ? m : d;
+    double *q = rk__alloc(r_max * d * sizeof *q), *c = rk__alloc(HAAR_PANEL * r_max * sizeof *c);
     int rc = RK_OK;
-    gsl_matrix *A = gsl_matrix_alloc(d, d), *Q = gsl_matrix_alloc(d, d), *R = gsl_matrix_alloc(d, d);
-    gsl_vector *tau = gsl_vector_alloc(d);
-    if (!A || !Q || !R || !tau) { rc = rk__fail(RK_ENOMEM, "%s: GSL cannot allocate %zu x %zu "
-                                                "matrices for the QR", who, d, d); goto done; }
+    if (!q || !c) {
+        rc = rk__fail(RK_ENOMEM, "%s: cannot allocate a %zu x %zu orthogonal block", who, r_max, d);
+        goto done;
+    }
     for (size_t b = 0; b * d < m; b++) {
-        /* G (d, d) Gaussian; G = Q R */
-        for (size_t i = 0; i < d; i++)
-            for (size_t c = 0; c < d; c++)
-                gsl_matrix_set(A, i, c, gsl_ran_gaussian_ziggurat(rng, 1.0));
-        int g = gsl_linalg_QR_decomp(A, tau);
-        if (!g) g = gsl_linalg_QR_unpack(A, tau, Q, R);
-        if (g) { rc = rk__fail(RK_EDEP, "%s: GSL QR of a %zu x %zu block failed: %s", who, d,
-                               d, gsl_strerror(g)); goto done; }
+        /* the rows this block gives: d, or what is left of m (only those are drawn) */
         size_t rows = m - b * d < d ? m - b * d : d;
+        for (size_t i0 = 0; i0 < rows; i0 += HAAR_PANEL)
+            if (haar_panel(rng, q, i0, rows - i0 < HAAR_PANEL ? rows - i0 : HAAR_PANEL, d, c)) {
+                rc = rk__fail(RK_EDEP, "%s: a Gaussian row of block %zu vanished in "
+                              "Gram-Schmidt (d = %zu)", who, b, d);
+                goto done;
+            }
         for (size_t i = 0; i < rows; i++) {
             double len = cfg->proj_norm == RK_NORM_FIXED ? sqrt((double)d) : chi_norm(rng, d);
-            float *w_r = w + (b * d + i) * d;
-            for (size_t c = 0; c < d; c++) {
-                /* Q diag(sign(diag R)): sign(0) taken as +1 */
-                double sgn = gsl_matrix_get(R, c, c) < 0.0 ? -1.0 : 1.0;
-                w_r[c] = (float)(gsl_matrix_get(Q, i, c) * sgn * len);
-            }
+            for (size_t k = 0; k < d; k++) w[(b * d + i) * d + k] = (float)(q[i * d + k] * len);
         }
     }
 done:
-    gsl_vector_free(tau);
-    gsl_matrix_free(R);
-    gsl_matrix_free(Q);
-    gsl_matrix_free(A);
+    rk__free(c);
+    rk__free(q);
     return rc;
 }
 
@@ -169,6 +217,21 @@ int rk__featmap_resolve(rk_attn_config *c, int favor, const char *who, size_t *F
     return RK_OK;
 }
 
+int rk__featmap_check_cost(const rk_attn_config *c, int favor, const char *who)
+{
+    size_t m = c->n_features, d = c->d;
+    if (!favor || c->proj != RK_PROJ_ORTHOGONAL || c->proj_data || !m) return RK_OK;
+    /* Gram-Schmidt twice: ~4 d r^2 flops per block of r rows */
+    double full = floor((double)m / (double)d), rest = (double)m - full * (double)d;
+    double flops = 4.0 * (double)d * ((double)d * (double)d * full + rest * rest);
+    if (flops > RK_FEATMAP_ORTHO_MAX_FLOPS)
+        RK_FAIL(RK_EINVAL, "%s: an orthogonal projection of m = %zu rows at d = %zu takes about "
+                "%.3g GFLOP of Gram-Schmidt (more than %.0f: minutes); draw iid rows (proj = "
+                "RK_PROJ_IID, ropekit --iid) or use fewer features", who, m, d, flops * 1e-9,
+                RK_FEATMAP_ORTHO_MAX_FLOPS * 1e-9);
+    return RK_OK;
+}
+
 void rk__featmap_free(rk__featmap *fm)
 {
     if (!fm) return;
@@ -184,7 +247,7 @@ void rk__featmap_free(rk__featmap *fm)
 }
 
 int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int transposed,
-                     int avx2, size_t *bytes, const char *who)
+                     rk_isa isa, size_t *bytes, const char *who)
 {
     size_t m = favor ? c->n_features : 0, d = c->d;
     memset(fm, 0, sizeof *fm);
@@ -197,7 +260,7 @@ int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int tr
     fm->scale = c->scale;
     fm->sq = favor ? sqrt(c->scale) : 1.0;
     fm->stab = fm->favor;
-    fm->avx2 = avx2;
+    fm->isa = isa;
     fm->norm = !favor ? 1.0
              : 1.0 / sqrt((double)(c->kernel == RK_KERNEL_HYPERBOLIC ? 2 * m : m));
     int rc = RK_OK;
@@ -278,8 +341,8 @@ void rk__featmap_row_d(const rk__featmap *f, const double *u, double h, double c
 }
 
 /* Float exp for the float features: Cephes' expf (degree-7 polynomial on [-ln2/2, ln2/2],
- * ~1 ulp), written once as scalar fmaf steps and once as the same AVX2 steps, so both give the
- * same bits. The features run 2 n m of these; libm's expf is scalar. Arguments below -87 give 0
+ * ~1 ulp), written once as scalar fmaf steps and once each as the same AVX2 and AVX-512 steps,
+ * so all three give the same bits. The features run 2 n m of these; libm's expf is scalar. Arguments below -87 give 0
  * (below FLT_MIN), above 88 are clamped to 88 (stabilised arguments are <= 0); NaN stays NaN. */
 #define EXPF_LO   -87.0f
 #define EXPF_HI   88.0f
@@ -372,6 +435,68 @@ AVX2 static float max_avx2(const float *u, size_t m, int absval)
     }
     return best;
 }
+/* The same steps on 16 lanes (masks instead of blends; the tail is one masked vector, each
+ * lane the scalar expf_poly's bits; the body uses plain loads and stores, which Zen 5 runs
+ * faster than masked ones). */
+AVX512 static __m512 expf_poly16(__m512 x)
+{
+    __m512 lo = _mm512_set1_ps(EXPF_LO);
+    __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ);                /* false for NaN */
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __m512 zero_or_nan = _mm512_maskz_mov_ps(nan, x);
+    __m512 y = _mm512_min_ps(x, _mm512_set1_ps(EXPF_HI));
+    y = _mm512_mask_blend_ps(keep, lo, y);                                 /* keep it finite */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(LOG2EF)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), y);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(EP0), r, _mm512_set1_ps(EP1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EP5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mask_blend_ps(keep, zero_or_nan, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+}
+
+AVX512 static void exp_row_avx512(const float *u, float sg, float sh, float nr, size_t m,
+                                  float *out)
+{
+    __m512 vs = _mm512_set1_ps(sg), vh = _mm512_set1_ps(sh), vn = _mm512_set1_ps(nr);
+    size_t r = 0;
+    for (; r + 16 <= m; r += 16) {
+        __m512 a = _mm512_sub_ps(_mm512_mul_ps(vs, _mm512_loadu_ps(u + r)), vh);
+        _mm512_storeu_ps(out + r, _mm512_mul_ps(vn, expf_poly16(a)));
+    }
+    if (r < m) {
+        __mmask16 k = (__mmask16)((1u << (m - r)) - 1u);
+        __m512 a = _mm512_sub_ps(_mm512_mul_ps(vs, _mm512_maskz_loadu_ps(k, u + r)), vh);
+        _mm512_mask_storeu_ps(out + r, k, _mm512_mul_ps(vn, expf_poly16(a)));
+    }
+}
+
+/* max_r u[r] (or |u[r]|), exact in any order. Lanes past m keep the running max (a masked
+ * max), which is vmaxps' second operand: it returns that operand when the other is NaN, so
+ * NaN is left out, as in the portable loop. */
+AVX512 static float max_avx512(const float *u, size_t m, int absval)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    size_t r = 0;
+    for (; r + 16 <= m; r += 16) {
+        __m512 a = _mm512_loadu_ps(u + r);
+        if (absval) a = _mm512_abs_ps(a);
+        mx = _mm512_max_ps(a, mx);
+    }
+    if (r < m) {
+        __mmask16 k = (__mmask16)((1u << (m - r)) - 1u);
+        __m512 a = _mm512_maskz_loadu_ps(k, u + r);
+        if (absval) a = _mm512_abs_ps(a);
+        mx = _mm512_mask_max_ps(mx, k, a, mx);
+    }
+    return _mm512_reduce_max_ps(mx);
+}
 #endif
 
 double rk__featmap_lmax_f(const rk__featmap *f, const float *u, double h)
@@ -381,7 +506,8 @@ double rk__featmap_lmax_f(const rk__featmap *f, const float *u, double h)
     int hyp = f->kernel == RK_KERNEL_HYPERBOLIC;
     float mx = -INFINITY;
 #if RK_FM_X86
-    if (f->avx2) mx = max_avx2(u, f->m, hyp);
+    if (f->isa >= RK_ISA_AVX512) mx = max_avx512(u, f->m, hyp);
+    else if (f->isa >= RK_ISA_AVX2) mx = max_avx2(u, f->m, hyp);
     else
 #endif
     for (size_t r = 0; r < f->m; r++) {
@@ -405,7 +531,8 @@ void rk__featmap_row_f(const rk__featmap *f, const float *u, double h, double c,
     float nr = (float)f->norm, sh = (float)(h + c);
     void (*row)(const float *, float, float, float, size_t, float *) = exp_row_c;
 #if RK_FM_X86
-    if (f->avx2) row = exp_row_avx2;
+    if (f->isa >= RK_ISA_AVX512) row = exp_row_avx512;
+    else if (f->isa >= RK_ISA_AVX2) row = exp_row_avx2;
 #endif
     switch (f->kernel) {
     case RK_KERNEL_POSITIVE:

@@ -27,6 +27,10 @@
 
 /* FAVOR+ default number of random features (the Performer paper's App. A.3 default). */
 #define RK_FEATMAP_DEFAULT_M 256
+/* Orthogonal projections costing more than this (Gram-Schmidt flops, ~4 d r^2 per block of r
+ * rows) are refused at resolve, suggesting iid rows: about a minute on one core (d = 2048,
+ * m = 2048 is 3.4e10; d = 4096, m = 4096 is refused). */
+#define RK_FEATMAP_ORTHO_MAX_FLOPS 1e11
 
 typedef struct rk__featmap {
     int       favor;         /* 1: FAVOR+ random features; 0: elu+1 / relu                */
@@ -38,7 +42,7 @@ typedef struct rk__featmap {
     double    scale, sq;     /* logit scale and sqrt(scale) (x' = sq x)                    */
     double    norm;          /* 1/sqrt(m) or 1/sqrt(2m) (hyperbolic); 1 for linear maps     */
     int       stab;          /* exp-type map: the stabiliser constants are used (= favor)  */
-    int       avx2;          /* float rows use the AVX2 kernels                            */
+    rk_isa    isa;           /* float rows' kernel path (portable, AVX2, AVX-512: same bits) */
     float    *w;             /* (m, d) projection as drawn or imported                      */
     double   *wsd;           /* (m, d) (double)w * sq, for row-wise use                     */
     float    *wsT;           /* (d, m) w^T * sq, float operand of products (NULL unless asked) */
@@ -54,11 +58,17 @@ typedef struct rk__featmap {
  * nothing. RK_EINVAL, RK_EOVERFLOW. */
 int rk__featmap_resolve(rk_attn_config *c, int favor, const char *who, size_t *F);
 
+/* After the kind's own size checks, for a FAVOR+ map (favor != 0): RK_EINVAL for an orthogonal
+ * projection (drawn, not given) costing more than RK_FEATMAP_ORTHO_MAX_FLOPS, with a message
+ * suggesting iid rows. */
+int rk__featmap_check_cost(const rk_attn_config *c, int favor, const char *who);
+
 /* Build the map of a resolved config: allocate (counting the bytes into *bytes) and draw or
  * copy the projection; transposed != 0 also keeps the (d, m) operands wsT, wsdT. On failure
- * the caller still calls rk__featmap_free. avx2: use the AVX2 float kernels. */
+ * the caller still calls rk__featmap_free. isa: the float rows' kernel path (a path the CPU
+ * has; every path gives the same bits). */
 int rk__featmap_init(rk__featmap *fm, const rk_attn_config *c, int favor, int transposed,
-                     int avx2, size_t *bytes, const char *who);
+                     rk_isa isa, size_t *bytes, const char *who);
 void rk__featmap_free(rk__featmap *fm);
 
 /* One row: lmax from u (m projections; for linear maps: the row x itself) and h. */

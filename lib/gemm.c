@@ -9,6 +9,8 @@
 #  define RK_GEMM_X86 1
 #  include <immintrin.h>
 #  define AVX2 __attribute__((target("avx2,fma")))
+#  define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#  define RK_ALWAYS_INLINE __attribute__((always_inline)) inline
 #else
 #  define RK_GEMM_X86 0
 #endif
@@ -18,8 +20,11 @@
  *   acc = fma(A(i,0), B(0,j), 0);  acc = fma(A(i,1), B(1,j), acc); ...  k = 0 .. K-1
  * The AVX2 micro-kernels compute 4 rows x 16 (float) or 4 x 8 (double) elements at a time with
  * exactly that chain per element; tails and the portable path use fmaf/fma (correctly rounded,
- * the same operation). So C has the same bits for any tiling, thread count or CPU. OpenMP
- * over 4-row tiles. Cost on a Zen core: 8 FMAs per 6 loads in the inner loop. */
+ * the same operation). The AVX-512 kernels compute 4 rows x 64 (float) or 4 x 32 (double)
+ * elements (16 accumulators: 4 loads and 4 broadcasts per 16 FMAs), then 32, 16 and a masked
+ * last vector (masked lanes are neither loaded nor stored), the same chain per lane. So C has
+ * the same bits for any tiling, thread count, path or CPU. OpenMP over 4-row tiles. Cost on a
+ * Zen core (AVX2): 8 FMAs per 6 loads in the inner loop. */
 #define RK_GEMM_PAR_MIN (1u << 18) /* M N K below which one thread is faster */
 
 static void rows_f_c(size_t R, size_t N, size_t K, const float *a, size_t ars, size_t acs,
@@ -167,6 +172,78 @@ AVX2 static void rows_d_avx2(size_t R, size_t N, size_t K, const double *a, size
         }
 }
 
+/* ---- AVX-512 ---------------------------------------------------------------------------- */
+/* One block: R rows x NV vectors of VL columns at c, B's columns from b; masked != 0: one
+ * vector (NV = 1) whose lanes outside `mask` are neither read nor written. R, NV and masked
+ * are constants at every call, so the accumulators live in registers (fully unrolled). */
+#define GEMM512_BLOCK(NAME, REAL, VEC, MASK, ZERO, LOADU, MLOADU, SET1, FMA, STOREU, MSTOREU)   \
+    AVX512 static RK_ALWAYS_INLINE void NAME(const int R, const int NV, const int masked,        \
+                                             MASK mask, size_t K, const REAL *a, size_t ars,    \
+                                             size_t acs, const REAL *b, size_t ldb, REAL *c,    \
+                                             size_t ldc)                                         \
+    {                                                                                            \
+        const int VL = (int)(64 / sizeof(REAL));                                                 \
+        VEC acc[4][4];                                                                           \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                      \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = ZERO();             \
+        for (size_t k = 0; k < K; k++, b += ldb) {                                               \
+            VEC bv[4];                                                                           \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                 \
+                bv[v] = masked ? MLOADU(mask, b + VL * v) : LOADU(b + VL * v);                   \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {                                \
+                VEC x = SET1(a[(size_t)r * ars + k * acs]);                                      \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                             \
+                    acc[r][v] = FMA(x, bv[v], acc[r][v]);                                        \
+            }                                                                                    \
+        }                                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                      \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                               \
+                if (masked) MSTOREU(c + (size_t)r * ldc + VL * v, mask, acc[r][v]);              \
+                else STOREU(c + (size_t)r * ldc + VL * v, acc[r][v]);                            \
+            }                                                                                    \
+    }
+GEMM512_BLOCK(blk_f_avx512, float, __m512, __mmask16, _mm512_setzero_ps, _mm512_loadu_ps,
+              _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps,
+              _mm512_mask_storeu_ps)
+GEMM512_BLOCK(blk_d_avx512, double, __m512d, __mmask8, _mm512_setzero_pd, _mm512_loadu_pd,
+              _mm512_maskz_loadu_pd, _mm512_set1_pd, _mm512_fmadd_pd, _mm512_storeu_pd,
+              _mm512_mask_storeu_pd)
+#undef GEMM512_BLOCK
+
+/* R (1 .. 4) rows of C: columns in blocks of 4, 2, 1 vectors, then one masked vector. */
+#define GEMM512_ROWS_R(BLK, R, VL, MASK)                                                         \
+    do {                                                                                         \
+        for (; j + 4 * VL <= N; j += 4 * VL) BLK(R, 4, 0, 0, K, a, ars, acs, b + j, ldb, c + j, ldc); \
+        if (j + 2 * VL <= N) { BLK(R, 2, 0, 0, K, a, ars, acs, b + j, ldb, c + j, ldc); j += 2 * VL; } \
+        if (j + VL <= N) { BLK(R, 1, 0, 0, K, a, ars, acs, b + j, ldb, c + j, ldc); j += VL; }    \
+        if (j < N) BLK(R, 1, 1, (MASK)((1u << (N - j)) - 1u), K, a, ars, acs, b + j, ldb, c + j, ldc); \
+    } while (0)
+
+AVX512 static void rows_f_avx512(size_t R, size_t N, size_t K, const float *a, size_t ars,
+                                 size_t acs, const float *b, size_t ldb, float *c, size_t ldc)
+{
+    size_t j = 0;
+    switch (R) {
+    case 4: GEMM512_ROWS_R(blk_f_avx512, 4, 16, __mmask16); break;
+    case 3: GEMM512_ROWS_R(blk_f_avx512, 3, 16, __mmask16); break;
+    case 2: GEMM512_ROWS_R(blk_f_avx512, 2, 16, __mmask16); break;
+    default: GEMM512_ROWS_R(blk_f_avx512, 1, 16, __mmask16); break;
+    }
+}
+
+AVX512 static void rows_d_avx512(size_t R, size_t N, size_t K, const double *a, size_t ars,
+                                 size_t acs, const double *b, size_t ldb, double *c, size_t ldc)
+{
+    size_t j = 0;
+    switch (R) {
+    case 4: GEMM512_ROWS_R(blk_d_avx512, 4, 8, __mmask8); break;
+    case 3: GEMM512_ROWS_R(blk_d_avx512, 3, 8, __mmask8); break;
+    case 2: GEMM512_ROWS_R(blk_d_avx512, 2, 8, __mmask8); break;
+    default: GEMM512_ROWS_R(blk_d_avx512, 1, 8, __mmask8); break;
+    }
+}
+#undef GEMM512_ROWS_R
+
 #endif
 
 int rk__cpu_avx2(void)
@@ -179,16 +256,20 @@ int rk__cpu_avx2(void)
 #endif
 }
 
-void rk__gemm_f(int avx2, int nt, size_t M, size_t N, size_t K, const float *a, size_t ars,
+void rk__gemm_f(rk_isa isa, int nt, size_t M, size_t N, size_t K, const float *a, size_t ars,
                 size_t acs, const float *b, size_t ldb, float *c, size_t ldc)
 {
     size_t tiles = (M + 3) / 4;
-    (void)avx2;
+    (void)isa;
     #pragma omp parallel for schedule(static) num_threads(nt) if (M * N * K > RK_GEMM_PAR_MIN)
     for (size_t t = 0; t < tiles; t++) {
         size_t i0 = 4 * t, R = M - i0 < 4 ? M - i0 : 4;
 #if RK_GEMM_X86
-        if (avx2) {
+        if (isa >= RK_ISA_AVX512) {
+            rows_f_avx512(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
+            continue;
+        }
+        if (isa >= RK_ISA_AVX2) {
             if (R == 4) rows_f_avx2(4, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
             else
                 for (size_t r = 0; r < R; r++)
@@ -200,16 +281,20 @@ void rk__gemm_f(int avx2, int nt, size_t M, size_t N, size_t K, const float *a, 
     }
 }
 
-void rk__gemm_d(int avx2, int nt, size_t M, size_t N, size_t K, const double *a, size_t ars,
+void rk__gemm_d(rk_isa isa, int nt, size_t M, size_t N, size_t K, const double *a, size_t ars,
                 size_t acs, const double *b, size_t ldb, double *c, size_t ldc)
 {
     size_t tiles = (M + 3) / 4;
-    (void)avx2;
+    (void)isa;
     #pragma omp parallel for schedule(static) num_threads(nt) if (M * N * K > RK_GEMM_PAR_MIN)
     for (size_t t = 0; t < tiles; t++) {
         size_t i0 = 4 * t, R = M - i0 < 4 ? M - i0 : 4;
 #if RK_GEMM_X86
-        if (avx2) {
+        if (isa >= RK_ISA_AVX512) {
+            rows_d_avx512(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
+            continue;
+        }
+        if (isa >= RK_ISA_AVX2) {
             if (R == 4) rows_d_avx2(4, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
             else
                 for (size_t r = 0; r < R; r++)

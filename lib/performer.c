@@ -72,6 +72,7 @@ static int perf_resolve(rk_attn_config *c, rk_attn_info *info)
         RK_FAIL(RK_EOVERFLOW, "%s: feature width %zu with d = %zu, d_v = %zu is too large",
                 who, F, d, dv);
     if ((rc = rk__attn_rope_check(c, c->rope == RK_ROPE_FEATURES ? F : d, who))) return rc;
+    if ((rc = rk__featmap_check_cost(c, c->kind == RK_PERFORMER, who))) return rc;
     info->feature_dim = F;
     return RK_OK;
 }
@@ -139,8 +140,9 @@ static int perf_create(rk_attn *p)
     p->impl = f;                      /* from here on attn.c's destroy frees a partial build */
     p->bytes += rk__alloc_size(sizeof *f);
     f->dv = dv;
-    f->avx2 = !perf_force_portable && c->isa >= RK_ISA_AVX2;
-    int rc = rk__featmap_init(&f->fm, c, favor, 1, f->avx2, &p->bytes, p->ops->name);
+    f->isa = perf_force_portable ? RK_ISA_PORTABLE : c->isa;   /* resolved: the CPU has it */
+    c->isa = f->isa;                  /* rk_attn_get_config: the path that runs */
+    int rc = rk__featmap_init(&f->fm, c, favor, 1, f->isa, &p->bytes, p->ops->name);
     if (rc) return rc;
     TAKE(f->S, F * dv, sizeof(double));
     TAKE(f->z, F, sizeof(double));

@@ -57,7 +57,7 @@ typedef RK__PERF_BWD_SCRATCH(double) rk__perf_bscratch_d;
 typedef struct rk__perf {
     rk__featmap fm;          /* the feature map and its projection                          */
     size_t    dv;
-    int       avx2;          /* use the AVX2+FMA product kernels                               */
+    rk_isa    isa;           /* kernel path of the products and the feature map (p->cfg.isa)  */
     rk_rope  *rope_f;        /* rope = features: rotation of dim F                            */
     rk_rope  *rope_qk;       /* rope = qk: rotation of dim d                                  */
     /* Running state of the batch path, double in both precisions. */

@@ -29,7 +29,7 @@ static int SFX(bfeat)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_t w, 
     size_t ldu = ldx;
     if (m) {
         /* u (w, m) = x (w, d) . (sqrt(scale) W)^T */
-        GEMM(f->avx2, nt, w, m, d, x, ldx, 1, WST(&f->fm), m, SCR(f)->u, m);
+        GEMM(f->isa, nt, w, m, d, x, ldx, 1, WST(&f->fm), m, SCR(f)->u, m);
         u = SCR(f)->u;
         ldu = m;
         #pragma omp parallel for schedule(static) num_threads(nt) if (w * m > RK_PERF_PAR_MIN)
@@ -79,7 +79,7 @@ static int SFX(bmap)(rk__perf *f, int nt, const REAL *x, size_t ldx, const REAL 
             s[r] = SFX(rk__featmap_bwd_row)(&f->fm, x + r * ldx, phi + r * F, dphi + r * F,
                                             t + r * m);
         /* o (w, d) = t (w, m) . W' (m, d), then (keys) + s x */
-        GEMM(f->avx2, nt, w, d, m, t, m, 1, WSF(&f->fm), d, o, ldo);
+        GEMM(f->isa, nt, w, d, m, t, m, 1, WSF(&f->fm), d, o, ldo);
         if (!den) {
             #pragma omp parallel for schedule(static) num_threads(nt) if (w * d > RK_PERF_PAR_MIN)
             for (size_t r = 0; r < w; r++)
@@ -115,7 +115,7 @@ static int SFX(absorb_k)(rk__perf *f, int nt, const rk_attn_config *cfg, const M
     REAL *kfr = SCR(f)->kfr, *zt = SCR(f)->ztr, *tmp = SCR(f)->tmp;
     for (size_t t = 0; t < w; t++) kfr[t] = (REAL)(f->fm.stab ? exp(f->pk[j0 + t] - cend) : 1.0);
     /* zt (1, F) = kfac (1, w) . kf (w, F) */
-    GEMM(f->avx2, nt, 1, F, w, kfr, 0, 1, kf, F, zt, F);
+    GEMM(f->isa, nt, 1, F, w, kfr, 0, 1, kf, F, zt, F);
     if (!kb) {
         kb = kf;
         if (f->rope_f) {
@@ -131,7 +131,7 @@ static int SFX(absorb_k)(rk__perf *f, int nt, const rk_attn_config *cfg, const M
                 for (size_t r = 0; r < F; r++) kb[t * F + r] *= kfr[t];
     }
     /* tmp (F, dv) = kb^T (F, w) . V[j0 .. j0+w) (w, dv) */
-    GEMM(f->avx2, nt, F, dv, w, kb, 1, F, v->data + j0 * v->ld, v->ld, tmp, dv);
+    GEMM(f->isa, nt, F, dv, w, kb, 1, F, v->data + j0 * v->ld, v->ld, tmp, dv);
     double *S = f->S, *z = f->z, e = *ns ? exp(*C - cend) : 0.0;
     if (e == 1.0) {
         #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
@@ -176,8 +176,8 @@ static void SFX(absorb_q)(rk__perf *f, int nt, size_t i0, size_t nr, const REAL 
             for (size_t c = 0; c < dv; c++) gh[i * dv + c] = (REAL)(fac * (double)gh[i * dv + c]);
     }
     /* tmp (F, dv) = qa^T (F, nr) . gh (nr, dv);  zt (F) = qf^T (F, nr) . ehs (nr) */
-    GEMM(f->avx2, nt, F, dv, nr, qa, 1, F, gh, dv, tmp, dv);
-    GEMM(f->avx2, nt, F, 1, nr, qf, 1, F, ehs, 1, zt, 1);
+    GEMM(f->isa, nt, F, dv, nr, qa, 1, F, gh, dv, tmp, dv);
+    GEMM(f->isa, nt, F, 1, nr, qf, 1, F, ehs, 1, zt, 1);
     double *U = f->U, *W = f->W;
     if (!rs->nu) {
         for (size_t i = 0; i < F * dv; i++) U[i] = (double)tmp[i];
@@ -241,8 +241,8 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
             rs->dirty = 0;
         }
         /* g1 (w, F) = V (w, dv) . U^T (dv, F);  vm (w, dv) = kb (w, F) . U (F, dv) */
-        GEMM(f->avx2, nt, w, F, dv, v->data + j0 * v->ld, v->ld, 1, utT, F, g1, F);
-        GEMM(f->avx2, nt, w, dv, F, kb, F, 1, ut, dv, vm, dv);
+        GEMM(f->isa, nt, w, F, dv, v->data + j0 * v->ld, v->ld, 1, utT, F, g1, F);
+        GEMM(f->isa, nt, w, dv, F, kb, F, 1, ut, dv, vm, dv);
         for (size_t t = 0; t < w; t++) fj[t] = f->fm.stab ? exp(f->pk[j0 + t] - rs->Rc) : 1.0;
     }
     if (ch) {
@@ -262,8 +262,8 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
             for (size_t t = 0; t < T; t++) vt[c * T + t] = t < w ? v->data[(j0 + t) * v->ld + c] : 0;
         for (size_t r = 0; r < F; r++)
             for (size_t t = 0; t < T; t++) kbt[r * T + t] = t < w ? kb[t * F + r] : 0;
-        GEMM(f->avx2, nt, nr, T, dv, ch->gh, dv, 1, vt, T, P, T);
-        GEMM(f->avx2, nt, nr, T, F, ch->qa, F, 1, kbt, T, Q, T);
+        GEMM(f->isa, nt, nr, T, dv, ch->gh, dv, 1, vt, T, P, T);
+        GEMM(f->isa, nt, nr, T, F, ch->qa, F, 1, kbt, T, Q, T);
         /* coefficients, key-major ([t][i]), of the rows that see the key:
          *   c1 = x (g_i . v_j) (+ x e_i without eq. 19: a = phi)  onto qa rows -> d b_j
          *   c2 = x (a_i . b_j)                                     onto gh rows -> dv_j
@@ -282,10 +282,10 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
         #pragma omp parallel for schedule(static) num_threads(nt) if (w * nr * F > RK_PERF_PAR_MIN)
         for (size_t t = 0; t < w; t++) {
             size_t a = fr[t], K = nr - a;
-            GEMM(f->avx2, 1, 1, F, K, c1 + t * T + a, T, 1, ch->qa + a * F, F, g2 + t * F, F);
-            GEMM(f->avx2, 1, 1, dv, K, c2 + t * T + a, T, 1, ch->gh + a * dv, dv, dvm + t * dv, dv);
+            GEMM(f->isa, 1, 1, F, K, c1 + t * T + a, T, 1, ch->qa + a * F, F, g2 + t * F, F);
+            GEMM(f->isa, 1, 1, dv, K, c2 + t * T + a, T, 1, ch->gh + a * dv, dv, dvm + t * dv, dv);
             if (f->rope_f)
-                GEMM(f->avx2, 1, 1, F, K, c3 + t * T + a, T, 1, ch->qf + a * F, F, g3 + t * F, F);
+                GEMM(f->isa, 1, 1, F, K, c3 + t * T + a, T, 1, ch->qf + a * F, F, g3 + t * F, F);
         }
     }
     /* d b_j (into g1) and dv_j */
@@ -401,7 +401,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             if (K) {
                 for (size_t j = 0; j < K; j++)
                     c1[i * TQ + j] = (REAL)(f->fm.stab ? exp(f->pk[lo + j] - ci[i]) : 1.0);
-                GEMM(f->avx2, 1, 1, F, K, c1 + i * TQ, TQ, 1, kf, F, g1 + i * F, F);
+                GEMM(f->isa, 1, 1, F, K, c1 + i * TQ, TQ, 1, kf, F, g1 + i * F, F);
             } else {
                 for (size_t r = 0; r < F; r++) g1[i * F + r] = 0;
             }
@@ -420,13 +420,13 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
         }
 
         /* 4. d a_i = S_i gh_i: the state's e_i S gh_i plus the masked sum_j x_ij (gh_i . v_j) b_j */
-        if (ns) GEMM(f->avx2, nt, nr, F, dv, gh, dv, 1, stT, F, g2, F);
+        if (ns) GEMM(f->isa, nt, nr, F, dv, gh, dv, 1, stT, F, g2, F);
         if (wi) {
             REAL *vt = BSC(f)->vt;
             for (size_t c = 0; c < dv; c++)
                 for (size_t t = 0; t < TQ; t++) vt[c * TQ + t] = t < wi ? v->data[(lo + t) * v->ld + c] : 0;
             /* P (nr, TQ) = gh . V_m^T; entries of unseen pairs are never read */
-            GEMM(f->avx2, nt, nr, TQ, dv, gh, dv, 1, vt, TQ, P, TQ);
+            GEMM(f->isa, nt, nr, TQ, dv, gh, dv, 1, vt, TQ, P, TQ);
         }
         #pragma omp parallel for schedule(static) num_threads(nt) if (nr * wi * F > RK_PERF_PAR_MIN)
         for (size_t i = 0; i < nr; i++) {
@@ -434,7 +434,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             if (K) {
                 for (size_t j = 0; j < K; j++)
                     c2[i * TQ + j] = (REAL)((double)c1[i * TQ + j] * (double)P[i * TQ + j]);
-                GEMM(f->avx2, 1, 1, F, K, c2 + i * TQ, TQ, 1, kb, F, g3 + i * F, F);
+                GEMM(f->isa, 1, 1, F, K, c2 + i * TQ, TQ, 1, kb, F, g3 + i * F, F);
             }
             double e = ns ? exp(C - ci[i]) : 0.0;
             int live = f->dq_den[i0 + i] != 0.0;

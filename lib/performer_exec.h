@@ -27,7 +27,7 @@ static int SFX(phi)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_t w, in
         /* u (w, m) = x (w, d) . (sqrt(scale) W)^T */
         u = SCR(f)->u;
         ldu = m;
-        GEMM(f->avx2, nt, w, m, d, x, ldx, 1, WST(&f->fm), m, SCR(f)->u, m);
+        GEMM(f->isa, nt, w, m, d, x, ldx, 1, WST(&f->fm), m, SCR(f)->u, m);
         #pragma omp parallel for schedule(static) num_threads(nt) if (w * m > RK_PERF_PAR_MIN)
         for (size_t t = 0; t < w; t++) {
             const REAL *x_t = x + t * ldx;
@@ -71,7 +71,7 @@ static int SFX(key_block)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
         kfr[t] = (REAL)kfac[t];
     }
     /* zt (1, F) = kfac (1, w) . kf (w, F) */
-    GEMM(f->avx2, nt, 1, F, w, kfr, 0, 1, kf, F, SCR(f)->ztr, F);
+    GEMM(f->isa, nt, 1, F, w, kfr, 0, 1, kf, F, SCR(f)->ztr, F);
     return RK_OK;
 }
 
@@ -95,7 +95,7 @@ static void SFX(absorb)(rk__perf *f, int nt, const MAT *v, size_t j0, size_t w, 
         }
     }
     /* tmp (F, dv) = kf^T (F, w) . V[j0 .. j0+w) (w, dv) */
-    GEMM(f->avx2, nt, F, dv, w, kf, 1, F, v->data + j0 * v->ld, v->ld, tmp, dv);
+    GEMM(f->isa, nt, F, dv, w, kf, 1, F, v->data + j0 * v->ld, v->ld, tmp, dv);
     double *S = f->S, *z = f->z;
     const REAL *zt = SCR(f)->ztr;
     /* e == 1 (the max did not grow) skips a multiplication by 1: the same bits */
@@ -123,7 +123,7 @@ static void SFX(masked)(rk__perf *f, int nt, const REAL *qf, const REAL *kf, siz
         for (size_t j = wi; j < T; j++) kt[r * T + j] = 0;
     }
     /* all T columns: full vector tiles; the padding columns are never read */
-    GEMM(f->avx2, nt, nr, T, F, qf, F, 1, kt, T, a, T);
+    GEMM(f->isa, nt, nr, T, F, qf, F, 1, kt, T, a, T);
     const double *kc = f->kc, *ci = f->ci;
     const size_t *vis = f->vis;
     #pragma omp parallel for schedule(static) num_threads(nt) if (nr * wi > RK_PERF_PAR_MIN)
@@ -187,8 +187,8 @@ int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT
                 for (size_t c = 0; c < dv; c++) st[r * ls + c] = (REAL)f->S[r * dv + c];
                 st[r * ls + dv] = (REAL)f->z[r];          /* columns dv+1 .. dv+7 stay 0 */
             }
-            if (f->rope_f) GEMM(f->avx2, nt, nr, 8, F, qf, F, 1, st + dv, ls, nsb + dv, ls);
-            else GEMM(f->avx2, nt, nr, ls, F, qf, F, 1, st, ls, nsb, ls);
+            if (f->rope_f) GEMM(f->isa, nt, nr, 8, F, qf, F, 1, st + dv, ls, nsb + dv, ls);
+            else GEMM(f->isa, nt, nr, ls, F, qf, F, 1, st, ls, nsb, ls);
         }
         double *deni = f->deni;
         if (wi) SFX(masked)(f, nt, qf, kf, nr, lo, wi, a);
@@ -207,11 +207,23 @@ int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT
         }
 
         /* 5. numerators: phi(q) S (state) and the masked weights times V */
-        if (ns && f->rope_f) GEMM(f->avx2, nt, nr, dv, F, qf, F, 1, st, ls, nsb, ls);
+        if (ns && f->rope_f) GEMM(f->isa, nt, nr, dv, F, qf, F, 1, st, ls, nsb, ls);
         if (wi) {
             REAL *aw = a;
             if (f->rope_f) { SFX(masked)(f, nt, qf, kf, nr, lo, wi, an); aw = an; }
-            GEMM(f->avx2, nt, nr, dv, wi, aw, RK_PERF_QCHUNK, 1, v->data + lo * v->ld, v->ld, ni, dv);
+            /* each row over the masked keys it sees only (a prefix: visibility grows with the
+             * row): a weight of 0 times a value row it must not see would still be NaN if that
+             * value is NaN or Inf. Rows of equal visibility share one product. */
+            for (size_t i0r = 0; i0r < nr;) {
+                size_t kv = f->vis[i0r] > lo ? (f->vis[i0r] < hi ? f->vis[i0r] : hi) - lo : 0, n1 = 1;
+                while (i0r + n1 < nr && f->vis[i0r + n1] == f->vis[i0r]) n1++;
+                if (kv)
+                    GEMM(f->isa, nt, n1, dv, kv, aw + i0r * RK_PERF_QCHUNK, RK_PERF_QCHUNK, 1,
+                         v->data + lo * v->ld, v->ld, ni + i0r * dv, dv);
+                else
+                    memset(ni + i0r * dv, 0, n1 * dv * sizeof *ni);
+                i0r += n1;
+            }
         }
 
         /* 6. out_i = (e_i num_state + num_masked) / (e_i den_state + den_masked),

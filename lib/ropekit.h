@@ -434,7 +434,12 @@ RK_NODISCARD int rk_attn_execute_batch_d(rk_attn *p, const rk_tensord *q, const 
  * out; the gradients are written, never read, and must not overlap each other or any input.
  * Memory: all scratch is allocated at plan creation (a plan that never runs a backward still
  * holds it; rk_attn_bytes counts it). Same bits for any thread count. Kinds without a
- * backward return RK_EUNSUP (rpe-fft). The float64 path is the reference for the float32 one. */
+ * backward return RK_EUNSUP (rpe-fft). The float64 path is the reference for the float32 one.
+ * RK_PERFORMER and RK_LINEAR save nothing and do not read out: the backward recomputes the
+ * features (two passes in the forward's chunks: forward order for dq, reverse order with an
+ * O(F d_v) state for dk, dv) and keeps four numbers per query and key row in the plan; nothing
+ * n x F is stored. The float32 softmax backward needs logits within float range (the training
+ * forward refuses rows whose log-sum-exp is not, RK_ENONFINITE). */
 size_t rk_attn_saved_len(const rk_attn *p);
 RK_NODISCARD int rk_attn_forward(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
                                  rk_mat *out, size_t kv_len, float *saved);

@@ -173,6 +173,7 @@ static int rpe_resolve(rk_attn_config *c, rk_attn_info *info)
     if (!rk__fits_int(N) || rk__mul(F, cf, &t) || rk__mul(c->n_q, F, &t) ||
         rk__mul(c->n_kv, F, &t) || rk__mul(c->n_q, cf, &t) || rk__mul(N, 16, &t))
         RK_FAIL(RK_EOVERFLOW, "rpe-fft: FFT size %zu with %zu features is too large", N, F);
+    if ((rc = rk__featmap_check_cost(c, c->rpe_base == RK_PERFORMER, "rpe-fft"))) return rc;
     info->feature_dim = F;
     info->fft_len = N;
     return RK_OK;
@@ -274,7 +275,9 @@ static int rpe_create(rk_attn *p)
               round_up(d * sizeof(double), 64) + round_up((r->ldx - d) * sizeof(double), 64) +
               round_up(F * sizeof(double), 64);
     r->l2norm = c->rpe_l2norm != 0;
-    if ((rc = rk__featmap_init(&r->fm, c, favor, 0, 0, &p->bytes, "rpe-fft"))) return rc;
+    c->isa = RK_ISA_PORTABLE;           /* double feature rows and FFTW: no ropekit vector kernel */
+    if ((rc = rk__featmap_init(&r->fm, c, favor, 0, RK_ISA_PORTABLE, &p->bytes, "rpe-fft")))
+        return rc;
 
     TAKE(r->bias, L, 1, sizeof(double), "bias");
     TAKE(r->cnt, L + 1, 1, sizeof(size_t), "bias counts");

@@ -1,12 +1,17 @@
 /* Float32 kernels of exact softmax attention: the portable versions, then AVX2+FMA versions
- * with register-blocked 6 x 16 micro-kernels and a polynomial exp2. Shapes and packed
- * layouts are described in softmax_kern.h; the tile loop that calls these is lib/softmax.c.
+ * with register-blocked 6 x 16 micro-kernels and a polynomial exp2, then AVX-512 versions.
+ * Shapes and packed layouts are described in softmax_kern.h; the tile loop that calls these
+ * is lib/softmax.c.
  *
  * Cost model (d = d_v = 64): per logit, q.k is 64 FMAs and p v is 64 FMAs, i.e. 16 vector
  * FMAs, against ~2.5 vector ops of max/exp2/sum, so the two micro-kernels decide the speed
- * (about 80% of the time at n = 4096, the softmax pass about 13%). Each keeps 12
- * accumulators (6 rows x 2 vectors of 8) in registers and issues 8 loads per 12 FMAs, which
- * Zen3/Haswell-class cores sustain from L1.
+ * (about 80% of the time at n = 4096, the softmax pass about 13%). The AVX2 ones keep 12
+ * accumulators (6 rows x 2 vectors of 8) in registers and issue 8 loads per 12 FMAs, which
+ * Zen3/Haswell-class cores sustain from L1. The AVX-512 ones use the 32 zmm registers for 24
+ * accumulators (6 rows x 4 panels of 16 keys in qk, 6 rows x 64 columns in pv and tpv): 10
+ * loads per 24 FMAs, enough independent chains for two 512-bit FMA pipes (Zen 5, Intel
+ * server cores); the same per-element FMA chains as AVX2 (qk, pv, tpv give the AVX2 bits;
+ * the row sums of the online softmax are added in another order).
  */
 #include "softmax_kern.h"
 
@@ -119,7 +124,8 @@ static void tpv_c(const float *w, size_t ldw, const float *x, size_t ldx, size_t
     }
 }
 
-static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c, rows_bwd_c, tpv_c };
+static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c, rows_bwd_c, tpv_c,
+                                        RK_ISA_PORTABLE };
 
 /* ------------------------------------------------------------------------------------ */
 /* AVX2 + FMA kernels                                                                   */
@@ -443,7 +449,281 @@ AVX2 static void tpv_avx2(const float *w, size_t ldw, const float *x, size_t ldx
 }
 
 static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2,
-                                          rows_bwd_avx2, tpv_avx2 };
+                                          rows_bwd_avx2, tpv_avx2, RK_ISA_AVX2 };
+
+/* ------------------------------------------------------------------------------------ */
+/* AVX-512 kernels (F, DQ, BW, VL): one zmm holds a row's 16 keys of a panel, so a 6-row    */
+/* block's logits of one panel are 6 registers; the products work on four panels (qk) or  */
+/* 64 columns (pv, tpv) at a time: 24 accumulators, 4 vector loads and 6 broadcasts per 24 */
+/* FMAs, chains enough to hide the FMA latency on two 512-bit FMA pipes; then 2 and 1.    */
+/* Masks replace the blends and scalar tails of the AVX2 versions (in registers: masked   */
+/* loads and stores in a loop body are slow on Zen 5, see lib/rope.c).                     */
+/* ------------------------------------------------------------------------------------ */
+
+#define AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+
+/* The AVX2 exp2 on 16 lanes: the same clamps, rounding, Estrin tree and exponent bits, so
+ * each lane gives the AVX2 function's bits (and its flush to 0 below 2^-126.5). */
+AVX512 static inline __m512 exp2_avx512(__m512 x)
+{
+    x = _mm512_max_ps(_mm512_set1_ps(-127.0f), x);   /* second operand NaN -> NaN kept */
+    x = _mm512_min_ps(_mm512_set1_ps(127.0f), x);
+    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(x, n);
+    __m512 f2 = _mm512_mul_ps(f, f), f4 = _mm512_mul_ps(f2, f2);
+    __m512 p01 = _mm512_fmadd_ps(_mm512_set1_ps(6.931472028550421e-1f), f, _mm512_set1_ps(1.0f));
+    __m512 p23 = _mm512_fmadd_ps(_mm512_set1_ps(5.550332471162809e-2f), f,
+                                 _mm512_set1_ps(2.402264791363012e-1f));
+    __m512 p45 = _mm512_fmadd_ps(_mm512_set1_ps(1.339887440266574e-3f), f,
+                                 _mm512_set1_ps(9.618437357674640e-3f));
+    __m512 p46 = _mm512_fmadd_ps(_mm512_set1_ps(1.535336188319500e-4f), f2, p45);
+    __m512 p03 = _mm512_fmadd_ps(p23, f2, p01);
+    __m512 p = _mm512_fmadd_ps(p46, f4, p03);
+    __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32(e, 23)));
+}
+
+/* Lanes j0 + i < n of a 16-lane vector. */
+static inline __mmask16 lanes_below(size_t n, size_t j0)
+{
+    if (j0 >= n) return 0;
+    return n - j0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j0)) - 1u);
+}
+
+#define RK_SM_INLINE __attribute__((always_inline)) inline
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* S block = Q block K panels^T over NP (4, 2 or 1) consecutive panels at once: 6 NP
+ * accumulators (24 for four panels, with 4 panel loads and 6 broadcasts per 24 FMAs). NP is
+ * a constant at every call, so the loops unroll and the accumulators stay in registers. Each
+ * logit is the chain fma(q[c], k[c], acc) over c = 0 .. d-1 from 0, as in the AVX2 kernel. */
+AVX512 static RK_SM_INLINE void qk_block512(const int NP, const float *q, size_t d,
+                                            const float *b, float *s, size_t lds)
+{
+    const size_t ps = d * RK_SM_NR;
+    __m512 acc[RK_SM_MR][4];
+    UNROLL for (int r = 0; r < RK_SM_MR; r++)
+        UNROLL for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+    for (size_t c = 0; c < d; c++, b += RK_SM_NR) {
+        __m512 kv[4];
+        UNROLL for (int p = 0; p < NP; p++) kv[p] = _mm512_load_ps(b + p * ps);
+        UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+            __m512 a = _mm512_set1_ps(q[r * d + c]);
+            UNROLL for (int p = 0; p < NP; p++) acc[r][p] = _mm512_fmadd_ps(a, kv[p], acc[r][p]);
+        }
+    }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++)
+        UNROLL for (int p = 0; p < NP; p++) _mm512_storeu_ps(s + r * lds + p * RK_SM_NR, acc[r][p]);
+}
+
+AVX512 static void qk_avx512(const float *q, size_t d, const float *kt, size_t npan, float *s,
+                             size_t lds)
+{
+    const size_t ps = d * RK_SM_NR;
+    size_t p = 0;
+    for (; p + 4 <= npan; p += 4) qk_block512(4, q, d, kt + p * ps, s + p * RK_SM_NR, lds);
+    if (p + 2 <= npan) { qk_block512(2, q, d, kt + p * ps, s + p * RK_SM_NR, lds); p += 2; }
+    if (p < npan) qk_block512(1, q, d, kt + p * ps, s + p * RK_SM_NR, lds);
+}
+
+/* Online softmax of a 6-row block (the contract and the passes of rows_avx2), each pass over
+ * the six rows at once (for each 16 columns, every row): six independent max and exp2 chains
+ * in flight instead of one row's four, which hides the exp2's latency. Masked columns are
+ * replaced by -inf in registers (a mask blend) for the max, and their p is written as an
+ * exact 0 (a zero-masking move), so whatever they held never reaches the max, p or the sum.
+ * The max keeps its accumulator as the second operand of vmaxps, which returns that operand
+ * when the other is NaN: NaN logits are left out of the max, as in the portable loop (and
+ * then make p, the sum and the row's output NaN). */
+AVX512 static void rows_avx512(float *s, size_t lds, size_t ncol, const size_t *nv, float *m,
+                               double *l, float *alpha)
+{
+    float m_new[16] = { 0 }, m_old[16] = { 0 };
+    int live[RK_SM_MR];
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 acc[RK_SM_MR];
+    // 1. row maxima over the columns each row sees
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) acc[r] = ninf;
+    for (size_t j = 0; j < ncol; j += 16)
+        UNROLL for (int r = 0; r < RK_SM_MR; r++)
+            if (j < nv[r]) {
+                __m512 x = _mm512_mask_blend_ps(lanes_below(nv[r], j), ninf,
+                                                _mm512_loadu_ps(s + r * lds + j));
+                acc[r] = _mm512_max_ps(x, acc[r]);
+            }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+        float v = _mm512_reduce_max_ps(acc[r]);
+        m_new[r] = v > m[r] ? v : m[r];
+        live[r] = nv[r] > 0 && m_new[r] > -INFINITY;
+        m_old[r] = live[r] ? m[r] : 0.0f;
+        if (!live[r]) m_new[r] = 0.0f;
+    }
+    // 2. the six rescale factors exp2(m_old - m_new) at once (-inf - finite -> 0)
+    _mm512_storeu_ps(m_old, exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(m_old),
+                                                      _mm512_loadu_ps(m_new))));
+    // 3. p = exp2(s - m_new) in place (exact 0 where masked, all 0 in a row left out), sums
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) acc[r] = _mm512_setzero_ps();
+    for (size_t j = 0; j < ncol; j += 16)
+        UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+            float *s_rj = s + r * lds + j;
+            __mmask16 k = live[r] ? lanes_below(nv[r], j) : 0;
+            if (!k) { _mm512_storeu_ps(s_rj, _mm512_setzero_ps()); continue; }
+            __m512 p = _mm512_maskz_mov_ps(k, exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(s_rj),
+                                                                        _mm512_set1_ps(m_new[r]))));
+            _mm512_storeu_ps(s_rj, p);
+            acc[r] = _mm512_add_ps(acc[r], p);
+        }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+        if (!live[r]) {                      /* sees none of these keys: p = 0, keep o */
+            alpha[r] = 1.0f;
+            continue;
+        }
+        alpha[r] = m_old[r];
+        l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(acc[r]);
+        m[r] = m_new[r];
+    }
+}
+
+/* O = diag(alpha) O + P V over 16 NV columns (NV = 4, 2, 1: 64, 32, 16 columns; 6 NV
+ * accumulators). Keys every row sees go through the 6-row kernel, the few keys only some
+ * rows see (causal diagonal) row by row, as in pv_avx2. v rows are 64-B aligned (ldv a
+ * multiple of 16). */
+AVX512 static RK_SM_INLINE void pv_block512(const int NV, const float *p, size_t ldp,
+                                            const float *v, size_t ldv, const size_t *nv,
+                                            size_t lo, size_t hi, const float *alpha, float *o,
+                                            size_t ldo)
+{
+    __m512 acc[RK_SM_MR][4];
+    UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+        __m512 a = _mm512_set1_ps(alpha[r]);
+        UNROLL for (int c = 0; c < NV; c++)
+            acc[r][c] = _mm512_mul_ps(a, _mm512_loadu_ps(o + r * ldo + 16 * c));
+    }
+    size_t j = 0;
+    for (; j < lo; j++, v += ldv) {                 /* keys all six rows see */
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_load_ps(v + 16 * c);
+        UNROLL for (int r = 0; r < RK_SM_MR; r++) {
+            __m512 a = _mm512_set1_ps(p[r * ldp + j]);
+            UNROLL for (int c = 0; c < NV; c++) acc[r][c] = _mm512_fmadd_ps(a, b[c], acc[r][c]);
+        }
+    }
+    for (; j < hi; j++, v += ldv) {                 /* keys only some rows see */
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_load_ps(v + 16 * c);
+        UNROLL for (int r = 0; r < RK_SM_MR; r++)
+            if (j < nv[r]) {
+                __m512 a = _mm512_set1_ps(p[r * ldp + j]);
+                UNROLL for (int c = 0; c < NV; c++) acc[r][c] = _mm512_fmadd_ps(a, b[c], acc[r][c]);
+            }
+    }
+    UNROLL for (int r = 0; r < RK_SM_MR; r++)
+        UNROLL for (int c = 0; c < NV; c++) _mm512_storeu_ps(o + r * ldo + 16 * c, acc[r][c]);
+}
+
+AVX512 static void pv_avx512(const float *p, size_t ldp, const float *v, size_t ldv,
+                             const size_t *nv, size_t ncols, const float *alpha, float *o,
+                             size_t ldo)
+{
+    size_t lo = nv[0], hi = nv[0];
+    for (size_t r = 1; r < RK_SM_MR; r++) {
+        if (nv[r] < lo) lo = nv[r];
+        if (nv[r] > hi) hi = nv[r];
+    }
+    size_t cb = 0;
+    for (; cb + 64 <= ncols; cb += 64) pv_block512(4, p, ldp, v + cb, ldv, nv, lo, hi, alpha, o + cb, ldo);
+    if (cb + 32 <= ncols) { pv_block512(2, p, ldp, v + cb, ldv, nv, lo, hi, alpha, o + cb, ldo); cb += 32; }
+    if (cb < ncols) pv_block512(1, p, ldp, v + cb, ldv, nv, lo, hi, alpha, o + cb, ldo);
+}
+
+AVX512 static void exp2_array_avx512(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 k = lanes_below(n, i);
+        _mm512_mask_storeu_ps(x + i, k, exp2_avx512(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+
+/* P and dS of a 6-row block: p = exp2(s - lse), ds = p (dp - dd) where the row sees the
+ * column, exactly 0 elsewhere (zero-masking moves: a NaN of an unseen key never survives). */
+AVX512 static void rows_bwd_avx512(float *s, float *dp, size_t lds, size_t ncol,
+                                   const size_t *nv, const float *lse, const float *dd)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    for (size_t r = 0; r < RK_SM_MR; r++) {
+        float *s_r = s + r * lds, *dp_r = dp + r * lds;
+        const size_t n = lse[r] == -INFINITY ? 0 : nv[r];
+        const __m512 vl = _mm512_set1_ps(lse[r]), vd = _mm512_set1_ps(dd[r]);
+        for (size_t j = 0; j < ncol; j += 16) {
+            if (j >= n) {
+                _mm512_storeu_ps(s_r + j, zero);
+                _mm512_storeu_ps(dp_r + j, zero);
+                continue;
+            }
+            __mmask16 k = lanes_below(n, j);
+            __m512 p = exp2_avx512(_mm512_sub_ps(_mm512_loadu_ps(s_r + j), vl));
+            __m512 ds = _mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(dp_r + j), vd));
+            _mm512_storeu_ps(s_r + j, _mm512_maskz_mov_ps(k, p));
+            _mm512_storeu_ps(dp_r + j, _mm512_maskz_mov_ps(k, ds));
+        }
+    }
+}
+
+/* o (nk <= 6 key rows) += w^T x over the rows each key's suffix covers (tpv_avx2's
+ * contract), 16 NV columns per pass (NV = 4, 2, 1; 6 NV accumulators). */
+AVX512 static RK_SM_INLINE void tpv_block512(const int NV, const float *w, size_t ldw,
+                                             const float *x, size_t ldx, size_t nr,
+                                             const size_t *st, size_t lo, size_t hi, size_t nk,
+                                             float *o, size_t ldo)
+{
+    __m512 acc[RK_SM_MR][4];
+    UNROLL for (int j = 0; j < RK_SM_MR; j++)
+        UNROLL for (int c = 0; c < NV; c++)
+            acc[j][c] = (size_t)j < nk ? _mm512_loadu_ps(o + j * ldo + 16 * c) : _mm512_setzero_ps();
+    size_t r = lo;
+    for (; r < hi; r++) {                          /* rows only some keys see */
+        const float *x_r = x + r * ldx, *w_r = w + r * ldw;
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_loadu_ps(x_r + 16 * c);
+        UNROLL for (int j = 0; j < RK_SM_MR; j++)
+            if (r >= st[j]) {
+                __m512 a = _mm512_set1_ps(w_r[j]);
+                UNROLL for (int c = 0; c < NV; c++) acc[j][c] = _mm512_fmadd_ps(a, b[c], acc[j][c]);
+            }
+    }
+    for (; r < nr; r++) {                          /* rows every key of the block sees */
+        const float *x_r = x + r * ldx, *w_r = w + r * ldw;
+        __m512 b[4];
+        UNROLL for (int c = 0; c < NV; c++) b[c] = _mm512_loadu_ps(x_r + 16 * c);
+        UNROLL for (int j = 0; j < RK_SM_MR; j++) {
+            __m512 a = _mm512_set1_ps(w_r[j]);
+            UNROLL for (int c = 0; c < NV; c++) acc[j][c] = _mm512_fmadd_ps(a, b[c], acc[j][c]);
+        }
+    }
+    UNROLL for (int j = 0; j < RK_SM_MR; j++)
+        if ((size_t)j < nk)
+            UNROLL for (int c = 0; c < NV; c++) _mm512_storeu_ps(o + j * ldo + 16 * c, acc[j][c]);
+}
+
+AVX512 static void tpv_avx512(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
+                              const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo)
+{
+    size_t st[RK_SM_MR], lo = nr, hi = 0;
+    for (size_t j = 0; j < RK_SM_MR; j++) {
+        st[j] = j < nk ? rs[j] : nr;               /* a missing key sees no row */
+        if (st[j] < lo) lo = st[j];
+        if (j < nk && st[j] > hi) hi = st[j];
+    }
+    if (nk == 0 || lo >= nr) return;
+    if (hi > nr || nk < RK_SM_MR) hi = nr;   /* a short block: every row tests its keys */
+    size_t cb = 0;
+    for (; cb + 64 <= ncols; cb += 64) tpv_block512(4, w, ldw, x + cb, ldx, nr, st, lo, hi, nk, o + cb, ldo);
+    if (cb + 32 <= ncols) { tpv_block512(2, w, ldw, x + cb, ldx, nr, st, lo, hi, nk, o + cb, ldo); cb += 32; }
+    if (cb < ncols) tpv_block512(1, w, ldw, x + cb, ldx, nr, st, lo, hi, nk, o + cb, ldo);
+}
+#undef UNROLL
+
+static const rk__sm_kernels kern_avx512 = { "avx512", qk_avx512, rows_avx512, pv_avx512,
+                                            rows_bwd_avx512, tpv_avx512, RK_ISA_AVX512 };
 
 static int cpu_has_avx2(void)
 {
@@ -462,17 +742,25 @@ void rk__sm_force_portable(int on) { force_portable = on; }
 const rk__sm_kernels *rk__sm_kernels_for(rk_isa isa)
 {
 #ifdef RK_SM_HAVE_AVX2
+    if (!force_portable && isa >= RK_ISA_AVX512 && rk_isa_available(RK_ISA_AVX512))
+        return &kern_avx512;
     if (!force_portable && isa >= RK_ISA_AVX2 && cpu_has_avx2()) return &kern_avx2;
 #endif
     (void)isa;
     return &kern_c;
 }
 
-int rk__sm_exp2_array(float *x, size_t n)
+int rk__sm_exp2_array(float *x, size_t n) { return rk__sm_exp2_array_isa(RK_ISA_AVX2, x, n); }
+
+int rk__sm_exp2_array_isa(rk_isa isa, float *x, size_t n)
 {
 #ifdef RK_SM_HAVE_AVX2
-    if (cpu_has_avx2()) { exp2_array_avx2(x, n); return 1; }
+    if (isa == RK_ISA_AVX512 && rk_isa_available(RK_ISA_AVX512)) {
+        exp2_array_avx512(x, n);
+        return 1;
+    }
+    if (isa == RK_ISA_AVX2 && cpu_has_avx2()) { exp2_array_avx2(x, n); return 1; }
 #endif
-    (void)x; (void)n;
+    (void)isa; (void)x; (void)n;
     return 0;
 }

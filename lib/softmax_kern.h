@@ -1,7 +1,8 @@
 /* Float32 kernels of exact softmax attention, shared by lib/softmax.c (the tile driver) and
- * the tests. Two implementations of the same three kernels: portable C (the reference
- * semantics, and the fallback) and AVX2+FMA, picked once per plan at create time with
- * __builtin_cpu_supports. Both work on the packed layouts the driver builds:
+ * the tests. Three implementations of the same five kernels: portable C (the reference
+ * semantics, and the fallback), AVX2+FMA and AVX-512 (F, DQ, BW, VL), picked once per plan at
+ * create time from the plan's resolved isa and what the CPU reports (__builtin_cpu_supports).
+ * All work on the packed layouts the driver builds:
  *
  *   qs   (n_q_pad, d)            queries, already multiplied by scale * log2(e), ld = d
  *   kt   (n_kv / 16, d, 16)      keys in panels of 16: kt[p][c][jj] = k[16 p + jj][c]
@@ -55,11 +56,15 @@ typedef struct {
      * ldo. */
     void (*tpv)(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
                 const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo);
+    /* The path these kernels are (RK_ISA_PORTABLE, RK_ISA_AVX2, RK_ISA_AVX512): what a plan
+     * records in its config's isa. */
+    rk_isa isa;
 } rk__sm_kernels;
 
-/* The kernels of a plan's path (its resolved isa; see rk_isa): AVX2+FMA for RK_ISA_AVX2 and
- * wider, the portable ones otherwise or when the tests forced them with
- * rk__sm_force_portable(1) (process-wide, read at plan creation). */
+/* The kernels of a plan's path (its resolved isa; see rk_isa): AVX-512 for RK_ISA_AVX512,
+ * AVX2+FMA for RK_ISA_AVX2 (each only where the CPU has it; otherwise the next narrower), the
+ * portable ones otherwise or when the tests forced them with rk__sm_force_portable(1)
+ * (process-wide, read at plan creation). The set's isa field names the path taken. */
 const rk__sm_kernels *rk__sm_kernels_for(rk_isa isa);
 void rk__sm_force_portable(int on);
 
@@ -67,5 +72,8 @@ void rk__sm_force_portable(int on);
  * Results below 2^-126.5 flush to 0 (so -inf -> 0), NaN stays NaN. Returns 0 (nothing done)
  * when the CPU lacks AVX2+FMA. */
 int rk__sm_exp2_array(float *x, size_t n);
+/* The same for one path: RK_ISA_AVX2 or RK_ISA_AVX512 (the same bits lane by lane: one
+ * algorithm); 0 when the CPU lacks that path or isa names no vector exp2. */
+int rk__sm_exp2_array_isa(rk_isa isa, float *x, size_t n);
 
 #endif

@@ -31,6 +31,7 @@ static int uniform_create(rk_attn *p)
     if (!u) RK_FAIL(RK_ENOMEM, "uniform: cannot allocate the plan");
     p->impl = u;
     p->bytes += rk__alloc_size(sizeof *u);
+    p->cfg.isa = RK_ISA_PORTABLE;       /* plain loops: rk_attn_get_config names the path */
     int rc = RK_OK;
     if (!(u->sum = rk__take(&p->bytes, p->cfg.d_v, 1, sizeof(double), "uniform", "sums", &rc)))
         return rc;

@@ -124,7 +124,8 @@ static void test_unbiased(void **state)
 
 /* Lemma 2 (iid): the measured MSE of each estimator equals its formula (within 4 se); and
  * orthogonal blocks do better than iid at the same m (Performer Theorem 2). The comparison is
- * paired: seed s draws G for iid and QR(G) for orthogonal (the same first d*d Gaussians), and
+ * paired: seed s draws G for iid and Gram-Schmidt of G's rows for orthogonal (the same first
+ * d*d Gaussians), and
  * the mean of the per-seed difference of squared errors must exceed 4 se of that difference. */
 static void test_mse(void **state)
 {
@@ -223,8 +224,8 @@ static void test_blocks_orthonormal(void **state)
     }
 }
 
-/* The sign correction: entries of the Haar-distributed Q diag(sign(diag R)) are symmetric
- * with E q^2 = 1/d. GSL's raw Householder Q has Q[0][0] < 0 always (printed, for power). */
+/* Haar rows: entries are symmetric with E q^2 = 1/d. A raw Householder Q (GSL's) would not do:
+ * its Q[0][0] < 0 always (printed, for power); Gram-Schmidt rows need no sign correction. */
 static void test_qr_sign(void **state)
 {
     (void)state;
@@ -330,6 +331,45 @@ static void test_seed_bits(void **state)
     unsetenv("GSL_RNG_SEED");
 }
 
+/* Only the rows asked for are drawn (issue 16: a full d x d factorisation at d = 2048 took 78 s
+ * for m = 256): at d = 4096 the m = 16 rows are orthonormal and are the first 16 rows of the
+ * m = 32 draw (rows come one at a time from the same stream; fixed norms draw nothing after).
+ * A projection that would take minutes is refused at creation with a message that names iid. */
+static void test_large_d(void **state)
+{
+    (void)state;
+    size_t d = 4096;
+    rk_attn *a = plan(RK_KERNEL_POSITIVE, RK_PROJ_ORTHOGONAL, RK_NORM_FIXED, d, 16, 3);
+    rk_attn *b = plan(RK_KERNEL_POSITIVE, RK_PROJ_ORTHOGONAL, RK_NORM_FIXED, d, 32, 3);
+    const float *wa = rk_attn_proj(a, NULL, NULL), *wb = rk_attn_proj(b, NULL, NULL);
+    assert_memory_equal(wa, wb, 16 * d * sizeof *wa);
+    double worst = 0;
+    for (size_t i = 0; i < 32; i++)
+        for (size_t j = 0; j <= i; j++) {
+            double s = 0;
+            for (size_t c = 0; c < d; c++) s += (double)wb[i * d + c] * wb[j * d + c];
+            double want = i == j ? (double)d : 0.0;
+            if (fabs(s - want) / (double)d > worst) worst = fabs(s - want) / (double)d;
+        }
+    print_message("d = %zu, m = 32: max |W W^T / d - I| = %.2g\n", d, worst);
+    assert_true(worst < 1e-6);
+    rk_attn_destroy(a);
+    rk_attn_destroy(b);
+
+    rk_attn_config c = { .kind = RK_PERFORMER, .n_q = 1, .n_kv = 1, .d = 65536, .d_v = 1,
+                         .n_features = 65536, .seed = 1 };
+    rk_attn *p = NULL;
+    assert_int_equal(rk_attn_create(&p, &c), RK_EINVAL);
+    assert_null(p);
+    assert_non_null(strstr(rk_last_error(), "iid"));
+    assert_non_null(strstr(rk_last_error(), "d = 65536"));
+    c.proj = RK_PROJ_IID;                 /* iid rows factor nothing */
+    c.n_features = 64;
+    c.d = 4096;
+    assert_rk_ok(rk_attn_create(&p, &c));
+    rk_attn_destroy(p);
+}
+
 int main(void)
 {
     gsl_set_error_handler_off();
@@ -341,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_qr_sign),
         cmocka_unit_test(test_row_norms),
         cmocka_unit_test(test_seed_bits),
+        cmocka_unit_test(test_large_d),
     };
     return cmocka_run_group_tests_name("features", tests, NULL, NULL);
 }

@@ -794,9 +794,50 @@ static void test_api(void **state)
     }
 }
 
+/* The forward's causal masked product: a NaN or Inf value row reaches only the rows that see
+ * it (rows of the same 64-row chunk before it must not turn NaN through 0 x NaN). */
+static void test_forward_masked_nan(void **state)
+{
+    (void)state;
+    static const rk_kind kinds[2] = { RK_LINEAR, RK_PERFORMER };
+    static const rk_rope_mode ropes[3] = { RK_ROPE_NONE, RK_ROPE_QK, RK_ROPE_FEATURES };
+    enum { N = 70, D = 4 };
+    for (int t = 0; t < 2; t++)
+        for (int r = 0; r < 3; r++) {
+            rk_attn_config c = { .kind = kinds[t], .n_q = N, .n_kv = N, .d = D, .causal = 1,
+                                 .rope = ropes[r], .seed = kinds[t] == RK_PERFORMER ? 5 : 0,
+                                 .n_features = kinds[t] == RK_PERFORMER ? 8 : 0 };
+            rk_attn *p;
+            assert_rk_ok(rk_attn_create(&p, &c));
+            gsl_rng *g = rk_test_rng(91);
+            rk_matd q = rk_test_randnd(g, N, D, D, 1.0), v = rk_test_randnd(g, N, D, D, 1.0);
+            gsl_rng_free(g);
+            rk_mat qf = rk_test_mat(N, D, D), vf = rk_test_mat(N, D, D);
+            const size_t bad = 6, bad2 = 67;             /* in chunk 0 and in chunk 1 */
+            v.data[bad * D + 1] = NAN;
+            v.data[bad2 * D + 2] = INFINITY;
+            rk_test_d2f(&q, &qf);
+            rk_test_d2f(&v, &vf);
+            rk_matd o = rk_test_matd(N, D, D);
+            rk_mat of = rk_test_mat(N, D, D);
+            assert_rk_ok(rk_attn_execute_d(p, &q, &q, &v, &o, RK_ALL_KEYS));
+            assert_rk_ok(rk_attn_execute(p, &qf, &qf, &vf, &of, RK_ALL_KEYS));
+            for (size_t i = 0; i < bad; i++)
+                for (size_t ch = 0; ch < D; ch++)
+                    if (!isfinite(o.data[i * D + ch]) || !isfinite(of.data[i * D + ch]))
+                        fail_msg("%s rope %d: row %zu, before the NaN value row %zu, is not finite",
+                                 rk_attn_kind_name(kinds[t]), (int)ropes[r], i, bad);
+            assert_true(isnan(o.data[bad * D + 1]) && isnan(of.data[bad * D + 1]));
+            rk_test_freed(&q); rk_test_freed(&v); rk_test_freed(&o);
+            rk_test_free(&qf); rk_test_free(&vf); rk_test_free(&of);
+            rk_attn_destroy(p);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_masked_nan),
         cmocka_unit_test(test_featmap_backward),
         cmocka_unit_test(test_fd_small),
         cmocka_unit_test(test_chunks),

@@ -5,7 +5,8 @@
  * draws 0, ...), and every figure it promises must be there, as a PNG (signature) and an SVG,
  * with no staging directory left behind. A gnuplot failure (a gnuplot on PATH that fails its
  * k-th run) must make the script fail and leave none of its figures, not even older ones, and a
- * bad option must exit 2 with none either. */
+ * bad option must exit 2 with none either. A figure path that is a symbolic link keeps its link
+ * (the figure goes to the target), also when a later run fails. */
 #include "check.h"
 
 #include <stdio.h>
@@ -270,6 +271,38 @@ static void test_gnuplot_failure(void **state)
     ok_run(f, "pattern", "fail_pattern", PA "--encodings rope", "pattern pattern_score", NULL);
 }
 
+/* ---- figures behind links: the link stays and its target gets the figure ---------------------- */
+static void test_symlinked_figures(void **state)
+{
+    fixture *f = *state;
+    char cmd[1024], path[256];
+    /* pattern.png links to a file elsewhere, pattern.svg is a dangling link */
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/elsewhere' '%s/linked' && echo old > '%s/elsewhere/p.png' && "
+             "ln -s ../elsewhere/p.png '%s/linked/pattern.png' && ln -s ../elsewhere/p.svg '%s/linked/pattern.svg'",
+             f->dir, f->dir, f->dir, f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+    ok_run(f, "pattern", "linked", PA "--encodings rope", "pattern pattern_score", NULL);
+    struct stat st;
+    snprintf(path, sizeof path, "%s/linked/pattern.png", f->dir);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    snprintf(path, sizeof path, "%s/linked/pattern.svg", f->dir);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_true(has_file(f, "elsewhere", "p.svg"));
+    /* the target now holds the PNG, and no temporary is left beside it */
+    snprintf(cmd, sizeof cmd, "head -c 4 '%s/elsewhere/p.png' | grep -q PNG && "
+             "[ $(ls -A '%s/elsewhere' | wc -l) -eq 2 ]", f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+    /* a failed redraw removes the regular figures but leaves the links and their targets */
+    expect_failure(f, "linked", 0, run_script(f, "pattern", "linked", PA "--encodings rope", 1, NULL),
+                   "pattern_score");
+    snprintf(path, sizeof path, "%s/linked/pattern.png", f->dir);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_true(has_file(f, "elsewhere", "p.png"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_approx_options),
         cmocka_unit_test(test_pattern_options),
         cmocka_unit_test(test_gnuplot_failure),
+        cmocka_unit_test(test_symlinked_figures),
     };
     return cmocka_run_group_tests_name("plots", tests, setup, teardown);
 }
