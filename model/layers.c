@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <time.h>
 
-int lm__avx2(void) { return rk__cpu_avx2(); }   /* a few loads: __builtin_cpu_supports */
+rk_isa lm__isa(void) { return rk_isa_resolve(RK_ISA_AUTO); }
 
 double lm__now(void)
 {

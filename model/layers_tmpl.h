@@ -13,7 +13,7 @@ void S(lm_linear_fwd)(int nt, size_t N, size_t C, size_t OC, const REAL *x, cons
     /* wt (C, OC) = W^T, so the product is row-major on both sides: y = x wt */
     for (size_t o = 0; o < OC; o++)
         for (size_t c = 0; c < C; c++) wt[c * OC + o] = w[o * C + c];
-    GEMM(lm__avx2(), nt, N, OC, C, x, C, 1, wt, OC, y, OC);
+    GEMM(lm__isa(), nt, N, OC, C, x, C, 1, wt, OC, y, OC);
     if (!b) return;
     #pragma omp parallel for schedule(static) num_threads(nt) if (N * OC > LM_PAR_MIN)
     for (size_t i = 0; i < N; i++) {
@@ -26,9 +26,9 @@ void S(lm_linear_bwd)(int nt, size_t N, size_t C, size_t OC, const REAL *x, cons
                       const REAL *dy, REAL *dx, REAL *dw, REAL *db)
 {
     /* dx (N, C) = dy (N, OC) W (OC, C) */
-    if (dx) GEMM(lm__avx2(), nt, N, C, OC, dy, OC, 1, w, C, dx, C);
+    if (dx) GEMM(lm__isa(), nt, N, C, OC, dy, OC, 1, w, C, dx, C);
     /* dw (OC, C) = dy^T (OC, N) x (N, C): A(o, i) = dy[i OC + o] */
-    GEMM(lm__avx2(), nt, OC, C, N, dy, 1, OC, x, C, dw, C);
+    GEMM(lm__isa(), nt, OC, C, N, dy, 1, OC, x, C, dw, C);
     if (!db) return;
     /* db[o] = sum_i dy[i, o], in row order, in double; threads split the columns */
     #pragma omp parallel for schedule(static) num_threads(nt) if (N * OC > LM_PAR_MIN)

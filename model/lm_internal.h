@@ -11,8 +11,9 @@
 #define LM_COLS 64                    /* columns per task of the column-sum loops            */
 #define LM_PAR_MIN ((size_t)1 << 14)  /* elements below which a loop runs on one thread       */
 
-/* The CPU has AVX2 + FMA (asked once; lib/gemm.h gives the same bits either way). */
-int lm__avx2(void);
+/* The widest kernel path of the CPU for lib/gemm.h's products (RK_ISA_AUTO resolved: the
+ * environment's ROPEKIT_ISA if set; every path gives the same bits). */
+rk_isa lm__isa(void);
 /* Monotonic seconds. */
 double lm__now(void);
 /* Set the trainer's projection seeds (and its runs' plans) to those of the last step done

@@ -14,6 +14,10 @@
  *     end on a tiny model (tables, summaries, claims, resume), --eval of a checkpoint. */
 #include "check.h"
 #include "run_cli.h"
+
+#ifndef RK_TESTS_DIR
+#error "RK_TESTS_DIR must name the tests directory (the Makefile defines it)"
+#endif
 #include "../model/lm.h"
 #include "../experiments/variant.h"
 
@@ -578,6 +582,46 @@ static void test_compare(void **state)
     unlink(P("eval.tsv"));
 }
 
+/* plots/train.sh: figures from a tiny comparison, a redraw (PLOT_ONLY=1), and a failing gnuplot
+ * that leaves none of the figures behind */
+static void test_plots(void **state)
+{
+    (void)state;
+    static const char *const figs[] = { "bpc", "paired", "extrapolation", "timing" };
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && ROPEKIT='%s' OUTDIR='%s/plt' sh '%s/../plots/train.sh' "
+             "--compare softmax,softmax-rope --seeds 2 --data text.txt --ctx 16 --d-model 16 "
+             "--heads 2 --layers 1 --batch 4 --steps 10 --eval-every 5 --val-tokens 64 --lengths "
+             "1,2 > plt.log 2>&1", dir, RK_CLI_PATH, dir, RK_TESTS_DIR);
+    int st = system(cmd);
+    if (st != 0) fail_msg("plots/train.sh: exit %d (log: %s/plt.log)", st, dir);
+    for (size_t i = 0; i < 4; i++)
+        for (int k = 0; k < 2; k++) {
+            char f[128];
+            snprintf(f, sizeof f, "plt/%s.%s", figs[i], k ? "svg" : "png");
+            struct stat sb;
+            if (stat(P(f), &sb) != 0 || sb.st_size < 1000) fail_msg("plots/train.sh: no %s", f);
+        }
+    struct stat sb;
+    assert_int_equal(stat(P("plt/summary.txt"), &sb), 0);
+    /* the redraw alone */
+    snprintf(cmd, sizeof cmd, "cd '%s' && PLOT_ONLY=1 OUTDIR='%s/plt' sh '%s/../plots/train.sh' "
+             "> plt.log 2>&1", dir, dir, RK_TESTS_DIR);
+    assert_int_equal(system(cmd), 0);
+    /* a gnuplot that fails: the script fails and no figure stays */
+    assert_int_equal(mkdir(P("bin"), 0700), 0);
+    write_file(P("bin/gnuplot"), "#!/bin/sh\nexit 1\n", 17);
+    assert_int_equal(chmod(P("bin/gnuplot"), 0700), 0);
+    snprintf(cmd, sizeof cmd, "cd '%s' && PATH='%s/bin':\"$PATH\" PLOT_ONLY=1 OUTDIR='%s/plt' "
+             "sh '%s/../plots/train.sh' > plt.log 2>&1", dir, dir, dir, RK_TESTS_DIR);
+    assert_true(system(cmd) != 0);
+    for (size_t i = 0; i < 4; i++) {
+        char f[128];
+        snprintf(f, sizeof f, "plt/%s.png", figs[i]);
+        assert_true(stat(P(f), &sb) != 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_kill_resume),
         cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_plots),
     };
     return cmocka_run_group_tests_name("train", tests, setup, teardown);
 }
