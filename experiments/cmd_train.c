@@ -75,9 +75,9 @@ static const cli_opt opts[] = {
     { "out", "FILE", "the evaluations as TSV (one run, --eval)" },
     { "threads", "N", "OpenMP threads (default: all; results do not depend on it)" },
     { "quick", NULL, "the settings of make paper: 400 steps, evaluations every 50 steps on 4096\n"
-      "targets (the five arms with 3 seeds: minutes on 2 cores)" },
+      "targets (the five arms with 4 seeds: 4 minutes on 2 cores)" },
     { "compare", "ARMS", "comma list of arms VARIANT[:PE] (see below)" },
-    { "seeds", "S", "seeds per arm (default 3)" },
+    { "seeds", "S", "seeds per arm (default 4)" },
     { "jobs", "J", "runs at a time, each in its own process with threads / J threads (default:\n"
       "one per thread; results do not depend on it)" },
     { "dir", "DIR", "output directory of --compare" },
@@ -108,7 +108,6 @@ static const rk_rope_scaling scaling_kinds[NSCALINGS] = { RK_SCALE_NONE, RK_SCAL
 
 typedef struct {
     /* model */
-    const char   *variant;
     int           pe;            /* -1: the variant's default                                 */
     size_t        layers, d_model, heads, d_ff, ctx, features;
     /* training */
@@ -201,9 +200,19 @@ static void parse_settings(cli_ctx *c, settings *s)
     const int quick = cli_flag(c, "quick");
     s->eval = cli_get(c, "eval");
     const char *cmp = cli_get(c, "compare");
-    if (s->eval && (cmp || cli_get(c, "variant") || cli_flag(c, "resume") || cli_get(c, "ckpt")))
-        cli_die(c, "--eval takes the model from the checkpoint: --compare, --variant, --ckpt and "
-                "--resume do not apply");
+    if (s->eval) {
+        /* the checkpoint fixes the model and its training */
+        static const char *const fixed[] = {
+            "variant", "pe", "task", "layers", "d-model", "heads", "d-ff", "ctx", "features",
+            "steps", "batch", "lr", "min-lr", "warmup", "weight-decay", "beta2", "clip", "redraw",
+            "seed", "eval-every", "ckpt", "ckpt-every", "resume", "quick", "compare", "seeds",
+            "jobs", "report-step", "level", NULL,
+        };
+        for (int i = 0; fixed[i]; i++)
+            if (cli_get(c, fixed[i]))
+                cli_die(c, "--%s does not apply to --eval (the checkpoint fixes the model and its "
+                        "training)", fixed[i]);
+    }
     if (cmp && cli_get(c, "variant"))
         cli_die(c, "--variant and --compare exclude each other (name the arms in --compare)");
     if (cmp && !cli_get(c, "dir")) cli_die(c, "--compare needs --dir DIR (the output directory)");
@@ -281,7 +290,6 @@ static void parse_settings(cli_ctx *c, settings *s)
         if (strchr(vbuf, ':')) cli_die(c, "--variant: give the encoding with --pe");
         parse_arm(c, "variant", vbuf, s->pe, &s->arms[0]);
         s->narms = 1;
-        s->variant = s->arms[0].variant;
     }
     if (cmp) {
         static char abuf[1024];
@@ -296,7 +304,7 @@ static void parse_settings(cli_ctx *c, settings *s)
                     cli_die(c, "--compare: arm '%s' given twice", s->arms[i].label);
         }
         train_pair_arms(s->arms, s->narms);
-        s->nseeds = get_size(c, "seeds", 3, 1, TRAIN_MAX_SEEDS);
+        s->nseeds = get_size(c, "seeds", 4, 1, TRAIN_MAX_SEEDS);
         s->jobs = get_size(c, "jobs", 0, 1, TRAIN_MAX_ARMS * TRAIN_MAX_SEEDS);
         for (size_t i = 0; i < s->nseeds; i++) s->seeds[i] = tc->seed + i;
         s->report_step = get_size(c, "report-step", tc->opt.steps, 1, tc->opt.steps);
@@ -532,8 +540,9 @@ static void print_timing(FILE *f, lm_trainer *t, const settings *s, const loop_i
 }
 
 /* ---- length extrapolation ----------------------------------------------------------------- */
-/* Rows (prefix, scaling, factor, length, val_bpc, val_acc) into ext (or printed on stdout when
- * ext is NULL... always printed); rows already present are skipped. */
+/* Validation at each length of --lengths (a multiple of the training length) with each scaling
+ * (RoPE variants; the others with none), printed, and as rows (prefix, scaling, factor, length,
+ * val_bpc, val_acc) into ext and/or tsv; rows already in ext are skipped. */
 static void extrapolate(cli_ctx *c, lm_trainer *t, const settings *s, table *ext,
                         train_tsv *tsv, const char *prefix, const char *label, int rope, int pe)
 {
@@ -787,9 +796,22 @@ static int run_children(cli_ctx *c, const settings *s, resources *res, const siz
     return sig;
 }
 
+/* Every evaluation length fits the validation part (before any run starts). */
+static void check_lengths(cli_ctx *c, const settings *s, const lm_data *d)
+{
+    if (d->kind != LM_DATA_TEXT) return;
+    for (size_t i = 0; i < s->nlengths; i++) {
+        size_t len = s->lengths[i] * s->ctx;
+        if (d->n - d->n_train < len + 1)
+            cli_die(c, "--lengths: %zux the context is %zu tokens, more than the validation part "
+                    "of %s holds (%zu bytes)", s->lengths[i], len, d->desc, d->n - d->n_train);
+    }
+}
+
 static int run_compare(cli_ctx *c, settings *s, resources *res, int threads)
 {
     load_data(c, s, &res->data);
+    check_lengths(c, s, &res->data);
     /* every arm can be trained (before any file is written) */
     for (size_t i = 0; i < s->narms; i++) {
         lm_trainer *t = make_trainer(c, s, &s->arms[i], s->seeds[0], &res->data, 1);
@@ -896,6 +918,7 @@ static int run_eval(cli_ctx *c, settings *s, resources *res, int threads)
     s->d_ff = info.cfg.d_ff;
     s->features = info.cfg.attn.n_features ? info.cfg.attn.n_features : s->features;
     s->tc = info.tc;
+    check_lengths(c, s, &res->data);
     res->trainer = make_trainer(c, s, &a, info.tc.seed, &res->data, threads);
     if (lm_trainer_load(res->trainer, s->eval)) cli_die(c, "--eval: %s", rk_last_error());
     char config[1500];

@@ -40,6 +40,7 @@ do for [fmt in "png svg"] {
     set ylabel "validation bits per character"
     set key top right box opaque font ",9" noenhanced
     set autoscale
+    if (yhi == yhi && ylo == ylo && yhi > ylo) { set yrange [ylo:yhi] }
     set style fill transparent solid 0.18 noborder
     set bmargin 5
     plot for [i=1:narms] curves index (i - 1) using 1:3:4 with filledcurves lc rgb color(i) notitle, \
@@ -51,6 +52,7 @@ do for [fmt in "png svg"] {
     set output out."/paired.".fmt
     set title "RoPE arm minus its baseline, paired by seed (mean, 95% CI band; below 0: RoPE ahead)" font ",13"
     set label 99 caption at screen 0.01, 0.015 left font ",7" textcolor rgb "#444444" noenhanced
+    set autoscale y
     set ylabel "difference in validation bits per character"
     set key top right box opaque font ",9" noenhanced
     if (npairs > 0) {
@@ -96,7 +98,8 @@ do for [fmt in "png svg"] {
 
     # ---- timing ------------------------------------------------------------------------------
     set output out."/timing.".fmt
-    set multiplot layout 1, 2 title "Training throughput and where the step time goes (mean over seeds)" font ",12"
+    set multiplot layout 1, 2 title "Training throughput and where the step time goes (mean over seeds)" font ",12" \
+        margins 0.08, 0.84, 0.18, 0.9 spacing 0.1
     set datafile columnheaders
     set style data histograms
     set style histogram clustered gap 1
@@ -112,7 +115,7 @@ do for [fmt in "png svg"] {
     set style histogram rowstacked
     set ylabel "share of step time (%)"
     set yrange [0:105]
-    set key outside right font ",8" noenhanced
+    set key at screen 0.995, 0.85 right top font ",8" noenhanced width 1.5
     plot for [j=4:11] timing using j:xtic(1) lc rgb color(j - 3) title columnhead(j)
     unset multiplot
     unset datafile columnheaders

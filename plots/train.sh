@@ -4,7 +4,8 @@
 #   plots/train.sh [ropekit train options...]             (`make plots-train PLOT_ARGS=...`)
 # Without options: --quick. Without --compare: the arms
 #   performer,performer-rope-qk,performer-rope-features,softmax,softmax-rope
-# (the NoPE arms with learned absolute positions, the paper's baseline), and --seeds 3.
+# (the NoPE arms with learned absolute positions, the paper's baseline); seeds: the command's
+# default (4).
 # --resume continues an interrupted comparison (its tables and checkpoints in OUTDIR).
 # Environment: ROPEKIT (default build/ropekit), OUTDIR (default out/train), PLOT_ONLY=1 to redraw
 # from the tables in OUTDIR without training.
@@ -29,16 +30,14 @@ plot_begin train "bpc paired extrapolation timing"
 if [ "${PLOT_ONLY:-0}" != 1 ]; then
     [ -x "$rk" ] || plot_die "$rk is not built (run make)"
     [ $# -gt 0 ] || set -- --quick
-    have_cmp=0 have_seeds=0
+    have_cmp=0
     for a in "$@"; do
         case $a in
             --dir|--dir=*|--out|--out=*) plot_die "$a is set by this script (OUTDIR=$out)" ;;
             --compare|--compare=*) have_cmp=1 ;;
-            --seeds|--seeds=*) have_seeds=1 ;;
         esac
     done
     [ $have_cmp = 1 ] || set -- "$@" --compare performer,performer-rope-qk,performer-rope-features,softmax,softmax-rope
-    [ $have_seeds = 1 ] || set -- "$@" --seeds 3
     "$rk" train "$@" --dir "$out" > "$stage/summary.txt" || {
         st=$?; cat "$stage/summary.txt"; exit $st; }
     cat "$stage/summary.txt"
@@ -60,6 +59,9 @@ FNR == 1 { f++ }
 f == 1 {
     if (!($1 in ai)) { ai[$1] = ++na; A[na] = $1 }
     C[ai[$1]] = C[ai[$1]] sprintf("%s\t%s\t%s\t%s\n", $4, $6, $7, $8)
+    k = ai[$1]; nr[k]++
+    if (nr[k] == 2 && (!hy || $8 + 0 > ytop)) { ytop = $8 + 0; hy = 1 }   # 2nd evaluation
+    if (!hb || $7 + 0 < ybot) { ybot = $7 + 0; hb = 1 }
     next
 }
 f == 2 {
@@ -70,6 +72,10 @@ f == 2 {
 }
 END {
     printf "narms = %d\nnpairs = %d\n", na, np > meta
+    # the y range: from below the lowest band to above the second evaluation (the first, at
+    # step 0, is ~8 bits and would flatten the curves)
+    if (hy) printf "ylo = %g\nyhi = %g\n", ybot - 0.1, ytop + 0.2 > meta
+    else printf "ylo = NaN\nyhi = NaN\n" > meta
     for (i = 1; i <= na; i++) { printf "arm_%d = %s\n", i, q(A[i]) > meta; printf "%s\n\n", C[i] > cd }
     for (i = 1; i <= np; i++) { printf "pair_%d = %s\n", i, q(Pn[i]) > meta; printf "%s\n\n", Pd[i] > pd }
     if (!na) printf "\n" > cd

@@ -441,6 +441,7 @@ static void test_cli_errors(void **state)
     bad(ARGS("train", "--data", "text.txt", "--ctx", "8192", "--steps", "2"), "too short");
     bad(ARGS("train", "--eval", "missing.ckpt"), "missing.ckpt");
     bad(ARGS("train", "--eval", "text.txt"), "not a ropekit checkpoint");
+    bad(ARGS("train", "--eval", "x.ckpt", "--lr", "0.1"), "--lr does not apply to --eval");
     bad(ARGS("train", "--lengths", "1,2"), "--lengths and --scalings belong");
     bad(ARGS("train", "--jobs", "2"), "belong to --compare");
     bad(ARGS("train", "--pe", "absolute"), "unknown position encoding 'absolute'");
@@ -448,6 +449,8 @@ static void test_cli_errors(void **state)
              "--eval-every", "3", "--report-step", "4"), "not an evaluated step");
     bad(ARGS("train", "--compare", "softmax", "--dir", "cmp", "--data", "text.txt", "--lengths",
              "1,0"), "--lengths");
+    bad(ARGS("train", "--compare", "softmax-rope", "--dir", "cmp", "--data", "text.txt",
+             "--ctx", "256", "--lengths", "1,64"), "more than the validation part");
 }
 
 /* kill -9 between checkpoints, then --resume: the same final checkpoint as an unbroken run */
