@@ -8,6 +8,10 @@ SAN     ?=
 PREFIX  ?= /usr/local
 # A test binary may add arguments (cmocka group filter etc.) through this.
 TEST_ENV ?=
+# Python: Debian's interpreter (python3-numpy, python3-pytest are installed for it), never
+# whatever python3 comes first on PATH. PY_TEST_ENV: prefix of the pytest command (make asan).
+PYTHON  ?= /usr/bin/python3
+PY_TEST_ENV ?=
 
 # ---- dependencies: checked (and installed if missing) before anything else is read ----------
 NODEPS_GOALS := clean help
@@ -58,17 +62,23 @@ EXP_A    := $(BUILD)/libropekit-drivers.a
 BENCH    := $(BUILD)/ropekit-bench
 BENCH_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/*.c))
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard tests/test_*.c))
+# ropekit-mpi (issue 18): the MPI programs (mpi/), built with Open MPI's compile and link flags
+# (mpicc --showme); the library and the plain ropekit never see MPI.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+MPI_BIN  := $(BUILD)/ropekit-mpi
+MPI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard mpi/*.c))
 TEST_AUX := $(patsubst %.c,$(BUILD)/%.o,$(filter-out tests/test_%,$(wildcard tests/*.c)))
 
 .PHONY: all test asan bench install clean help plots-% paper paper-check paper-figures fuzz valgrind
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: $(LIB_A) $(LIB_SO) $(CLI)
+all: $(LIB_A) $(LIB_SO) $(CLI) $(MPI_BIN)
 
 help:
-	@echo "make           build $(LIB_A), $(LIB_SO), $(CLI)"
-	@echo "make test      build and run the cmocka suite"
+	@echo "make           build $(LIB_A), $(LIB_SO), $(CLI), $(MPI_BIN)"
+	@echo "make test      build and run the cmocka suite and the Python tests (pytest)"
 	@echo "make asan      the suite under AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench     benchmarks (figures, not pass/fail)"
 	@echo "make paper     every check, experiment and figure, and out/paper/REPORT.md (FULL=1, FORCE=1)"
@@ -76,7 +86,7 @@ help:
 	@echo "make plots-NAME  one experiment's figures (decay, scaling, approx, pattern) into out/NAME"
 	@echo "make fuzz      libFuzzer on the .npy reader and the command line (FUZZ_SECONDS=60)"
 	@echo "make valgrind  the test suite under valgrind memcheck"
-	@echo "make install PREFIX=/usr/local"
+	@echo "make install PREFIX=/usr/local  (also the Python package, into PYTHON_SITE)"
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -97,6 +107,10 @@ $(MODEL_A): $(MODEL_OBJ)
 	$(AR) rcs $@ $^
 $(CLI): $(CLI_OBJ) $(MODEL_A) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(MPI_OBJ): CPPFLAGS += -Iexperiments
+$(MPI_OBJ): CFLAGS += $(MPI_CFLAGS)
+$(MPI_BIN): $(MPI_OBJ) $(EXP_A) $(LIB_A)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(MPI_LIBS) -o $@
 $(BENCH): $(BENCH_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(EXP_A): $(EXP_OBJ)
@@ -115,9 +129,13 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
 $(BUILD)/experiments/machine.o: CPPFLAGS += -DRK_BUILD_FLAGS='"$(strip $(OPT) $(SAN))"'
 # Tests that drive the command line find it here.
 $(BUILD)/tests/%.o: CPPFLAGS += -DRK_CLI_PATH='"$(abspath $(CLI))"' -DRK_TESTS_DIR='"$(abspath tests)"'
-$(TEST_BIN): | $(CLI)
+$(TEST_BIN): | $(CLI) $(MPI_BIN)
+$(BUILD)/tests/%.o: CPPFLAGS += -DRK_MPI_PATH='"$(abspath $(MPI_BIN))"' \
+  -DRK_MPIRUN='"$(shell command -v mpirun 2>/dev/null)"'
 
-# Runs every test binary (each a cmocka group), then one closing line with the totals.
+# Runs every test binary (each a cmocka group), the install check (not under sanitizers), then
+# the Python package's tests (pytest under $(PYTHON), against this build's library and command
+# line), then one closing line with the totals.
 test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	@mkdir -p $(BUILD)/log; fail=0; \
 	for t in $(TEST_BIN); do \
@@ -130,14 +148,26 @@ test: $(TEST_BIN) $(CLI) $(LIB_SO)
 	  echo "== tests/install_check.sh"; \
 	  MAKE="$(MAKE)" sh tests/install_check.sh $(BUILD) || { echo "!! install check failed"; fail=1; }; \
 	fi; \
-	cat $(BUILD)/log/*.log | awk '/^\[  PASSED  \]/ {p += $$4} /^\[  FAILED  \] [0-9]+ test/ {f += $$4} \
-	  END {printf "tests: %d passed, %d failed\n", p, f}'; \
+	echo "== python/tests ($(PYTHON) -m pytest)"; \
+	$(PY_TEST_ENV) ROPEKIT_LIBRARY=$(abspath $(LIB_SO)) ROPEKIT_CLI=$(abspath $(CLI)) \
+	  ROPEKIT_BUILD=$(abspath $(BUILD)) PYTHONDONTWRITEBYTECODE=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider -rs python/tests > $(BUILD)/log/pytest.out 2>&1; \
+	rc=$$?; cat $(BUILD)/log/pytest.out; \
+	[ $$rc -eq 0 ] || { echo "!! pytest exited $$rc"; fail=1; }; \
+	{ cat $(BUILD)/log/*.log; tail -n 1 $(BUILD)/log/pytest.out; } | \
+	  awk '/^\[  PASSED  \]/ {p += $$4} /^\[  FAILED  \] [0-9]+ test/ {f += $$4} \
+	  / in [0-9.]+s/ {for (i = 2; i <= NF; i++) { if ($$i ~ /^passed/) p += $$(i-1); \
+	    if ($$i ~ /^(failed|errors?)/) f += $$(i-1); if ($$i ~ /^skipped/) s += $$(i-1); \
+	    if ($$i ~ /^xfailed/) x += $$(i-1) } } \
+	  END {printf "tests: %d passed, %d failed, %d skipped, %d known failures\n", p, f, s, x}'; \
 	exit $$fail
 
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1" test
+	  TEST_ENV="ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1" \
+	  PY_TEST_ENV="LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1" test
 
 bench: $(BENCH)
 	$(BENCH)
@@ -184,6 +214,13 @@ $(BUILD)/ropekit.pc:
 	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ropekit\nDescription: RoPE and attention kernels (softmax, FAVOR+, linear)\nVersion: %s\nRequires.private: $(LIB_PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -Wl,-rpath,$${libdir} -lropekit\nLibs.private: -fopenmp -lm\n' \
 	  '$(PREFIX)' '$(RK_VER)' > $@
 
+# The Python package beside the library: $(PYTHON_SITE)/ropekit, with _install.py naming the
+# library's directory (without DESTDIR). Debian's python3 reads /usr/local/lib/python3.X/
+# dist-packages, so PREFIX=/usr/local needs no PYTHONPATH.
+PY_VER      = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PYTHON_SITE ?= $(PREFIX)/lib/python$(PY_VER)/dist-packages
+PY_SRC      := $(filter-out python/ropekit/_install.py,$(wildcard python/ropekit/*.py))
+
 install: all $(BUILD)/ropekit.pc
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 lib/ropekit.h $(DESTDIR)$(PREFIX)/include/
@@ -193,8 +230,12 @@ install: all $(BUILD)/ropekit.pc
 	ln -sf $(LIB_SONAME) $(DESTDIR)$(PREFIX)/lib/libropekit.so
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/ropekit.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -d $(DESTDIR)$(PYTHON_SITE)/ropekit
+	install -m 644 $(PY_SRC) $(DESTDIR)$(PYTHON_SITE)/ropekit/
+	$(PYTHON) -c 'import sys; print("\"\"\"Written by make install: the directory of libropekit.\"\"\"\nLIBDIR = %r" % sys.argv[1])' \
+	  '$(PREFIX)/lib' > $(DESTDIR)$(PYTHON_SITE)/ropekit/_install.py
 
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(MODEL_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TEST_AUX:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(MODEL_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TEST_AUX:.o=.d) $(TEST_BIN:=.d)

@@ -32,6 +32,7 @@
  *   --sinusoidal: rk_sinusoidal_add on the (working-precision) copies of q and k before any
  *     variant: key j at P + j, query i at P + n_kv - n_q + i (P = --offset).
  */
+#include "attend.h"
 #include "cli.h"
 #include "variant.h"
 
@@ -707,11 +708,20 @@ static void add_sinusoidal(cli_ctx *c, const rk_array *x, geom g, int bnhd, int6
 
 /* One plan for the whole batch of heads (grouped-query when K has fewer heads), or, for a
  * per-head bias (the plan copies its bias), one plan per head, each over the batch. */
+/* dst (b, 1, n, w) += src, element by element. */
+#define ADD_INTO(dst, src)                                                                     \
+    for (size_t b_ = 0; b_ < (dst).b; b_++)                                                    \
+        for (size_t i_ = 0; i_ < (dst).n; i_++)                                                \
+            for (size_t j_ = 0; j_ < (dst).d; j_++)                                            \
+                (dst).data[b_ * (dst).sb + i_ * (dst).sn + j_] +=                              \
+                    (src).data[b_ * (src).sb + i_ * (src).sn + j_]
+
 static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slices_t *sl,
                        const size_t *kv_len, rk_attn **plan)
 {
     const size_t H = sl->gq.h, Hk = sl->gk.h, grp = H / Hk;
     const size_t nplans = br->nb > 1 ? br->nb : 1;
+    void *tmp = NULL;                  /* dK, dV of one head (grouped K/V, a plan per head) */
     ac->batch = sl->gq.b;
     ac->heads = nplans > 1 ? 1 : H;
     ac->kv_heads = nplans > 1 ? 1 : Hk;
@@ -730,6 +740,16 @@ static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slic
         }
         const long hq = nplans > 1 ? (long)h : -1, hk = nplans > 1 ? (long)(h / grp) : -1;
         const geom gq = sl->gq, gk = sl->gk;
+        /* a plan per query head (a per-head bias) with grouped K/V: the first head of a group
+         * writes dK, dV of its key/value head, the others add theirs in head order (as the
+         * library's batched backward sums a group) */
+        const int first = nplans == 1 || h % grp == 0;
+        if (sl->dout && !first && !tmp) {
+            size_t elt = sl->q->dtype == RK_F32 ? 4 : 8;
+            size_t wk = sl->k->shape[sl->k->ndim - 1], wv = sl->v->shape[sl->v->ndim - 1];
+            if (!(tmp = calloc(gk.b * gk.n * (wk + wv), elt))) cli_die(c, "out of memory");
+            cli_defer(c, free, tmp);
+        }
         if (sl->q->dtype == RK_F32) {
             rk_tensor Q = head_f(sl->q, gq, sl->bnhd, hq), K = head_f(sl->k, gk, sl->bnhd, hk);
             rk_tensor V = head_f(sl->v, gk, sl->bnhd, hk), O = head_f(sl->out, gq, sl->bnhd, hq);
@@ -738,10 +758,17 @@ static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slic
             } else {
                 rk_tensor G = head_f(sl->dout, gq, sl->bnhd, hq), DQ = head_f(sl->dq, gq, sl->bnhd, hq);
                 rk_tensor DK = head_f(sl->dk, gk, sl->bnhd, hk), DV = head_f(sl->dv, gk, sl->bnhd, hk);
+                rk_tensor DKh = DK, DVh = DV;
+                if (!first) {           /* later heads of a group: into scratch, then added */
+                    DKh = (rk_tensor){ (float *)tmp, gk.b, 1, gk.n, DK.d, gk.n * DK.d, gk.n * DK.d, DK.d };
+                    DVh = (rk_tensor){ (float *)tmp + gk.b * gk.n * DK.d, gk.b, 1, gk.n, DV.d,
+                                       gk.n * DV.d, gk.n * DV.d, DV.d };
+                }
                 err = rk_attn_forward_batch(*plan, &Q, &K, &V, &O, kv_len, sl->saved);
                 if (!err)
-                    err = rk_attn_backward_batch(*plan, &Q, &K, &V, &O, sl->saved, &G, &DQ, &DK,
-                                                 &DV, kv_len);
+                    err = rk_attn_backward_batch(*plan, &Q, &K, &V, &O, sl->saved, &G, &DQ, &DKh,
+                                                 &DVh, kv_len);
+                if (!err && !first) { ADD_INTO(DK, DKh); ADD_INTO(DV, DVh); }
             }
         } else {
             rk_tensord Q = head_d(sl->q, gq, sl->bnhd, hq), K = head_d(sl->k, gk, sl->bnhd, hk);
@@ -751,10 +778,17 @@ static void run_slices(cli_ctx *c, rk_attn_config *ac, const bias_rows *br, slic
             } else {
                 rk_tensord G = head_d(sl->dout, gq, sl->bnhd, hq), DQ = head_d(sl->dq, gq, sl->bnhd, hq);
                 rk_tensord DK = head_d(sl->dk, gk, sl->bnhd, hk), DV = head_d(sl->dv, gk, sl->bnhd, hk);
+                rk_tensord DKh = DK, DVh = DV;
+                if (!first) {
+                    DKh = (rk_tensord){ (double *)tmp, gk.b, 1, gk.n, DK.d, gk.n * DK.d, gk.n * DK.d, DK.d };
+                    DVh = (rk_tensord){ (double *)tmp + gk.b * gk.n * DK.d, gk.b, 1, gk.n, DV.d,
+                                        gk.n * DV.d, gk.n * DV.d, DV.d };
+                }
                 err = rk_attn_forward_batch_d(*plan, &Q, &K, &V, &O, kv_len, sl->saved);
                 if (!err)
-                    err = rk_attn_backward_batch_d(*plan, &Q, &K, &V, &O, sl->saved, &G, &DQ, &DK,
-                                                   &DV, kv_len);
+                    err = rk_attn_backward_batch_d(*plan, &Q, &K, &V, &O, sl->saved, &G, &DQ, &DKh,
+                                                   &DVh, kv_len);
+                if (!err && !first) { ADD_INTO(DK, DKh); ADD_INTO(DV, DVh); }
             }
         }
         if (err) cli_die_rk(c, err, "attention failed");
@@ -974,4 +1008,37 @@ int cmd_attend(int argc, char **argv)
     }
     cli_commit_outputs(&c);
     return cli_finish(&c);
+}
+
+/* ---- the option half, shared with ropekit-mpi attend (experiments/attend.h) ---------------- */
+
+const cli_opt *attend_options(size_t *n)
+{
+    *n = sizeof opts / sizeof opts[0];
+    return opts;
+}
+
+const char *attend_description(void)
+{
+    make_description();
+    return description;
+}
+
+int attend_config(cli_ctx *c, rk_attn_config *ac)
+{
+    const choice ch = get_variant(c);
+    check_applicable(c, &ch);
+    config_from_options(c, &ch, ac);
+    return ch.row->bias != VARIANT_BIAS_NONE;
+}
+
+size_t attend_check_shapes(cli_ctx *c, const rk_array *q, const rk_array *k, const rk_array *v,
+                           int bnhd, size_t kv_heads)
+{
+    return check_shapes(c, q, k, v, bnhd, kv_heads);
+}
+
+void attend_check_rope_width(cli_ctx *c, const rk_attn_config *ac, const char *q_path)
+{
+    check_rope_width(c, ac, q_path);
 }

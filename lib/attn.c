@@ -74,6 +74,8 @@ static int set_xpos_gamma(const rk_attn_config *c) { return c->xpos_gamma != 0.0
 static int set_rpe_base(const rk_attn_config *c) { return c->rpe_base != 0; }
 static int set_l2norm(const rk_attn_config *c) { return c->rpe_l2norm != 0; }
 static int set_wisdom(const rk_attn_config *c) { return c->fft_wisdom != NULL; }
+static int set_align(const rk_attn_config *c) { return c->align != RK_ALIGN_BOTTOM_RIGHT; }
+static int set_q_start(const rk_attn_config *c) { return c->q_start != 0; }
 
 static const field fields[] = {
     { "scale",              RK_FIELD_SCALE,         set_scale },
@@ -91,6 +93,8 @@ static const field fields[] = {
     { "rpe_base",           RK_FIELD_FFT,           set_rpe_base },
     { "rpe_l2norm",         RK_FIELD_FFT,           set_l2norm },
     { "fft_wisdom",         RK_FIELD_FFT,           set_wisdom },
+    { "align",              RK_FIELD_ALIGN,         set_align },
+    { "q_start",            RK_FIELD_ALIGN,         set_q_start },
 };
 
 /* "softmax, performer" : the kinds whose own field groups include `group`. */
@@ -158,6 +162,15 @@ int rk_attn_resolve(rk_attn_config *c, rk_attn_info *info)
         if (c->scale == 0.0) c->scale = 1.0 / sqrt((double)c->d);
         if (!isfinite(c->scale)) RK_FAIL(RK_EINVAL, "scale must be finite");
     }
+    /* explicit alignment (issue 18): q_start bounded so that index and position sums fit */
+    if (c->align != RK_ALIGN_BOTTOM_RIGHT && c->align != RK_ALIGN_Q_START)
+        RK_FAIL(RK_EINVAL, "%s: unknown align %d", ops->name, (int)c->align);
+    if (c->align == RK_ALIGN_BOTTOM_RIGHT && c->q_start != 0)
+        RK_FAIL(RK_EINVAL, "%s: q_start = %lld is set, but align is bottom-right (set align = "
+                "RK_ALIGN_Q_START to place the queries)", ops->name, (long long)c->q_start);
+    if (c->q_start > ((int64_t)1 << 62) || c->q_start < -((int64_t)1 << 62))
+        RK_FAIL(RK_EOVERFLOW, "%s: q_start = %lld is beyond +-2^62", ops->name,
+                (long long)c->q_start);
     if (c->nthreads < 0) RK_FAIL(RK_EINVAL, "nthreads = %d must be >= 0", c->nthreads);
     if (c->nthreads == 0) c->nthreads = omp_get_max_threads();
     /* batches of heads */

@@ -83,25 +83,43 @@ struct rk_attn {
     double              *gqa_d;
 };
 
+/* Key index of query row 0: n_kv - n_q (bottom-right), or the config's q_start. Query i is
+ * at key index rk__attn_qidx(c) + i. */
+static inline int64_t rk__attn_qidx(const rk_attn_config *c)
+{ return c->align == RK_ALIGN_Q_START ? c->q_start : (int64_t)c->n_kv - (int64_t)c->n_q; }
+
 /* Number of keys query i may see given causal alignment and key padding (kv_len <= n_kv):
  * keys 0 .. rk__attn_visible(...) - 1. */
 static inline size_t rk__attn_visible(const rk_attn_config *c, size_t i, size_t kv_len)
 {
     size_t lim = kv_len;
     if (c->causal) {
-        /* query i sees j <= i + (n_kv - n_q); when n_q > n_kv the first rows see nothing. */
-        if (c->n_kv + i + 1 <= c->n_q) return 0;
-        size_t last = c->n_kv + i + 1 - c->n_q;     /* = i + (n_kv - n_q) + 1 */
-        if (last < lim) lim = last;
+        /* query i sees j <= qidx + i; rows before key 0 see nothing (q_start is bounded by
+         * rk_attn_resolve, so this does not overflow) */
+        int64_t last = rk__attn_qidx(c) + (int64_t)i + 1;
+        if (last <= 0) return 0;
+        if ((uint64_t)last < lim) lim = (size_t)last;
     }
     return lim;
 }
 
 /* Position of query row i and key row j (RoPE). */
 static inline int64_t rk__attn_qpos(const rk_attn_config *c, size_t i)
-{ return c->pos_offset + (int64_t)c->n_kv - (int64_t)c->n_q + (int64_t)i; }
+{ return c->pos_offset + rk__attn_qidx(c) + (int64_t)i; }
 static inline int64_t rk__attn_kpos(const rk_attn_config *c, size_t j)
 { return c->pos_offset + (int64_t)j; }
+
+/* The state hooks of the linear kinds (lib/performer_exec.h, lib/attn_partial.c). */
+int rk__perf_exec_state_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
+                          rk_mat *out, size_t kv_len, const rk_kv_state *init,
+                          rk_kv_state *fin);
+int rk__perf_exec_state_d(rk_attn *p, const rk_matd *q, const rk_matd *k, const rk_matd *v,
+                          rk_matd *out, size_t kv_len, const rk_kv_state *init,
+                          rk_kv_state *fin);
+int rk__perf_reduce_f(rk_attn *p, const rk_mat *k, const rk_mat *v, size_t kv_len,
+                      const rk_kv_state *init, rk_kv_state *st);
+int rk__perf_reduce_d(rk_attn *p, const rk_matd *k, const rk_matd *v, size_t kv_len,
+                      const rk_kv_state *init, rk_kv_state *st);
 
 /* Relative bias of a plan (lib/encodings.c; softmax and rpe-fft): NULL bias with bias_len 0 is
  * none; otherwise bias_len must be rk_bias_len(n_q, n_kv) (RK_EDIM), entries finite or -inf

@@ -200,7 +200,7 @@ static rk__featmap *perf_featmap(const rk_attn *p, const rk_rope **rope_qk,
     return &f->fm;
 }
 
-#define PERF_FIELDS (RK_FIELD_ROPE_QK | RK_FIELD_ROPE_FEATURES | RK_FIELD_FEATURES)
+#define PERF_FIELDS (RK_FIELD_ROPE_QK | RK_FIELD_ROPE_FEATURES | RK_FIELD_FEATURES | RK_FIELD_ALIGN)
 
 const rk__attn_kind rk__performer_kind = {
     .kind = RK_PERFORMER, .name = "performer",

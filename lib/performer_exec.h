@@ -132,8 +132,87 @@ static void SFX(masked)(rk__perf *f, int nt, const REAL *qf, const REAL *kf, siz
             a[i * T + j] = lo + j < vis[i] ? (REAL)(a[i * T + j] * exp(kc[j] - ci[i])) : 0;
 }
 
+/* The running state from init (NULL or empty: zero, no key); *C its constant, *ns its count
+ * (nonzero: the state holds keys). */
+static void SFX(state_in)(rk__perf *f, const rk_kv_state *init, double *C, size_t *ns)
+{
+    size_t F = f->fm.F, dv = f->dv;
+    if (init && init->n) {
+        memcpy(f->S, init->s, F * dv * sizeof(double));
+        memcpy(f->z, init->z, F * sizeof(double));
+        *C = init->c;
+        *ns = init->n > SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)init->n;
+    } else {
+        memset(f->S, 0, F * dv * sizeof(double));
+        memset(f->z, 0, F * sizeof(double));
+        *C = 0.0;
+        *ns = 0;
+    }
+}
+
+/* Keys nk .. kend - 1 join the state, a block at a time (rotated for eq. 19). */
+static int SFX(absorb_range)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT *k,
+                             const MAT *v, size_t nk, size_t kend, double *C, size_t *ns)
+{
+    size_t F = f->fm.F;
+    REAL *kf = SCR(f)->kf;
+    int rc;
+    while (nk < kend) {
+        size_t w = MIN(RK_PERF_BLOCK, kend - nk);
+        double cend;
+        if ((rc = SFX(key_block)(f, nt, cfg, k, nk, w, *ns ? *C : -INFINITY, &cend))) return rc;
+        if (f->rope_f) {
+            MAT kv = { kf, w, F, F };
+            if ((rc = ROPE_APPLY(f->rope_f, &kv, &kv, rk__attn_kpos(cfg, nk), NULL, 0))) return rc;
+        }
+        SFX(absorb)(f, nt, v, nk, w, C, cend, ns);
+        nk += w;
+    }
+    return RK_OK;
+}
+
+/* The running state out to fin: init's keys plus n0 more (the block's kv_len). */
+static void SFX(state_out)(const rk__perf *f, const rk_kv_state *init, size_t nkeys, double C,
+                           size_t ns, rk_kv_state *fin)
+{
+    size_t F = f->fm.F, dv = f->dv;
+    uint64_t n0 = init ? init->n : 0;
+    fin->n = n0 + nkeys;
+    if (!ns) {          /* nothing held: the empty state (also for kv_len = 0 and no init) */
+        memset(fin->s, 0, F * dv * sizeof(double));
+        memset(fin->z, 0, F * sizeof(double));
+        fin->c = fin->n ? 0.0 : -INFINITY;
+        return;
+    }
+    if (fin->s != f->S) memcpy(fin->s, f->S, F * dv * sizeof(double));
+    if (fin->z != f->z) memcpy(fin->z, f->z, F * sizeof(double));
+    fin->c = C;
+}
+
+/* rk_attn_kv_reduce: keys 0 .. kv_len - 1 into the state from init. */
+int SFX(rk__perf_reduce)(rk_attn *p, const MAT *k, const MAT *v, size_t kv_len,
+                         const rk_kv_state *init, rk_kv_state *st)
+{
+    rk__perf *f = p->impl;
+    double C;
+    size_t ns;
+    SFX(state_in)(f, init, &C, &ns);
+    int rc = SFX(absorb_range)(f, p->cfg.nthreads, &p->cfg, k, v, 0, kv_len, &C, &ns);
+    if (rc) return rc;
+    SFX(state_out)(f, init, kv_len, C, ns, st);
+    return RK_OK;
+}
+
 int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT *out,
                      size_t kv_len)
+{
+    return SFX(rk__perf_exec_state)(p, q, k, v, out, kv_len, NULL, NULL);
+}
+
+/* The execute, from the state init (NULL: none) and into fin (NULL: not wanted). ns counts the
+ * keys in the state (init's too), nk is the next key of k to join it. */
+int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT *out,
+                             size_t kv_len, const rk_kv_state *init, rk_kv_state *fin)
 {
     rk__perf *f = p->impl;
     const rk_attn_config *cfg = &p->cfg;
@@ -142,10 +221,10 @@ int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT
     int nt = cfg->nthreads, rc;
     REAL *qf = SCR(f)->qf, *kf = SCR(f)->kf, *a = SCR(f)->a, *an = SCR(f)->an;
     REAL *nsb = SCR(f)->ns, *ni = SCR(f)->ni, *st = SCR(f)->st;
-    memset(f->S, 0, F * dv * sizeof(double));
-    memset(f->z, 0, F * sizeof(double));
-    double C = 0.0;       /* the state's key constant                */
-    size_t ns = 0;        /* keys in the state: 0 .. ns-1            */
+    double C;             /* the state's key constant                */
+    size_t ns;            /* keys in the state (nonzero: it holds some) */
+    SFX(state_in)(f, init, &C, &ns);
+    size_t nk = 0;        /* keys of k in the state: 0 .. nk-1       */
 
     for (size_t i0 = 0; i0 < nq; i0 += T) {
         size_t nr = MIN(T, nq - i0);
@@ -153,15 +232,8 @@ int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT
         double cend;
 
         /* 1. keys every query of the chunk sees join the state, a block at a time */
-        while (ns < lo) {
-            size_t w = MIN(RK_PERF_BLOCK, lo - ns);
-            if ((rc = SFX(key_block)(f, nt, cfg, k, ns, w, ns ? C : -INFINITY, &cend))) return rc;
-            if (f->rope_f) {
-                MAT kv = { kf, w, F, F };
-                if ((rc = ROPE_APPLY(f->rope_f, &kv, &kv, rk__attn_kpos(cfg, ns), NULL, 0))) return rc;
-            }
-            SFX(absorb)(f, nt, v, ns, w, &C, cend, &ns);
-        }
+        if ((rc = SFX(absorb_range)(f, nt, cfg, k, v, nk, lo, &C, &ns))) return rc;
+        nk = lo;
 
         /* 2. query features; the masked keys lo .. hi-1 (causal, fewer than T); the key
          *    constant of each query: the prefix max over the keys it sees */
@@ -235,7 +307,7 @@ int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT
             REAL *out_i = out->data + (i0 + i) * out->ld;
             double e = ns ? exp(C - ci[i]) : 0.0;
             double den = (ns ? e * (double)nsb[i * ls + dv] : 0.0) + deni[i];
-            if (vis[i] == 0 || den == 0.0) {      /* no key, or every weight is 0 */
+            if ((vis[i] == 0 && !ns) || den == 0.0) {  /* no key, or every weight is 0 */
                 for (size_t c = 0; c < dv; c++) out_i[c] = 0;
                 continue;
             }
@@ -248,6 +320,12 @@ int SFX(rk__perf_exec)(rk_attn *p, const MAT *q, const MAT *k, const MAT *v, MAT
 
         /* 7. the masked keys join the state */
         if (wi) SFX(absorb)(f, nt, v, lo, wi, &C, cend, &ns);
+        nk = hi;
+    }
+    /* the final state: every key 0 .. kv_len - 1 (keys no query saw join it now) */
+    if (fin) {
+        if ((rc = SFX(absorb_range)(f, nt, cfg, k, v, nk, kv_len, &C, &ns))) return rc;
+        SFX(state_out)(f, init, kv_len, C, ns, fin);
     }
     return RK_OK;
 }

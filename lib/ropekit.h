@@ -301,6 +301,7 @@ typedef enum { RK_KERNEL_POSITIVE = 0, RK_KERNEL_HYPERBOLIC, RK_KERNEL_TRIG } rk
 typedef enum { RK_MAP_ELU = 0, RK_MAP_RELU } rk_map;
 typedef enum { RK_PROJ_ORTHOGONAL = 0, RK_PROJ_IID } rk_proj;
 typedef enum { RK_NORM_CHI = 0, RK_NORM_FIXED } rk_proj_norm;
+typedef enum { RK_ALIGN_BOTTOM_RIGHT = 0, RK_ALIGN_Q_START } rk_align;
 
 #define RK_ALL_KEYS ((size_t)-1)
 
@@ -345,6 +346,16 @@ typedef struct {
     size_t         heads;
     size_t         kv_heads;    /* divides heads                                               */
     rk_isa         isa;         /* kernel path (RK_ISA_AUTO: see rk_isa)                       */
+    /* Alignment of the queries against the keys (issue 18; "Sequence parallelism" below).
+     * RK_ALIGN_BOTTOM_RIGHT (0): query i sits at key index n_kv - n_q + i, as described above.
+     * RK_ALIGN_Q_START: query i sits at key index q_start + i, any q_start (negative: the
+     * queries come before the first key; >= n_kv: after the last): query i sees keys
+     * j <= q_start + i when causal and is at position pos_offset + q_start + i. A block of a
+     * longer sequence, queries from row a and keys from row b: q_start = a - b, pos_offset =
+     * b. q_start must be 0 unless align says so. Softmax (no bias), performer, linear and
+     * uniform read these (RK_FIELD_ALIGN); rpe-fft and the bias convention do not. */
+    rk_align       align;
+    int64_t        q_start;
 } rk_attn_config;
 
 /* Config field groups: what a kind reads of rk_attn_config beyond the fields every kind takes
@@ -363,6 +374,7 @@ enum {
     RK_FIELD_BIAS          = 1u << 7,  /* bias, bias_len                                      */
     RK_FIELD_XPOS          = 1u << 8,  /* xpos_scale_base, xpos_gamma                         */
     RK_FIELD_FFT           = 1u << 9,  /* rpe_base, rpe_l2norm, fft_wisdom                    */
+    RK_FIELD_ALIGN         = 1u << 10, /* align, q_start (explicit query alignment)           */
 };
 
 /* What resolving a config tells about it (rk_attn_resolve, rk_attn_get_info). */
@@ -469,6 +481,72 @@ RK_NODISCARD int rk_attn_backward_batch_d(rk_attn *p, const rk_tensord *q, const
                                           const double *saved, const rk_tensord *dout,
                                           rk_tensord *dq, rk_tensord *dk, rk_tensord *dv,
                                           const size_t *kv_len);
+
+/* Sequence parallelism (issue 18): what ring attention and LASP-style linear attention need,
+ * with no dependency on any transport (the MPI programs are mpi/; see README).
+ *
+ * Exact softmax: a partial result over one block of keys is the training forward's output of
+ * a plan aligned with RK_ALIGN_Q_START (the block's rows at their global positions; RoPE and
+ * causal masks follow) plus its saved log-sum-exp per row: the float32 path saves
+ * lse = m + log2(l) (log2 domain), the float64 path ln(l) + m (natural log); a row that saw
+ * no key (or only -inf bias) has lse = -inf and a zero output row. Partials over disjoint key
+ * sets merge exactly (in real arithmetic) by
+ *     lse = log(exp(lse_a) + exp(lse_b)),   out = exp(lse_a - lse) out_a + exp(lse_b - lse) out_b
+ * (base 2 for the float path). rk_attn_merge does this in place, (out, lse) <- (out, lse) +
+ * (out_b, lse_b), row by row in double, rounding once to the type: rows where lse_b = -inf
+ * keep (out, lse) bit for bit; rows where lse = -inf take out_b, lse_b bit for bit; NaN in an
+ * lse gives a NaN row. The merged (out, lse) is again a training forward's result: it is
+ * what rk_attn_backward needs (its saved values), with the block plans, to give each block's
+ * share of dq, dk, dv. Shapes: out, out_b (rows, d_v), lse, lse_b rows values; out_b may not
+ * overlap out. The merge is commutative bit for bit (not associative: a fixed order of blocks
+ * gives fixed bits). Error of the float32 path: lse is rounded to float, so a partial's weight
+ * carries a relative error up to 2^-24 |lse| ln 2 (about 1e-6 for |lse| < 20). */
+RK_NODISCARD int rk_attn_merge(rk_mat *out, float *lse, const rk_mat *out_b, const float *lse_b);
+RK_NODISCARD int rk_attn_merge_d(rk_matd *out, double *lse, const rk_matd *out_b,
+                                 const double *lse_b);
+
+/* Linear kinds (RK_PERFORMER, RK_LINEAR): the key/value state of a block of keys,
+ *     s = sum_j exp(-c) phi(k_j) v_j^T  (F x d_v),   z = sum_j exp(-c) phi(k_j)  (F),
+ * in double, at one constant c (FAVOR+'s key stabiliser: phi(k_j) exp(-c) is the feature
+ * divided by exp(c); the linear maps have c = 0). With rope = features (eq. 19) s holds the
+ * rotated features (at the keys' positions pos_offset + j), z the plain ones. n counts the
+ * keys; n = 0 is the empty state (s, z zero, c = -inf). Caller-owned: rk_kv_state_alloc gives
+ * the shape of a plan (F = rk_attn_feature_dim, d_v) and zeroed storage. States of the same
+ * plan configuration (same projection, map, rope) add: rk_kv_state_merge(a, b) sets a to
+ * a + b at c = max(c_a, c_b) (each side times exp(c_side - c), in double; commutative bit for
+ * bit; b may be a). */
+typedef struct {
+    double  *s;        /* (f, d_v) row-major                                                   */
+    double  *z;        /* (f)                                                                  */
+    double   c;        /* constant (log scale) of s and z; -inf when empty                     */
+    uint64_t n;        /* keys folded in                                                       */
+    size_t   f, d_v;
+} rk_kv_state;
+RK_NODISCARD int rk_kv_state_alloc(rk_kv_state *st, const rk_attn *p);
+void rk_kv_state_free(rk_kv_state *st);            /* safe on a zeroed struct */
+void rk_kv_state_clear(rk_kv_state *st);           /* the empty state (NULL-safe) */
+RK_NODISCARD int rk_kv_state_merge(rk_kv_state *a, const rk_kv_state *b);
+/* The state of keys 0 .. kv_len - 1 (RK_ALL_KEYS: n_kv) of k, v (n_kv rows) added to `init`
+ * (NULL: the empty state) into *st (st may be init). Keys at positions pos_offset + j. A
+ * plan with batch = heads = 1; no queries are read. */
+RK_NODISCARD int rk_attn_kv_reduce(rk_attn *p, const rk_mat *k, const rk_mat *v, size_t kv_len,
+                                   const rk_kv_state *init, rk_kv_state *st);
+RK_NODISCARD int rk_attn_kv_reduce_d(rk_attn *p, const rk_matd *k, const rk_matd *v,
+                                     size_t kv_len, const rk_kv_state *init, rk_kv_state *st);
+/* Execute as if the keys of `init` came before key 0: every query sees the whole of init (the
+ * keys of earlier blocks) and then the keys of k it sees by the plan's rules (causal, kv_len;
+ * kv_len = 0 and a non-causal plan: init only, the bidirectional case where init already holds
+ * every key). The stabiliser's prefix max starts at init's c, so the outputs are those of one
+ * plan over the concatenated keys, up to rounding. final (NULL: not wanted; may be init) gets
+ * init plus keys 0 .. kv_len - 1. init NULL or empty: the same bits as rk_attn_execute. A
+ * plan with batch = heads = 1. No backward through the state (use the plain backward on the
+ * concatenated sequence). */
+RK_NODISCARD int rk_attn_execute_state(rk_attn *p, const rk_mat *q, const rk_mat *k,
+                                       const rk_mat *v, rk_mat *out, size_t kv_len,
+                                       const rk_kv_state *init, rk_kv_state *final);
+RK_NODISCARD int rk_attn_execute_state_d(rk_attn *p, const rk_matd *q, const rk_matd *k,
+                                         const rk_matd *v, rk_matd *out, size_t kv_len,
+                                         const rk_kv_state *init, rk_kv_state *final);
 
 /* Performer / linear attention extras (issue 3). The projection a FAVOR+ plan uses
  * (m x d row-major, after row scaling), or NULL for kinds without one. */

@@ -133,13 +133,23 @@ static void sm_destroy(void *impl)
 /* rk__take for this plan: counted in p->bytes, messages name softmax. */
 #define TAKE(p, rc, a, b, elt, what) rk__take(&(p)->bytes, (a), (b), (elt), "softmax", (what), (rc))
 
-/* Every position must be representable: pos_offset + (n_kv - n_q) .. pos_offset + n_kv - 1. */
+/* Every position must be representable: keys pos_offset .. pos_offset + n_kv - 1, queries
+ * pos_offset + qidx .. pos_offset + qidx + n_q - 1 (qidx: n_kv - n_q, or q_start). */
 static int check_positions(const rk_attn_config *c)
 {
-    if (c->pos_offset > INT64_MAX - (int64_t)c->n_kv || c->pos_offset < INT64_MIN + (int64_t)c->n_q)
+    const int64_t lo = rk__attn_qidx(c) < 0 ? rk__attn_qidx(c) : 0;
+    const int64_t qe = rk__attn_qidx(c) + (int64_t)c->n_q, hi = qe > (int64_t)c->n_kv ? qe : (int64_t)c->n_kv;
+    if (c->pos_offset > INT64_MAX - hi || c->pos_offset < INT64_MIN - lo)
         RK_FAIL(RK_EOVERFLOW, "softmax: pos_offset = %lld overflows the positions",
                 (long long)c->pos_offset);
     return RK_OK;
+}
+
+/* The largest position a plan uses: the last key's or the last query's. */
+static int64_t last_position(const rk_attn_config *c)
+{
+    int64_t k = rk__attn_kpos(c, c->n_kv - 1), q = rk__attn_qpos(c, c->n_q - 1);
+    return k > q ? k : q;
 }
 
 /* RoPE over q and k of width d, positions as in rk__attn_qpos / rk__attn_kpos. */
@@ -151,7 +161,7 @@ static int make_rope(const rk_attn_config *c, sm_plan *s)
      * a * table_len * theta by angle addition in double (within ~5 double ulps of the direct
      * formula, see table_len in ropekit.h), so results may differ in the last bits from a plan
      * whose table covers every position. */
-    int64_t max_pos = c->pos_offset + (int64_t)c->n_kv - 1;   /* last key and last query */
+    int64_t max_pos = last_position(c);                        /* last key or last query */
     size_t limit = ROPE_TABLE_BYTES / (12 * c->d);
     if (limit < 4096) limit = 4096;
     if (rc.table_len == 0 && max_pos >= 0 && (uint64_t)max_pos < limit)
@@ -159,12 +169,14 @@ static int make_rope(const rk_attn_config *c, sm_plan *s)
     return rk_rope_create(&s->rope, &rc);
 }
 
-/* The positions xPos uses: keys pos_offset .. pos_offset + n_kv - 1, queries from
- * pos_offset + n_kv - n_q (below the first key when n_q > n_kv); c is their middle. */
+/* The positions xPos uses: keys pos_offset .. pos_offset + n_kv - 1 and the queries' (from
+ * pos_offset + n_kv - n_q bottom-right, below the first key when n_q > n_kv; or from
+ * pos_offset + q_start); c is their middle. */
 static void xpos_span(const rk_attn_config *c, double *lo, double *hi)
 {
-    *hi = (double)c->pos_offset + (double)c->n_kv - 1.0;
-    *lo = (double)c->pos_offset + (c->n_kv >= c->n_q ? 0.0 : (double)c->n_kv - (double)c->n_q);
+    *hi = (double)last_position(c);
+    double q0 = (double)rk__attn_qpos(c, 0), k0 = (double)c->pos_offset;
+    *lo = q0 < k0 ? q0 : k0;
 }
 
 /* xPos: ln zeta_i of the rotated pairs and the centre (the range was checked by resolve). */
@@ -207,6 +219,9 @@ static int sm_resolve(rk_attn_config *c, rk_attn_info *info)
     (void)info;
     int rc = rk__bias_check(c, "softmax", 1);
     if (rc) return rc;
+    if (c->bias && c->align != RK_ALIGN_BOTTOM_RIGHT)
+        RK_FAIL(RK_EINVAL, "softmax: the relative bias is indexed by the bottom-right offsets "
+                "(n_q + n_kv - 1 values); align = RK_ALIGN_Q_START with a bias is not supported");
     if (c->rope == RK_ROPE_QK) {
         if ((rc = check_positions(c)) || (rc = rk__attn_rope_check(c, c->d, "softmax")))
             return rc;
@@ -247,6 +262,7 @@ static int sm_create(rk_attn *p)
     p->impl = s;
     p->bytes += rk__alloc_size(sizeof *s);
     s->kern = rk__sm_kernels_for(c->isa);
+    p->cfg.isa = s->kern->isa;           /* rk_attn_get_config: the path that runs */
     s->dvp = round_up(c->d_v, RK_SM_NR);
     s->ntiles = (c->n_q + BR - 1) / BR;
     s->npan = (c->n_kv + RK_SM_NR - 1) / RK_SM_NR;
@@ -495,6 +511,14 @@ static int row_overflow(int why, size_t i, int f32)
 /* float32 path                                                                         */
 /* ------------------------------------------------------------------------------------ */
 
+/* max(m, |x|), NaN ignored as fmaxf does; written as a compare so the packing loops vectorise
+ * (libm's fmaxf is a call per element: it dominated the decoding path's packing). */
+static inline float max_abs(float m, float x)
+{
+    float a = fabsf(x);
+    return a > m ? a : m;
+}
+
 /* Rows i0 .. i0 + nr - 1 of q into dst (nr, d), rotated (RoPE) and multiplied by
  * cq = scale log2(e). Returns the RoPE status (RK_OK unless the rope plan refuses). */
 int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
@@ -508,14 +532,14 @@ int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, si
         if (rc) return rc;
         if (s->lnz) rk__sm_xpos_rows_f(s, dst, nr, d, rk__attn_qpos(c, i0), 1.0);
         for (size_t t = 0; t < nr * d; t++) {
-            mx = fmaxf(mx, fabsf(dst[t]));
+            mx = max_abs(mx, dst[t]);
             dst[t] *= cq;
         }
     } else {
         for (size_t r = 0; r < nr; r++) {
             const float *q_i = q->data + (i0 + r) * q->ld;
             for (size_t j = 0; j < d; j++) {
-                mx = fmaxf(mx, fabsf(q_i[j]));
+                mx = max_abs(mx, q_i[j]);
                 dst[r * d + j] = cq * q_i[j];
             }
         }
@@ -545,12 +569,12 @@ int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
     for (size_t jj = 0; jj < jn; jj++)
         for (size_t ch = 0; ch < d; ch++) {
             float x = k_src[jj * ldk + ch];
-            km = fmaxf(km, fabsf(x));
+            km = max_abs(km, x);
             kt_p[ch * RK_SM_NR + jj] = x;
         }
     for (size_t jj = 0; jj < jn; jj++) {
         const float *v_j = v->data + (j0 + jj) * v->ld;
-        for (size_t ch = 0; ch < c->d_v; ch++) vm = fmaxf(vm, fabsf(v_j[ch]));
+        for (size_t ch = 0; ch < c->d_v; ch++) vm = max_abs(vm, v_j[ch]);
         memcpy(vp + (j0 + jj) * s->dvp, v_j, c->d_v * sizeof(float));
     }
     if (kvmax) { kvmax[0] = km; kvmax[1] = vm; }
@@ -955,7 +979,7 @@ static size_t sm_saved_len(const rk_attn *p) { return p->cfg.n_q; }
 
 const rk__attn_kind rk__softmax_kind = {
     .kind = RK_SOFTMAX, .name = "softmax",
-    .fields = RK_FIELD_SCALE | RK_FIELD_ROPE_QK | RK_FIELD_BIAS | RK_FIELD_XPOS,
+    .fields = RK_FIELD_SCALE | RK_FIELD_ROPE_QK | RK_FIELD_BIAS | RK_FIELD_XPOS | RK_FIELD_ALIGN,
     .resolve = sm_resolve, .create = sm_create, .destroy = sm_destroy,
     .exec_f = sm_exec_f, .exec_d = sm_exec_d,
     .saved_len = sm_saved_len, .fwd_f = sm_fwd_f, .fwd_d = sm_fwd_d,

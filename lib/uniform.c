@@ -95,7 +95,7 @@ UNIFORM_BWD(uniform_bwd_f, rk_mat, float)
 UNIFORM_BWD(uniform_bwd_d, rk_matd, double)
 
 const rk__attn_kind rk__uniform_kind = {
-    .kind = RK_UNIFORM, .name = "uniform", .fields = 0,
+    .kind = RK_UNIFORM, .name = "uniform", .fields = RK_FIELD_ALIGN,
     .create = uniform_create, .destroy = uniform_destroy,
     .exec_f = uniform_exec_f, .exec_d = uniform_exec_d,
     .bwd_f = uniform_bwd_f, .bwd_d = uniform_bwd_d,

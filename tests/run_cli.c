@@ -24,7 +24,7 @@ static pid_t spawn(const char *const *args, const char *cwd, int out, int err,
 {
     char *argv[MAXARGS + 2];
     int argc = 0;
-    argv[argc++] = (char *)RK_CLI_PATH;
+    argv[argc++] = (char *)(o && o->prog ? o->prog : RK_CLI_PATH);
     for (int i = 0; args[i]; i++) {
         if (argc > MAXARGS) return -1;
         argv[argc++] = (char *)args[i];
@@ -39,6 +39,7 @@ static pid_t spawn(const char *const *args, const char *cwd, int out, int err,
         dup2(null, 0) < 0)
         _exit(126);
     if (cwd && chdir(cwd) != 0) _exit(126);
+    if (o && o->prog && setpgid(0, 0) != 0) _exit(126);
     for (int i = 0; o && o->env && o->env[i]; i++) {
         char kv[1024];
         snprintf(kv, sizeof kv, "%s", o->env[i]);
@@ -84,6 +85,7 @@ int run_cli_wait(pid_t pid, double timeout_s)
         if (w < 0 && errno != EINTR) return -1;
         if (w == 0) {
             if (!killed && now() > end) {
+                kill(-pid, SIGKILL);     /* its process group, if it leads one */
                 kill(pid, SIGKILL);
                 killed = 1;
             }

@@ -27,6 +27,9 @@ typedef struct {
     size_t             mem_limit_mb;  /* > 0: RLIMIT_AS of the child (allocation failure)    */
     const char *const *env;           /* NULL, or "NAME=value" entries added to the child's
                                          environment (NULL-terminated)                       */
+    const char        *prog;          /* NULL: ropekit; else this program (e.g. mpirun), run
+                                         in its own process group, the whole group killed at
+                                         the time limit                                        */
 } run_cli_opts;
 int run_cli_ex(const char *const *args, const char *cwd, double timeout_s, const run_cli_opts *o,
                run_cli_result *r);

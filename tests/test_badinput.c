@@ -447,7 +447,7 @@ static void run_row(void **state)
     listing before, after;
     list_dir(&before);
     run_cli_result res;
-    run_cli_opts o = { -1, 0, NULL };
+    run_cli_opts o = { -1, 0, NULL, NULL };
     if (r->how == RUN_NOBODY && geteuid() == 0) {
         /* nobody (65534) may enter the directory but not read the file */
         assert_int_equal(chmod(dir, 0711), 0);

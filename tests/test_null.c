@@ -15,14 +15,17 @@ static const char *const covered[] = {
     "rk_alibi_slopes", "rk_array_alloc", "rk_array_check_finite", "rk_array_free",
     "rk_attn_backward", "rk_attn_backward_batch", "rk_attn_backward_batch_d", "rk_attn_backward_d",
     "rk_attn_bytes", "rk_attn_create", "rk_attn_destroy", "rk_attn_execute",
-    "rk_attn_execute_batch", "rk_attn_execute_batch_d", "rk_attn_execute_d", "rk_attn_feature_dim",
+    "rk_attn_execute_batch", "rk_attn_execute_batch_d", "rk_attn_execute_d",
+    "rk_attn_execute_state", "rk_attn_execute_state_d", "rk_attn_feature_dim",
     "rk_attn_features_d", "rk_attn_fields", "rk_attn_forward", "rk_attn_forward_batch",
     "rk_attn_forward_batch_d", "rk_attn_forward_d", "rk_attn_get_config", "rk_attn_get_info",
-    "rk_attn_kind_fields", "rk_attn_kind_name", "rk_attn_proj", "rk_attn_proj_load",
+    "rk_attn_kind_fields", "rk_attn_kind_name", "rk_attn_kv_reduce", "rk_attn_kv_reduce_d",
+    "rk_attn_merge", "rk_attn_merge_d", "rk_attn_proj", "rk_attn_proj_load",
     "rk_attn_proj_save", "rk_attn_resolve", "rk_attn_saved_len", "rk_attn_state_create",
     "rk_attn_state_destroy", "rk_attn_state_reset", "rk_attn_state_step", "rk_attn_state_step_d",
     "rk_bias_alibi", "rk_bias_len", "rk_bias_t5", "rk_isa_available", "rk_isa_name",
-    "rk_isa_resolve", "rk_last_error", "rk_mat_alloc", "rk_mat_free", "rk_matd_alloc",
+    "rk_isa_resolve", "rk_kv_state_alloc", "rk_kv_state_clear", "rk_kv_state_free",
+    "rk_kv_state_merge", "rk_last_error", "rk_mat_alloc", "rk_mat_free", "rk_matd_alloc",
     "rk_matd_free", "rk_npy_load", "rk_npy_load_mem", "rk_npy_save", "rk_rope_apply",
     "rk_rope_apply_d", "rk_rope_backward", "rk_rope_backward_d", "rk_rope_bytes",
     "rk_rope_create", "rk_rope_destroy", "rk_rope_freqs", "rk_rope_get_config", "rk_rope_hf_free",
@@ -147,6 +150,24 @@ static void test_every_function(void **state)
     EINV(rk_attn_proj_save(p, NULL));
     EINV(rk_attn_proj_load(NULL, 2, &m));
     EINV(rk_attn_proj_load("w.npy", 2, NULL));
+    /* sequence parallelism (issue 18) */
+    EINV(rk_attn_merge(NULL, f, &m, f));
+    EINV(rk_attn_merge(&m, NULL, &m, f));
+    EINV(rk_attn_merge_d(&md, x, NULL, x));
+    EINV(rk_attn_merge_d(&md, x, &md, NULL));
+    rk_kv_state ks = { 0 };
+    EINV(rk_kv_state_alloc(NULL, p));
+    EINV(rk_kv_state_alloc(&ks, NULL));
+    rk_kv_state_free(NULL);
+    rk_kv_state_clear(NULL);
+    EINV(rk_kv_state_merge(NULL, &ks));
+    EINV(rk_kv_state_merge(&ks, NULL));
+    EINV(rk_attn_kv_reduce(NULL, &m, &m, RK_ALL_KEYS, NULL, &ks));
+    EINV(rk_attn_kv_reduce(p, &m, &m, RK_ALL_KEYS, NULL, NULL));
+    EINV(rk_attn_kv_reduce_d(p, NULL, &md, RK_ALL_KEYS, NULL, &ks));
+    EINV(rk_attn_execute_state(NULL, &m, &m, &m, &m, RK_ALL_KEYS, NULL, NULL));
+    EINV(rk_attn_execute_state(p, &m, &m, &m, NULL, RK_ALL_KEYS, NULL, NULL));
+    EINV(rk_attn_execute_state_d(p, &md, NULL, &md, &md, RK_ALL_KEYS, NULL, NULL));
     rk_attn_state *st = NULL;
     EINV(rk_attn_state_create(NULL, p));
     EINV(rk_attn_state_create(&st, NULL));
