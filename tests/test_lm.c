@@ -141,6 +141,7 @@ static void test_linear(void **state)
     fd_check("linear dw", layer_loss, &c, c.w, dw, NULL, OC * C, epsL, epsG);
     fd_check("linear db", layer_loss, &c, c.b, db, NULL, OC, epsL, epsG);
     /* without a bias, and without dx */
+    free(c.b);
     c.b = NULL;
     double *dw2 = randv(r, OC * C, 1.0);
     lm_linear_bwd_d(1, N, C, OC, c.x, c.w, c.dy, NULL, dw2, NULL);
