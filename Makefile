@@ -51,6 +51,9 @@ RK_VER   := $(shell sed -n 's/^\#define RK_VERSION "\(.*\)"/\1/p' lib/ropekit.h)
 LIB_SONAME := libropekit.so.$(SOVERSION)
 LIB_SO   := $(BUILD)/libropekit.so
 LIB_SO_REAL := $(BUILD)/libropekit.so.$(RK_VER)
+# The language model (model/): its own archive, linked by the command line and the tests.
+MODEL_OBJ:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard model/*.c))
+MODEL_A  := $(BUILD)/libropekit-lm.a
 CLI      := $(BUILD)/ropekit
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard experiments/*.c))
 # Everything of the command line but its main(): tests link it to test drivers' internals.
@@ -99,7 +102,10 @@ $(LIB_SO): $(LIB_SO_REAL)
 	ln -sf $(LIB_SONAME) $@
 # Library objects export nothing but the public API (ropekit.h pushes default visibility).
 $(LIB_OBJ): CFLAGS += -fvisibility=hidden
-$(CLI): $(CLI_OBJ) $(LIB_A)
+$(MODEL_A): $(MODEL_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+$(CLI): $(CLI_OBJ) $(MODEL_A) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(MPI_OBJ): CPPFLAGS += -Iexperiments
 $(MPI_OBJ): CFLAGS += $(MPI_CFLAGS)
@@ -113,8 +119,12 @@ $(EXP_A): $(EXP_OBJ)
 # Tests of the drivers' internals (theory checks, statistics, resume) link the driver archive.
 DRIVER_TESTS := $(filter-out test_cli,$(patsubst tests/%.c,%,$(wildcard tests/test_drv_*.c)))
 $(addprefix $(BUILD)/tests/,$(DRIVER_TESTS)): $(EXP_A)
+# Tests of the language model (test_lm*, test_train*) link the model and driver archives.
+LM_TESTS := $(patsubst tests/%.c,%,$(wildcard tests/test_lm*.c tests/test_train*.c))
+$(addprefix $(BUILD)/tests/,$(LM_TESTS)): $(EXP_A) $(MODEL_A)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_AUX) $(LIB_A)
-	$(CC) $(LDFLAGS) $(filter %.o,$^) $(filter $(EXP_A),$^) $(LIB_A) $(TEST_LIBS) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $(filter %.o,$^) $(filter $(EXP_A),$^) $(filter $(MODEL_A),$^) $(LIB_A) \
+	  $(TEST_LIBS) $(LDLIBS) -o $@
 # The run header of the experiments names the build flags.
 $(BUILD)/experiments/machine.o: CPPFLAGS += -DRK_BUILD_FLAGS='"$(strip $(OPT) $(SAN))"'
 # Tests that drive the command line find it here.
@@ -228,4 +238,4 @@ install: all $(BUILD)/ropekit.pc
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TEST_AUX:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(MODEL_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(MPI_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(TEST_AUX:.o=.d) $(TEST_BIN:=.d)

@@ -38,7 +38,8 @@
     X(decay,  "long-term decay: Figure 2's bound and the scores of random q, k per distance") \
     X(scaling, "time and memory against sequence length per variant; fitted exponents")      \
     X(approx, "error of FAVOR+ against exact softmax vs features, kernel and input norm") \
-    X(pattern, "attention score and weight vs distance per position encoding; shift test")
+    X(pattern, "attention score and weight vs distance per position encoding; shift test")  \
+    X(train,  "train a byte-level transformer LM; --compare: Figure 3 (right) with error bars")
 
 #define RK_CLI_DECLARE(name, summary) int cmd_##name(int argc, char **argv);
 RK_CLI_COMMANDS(RK_CLI_DECLARE)

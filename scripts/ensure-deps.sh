@@ -4,7 +4,7 @@
 # As root: apt-get directly; otherwise via sudo (non-interactive). If neither is possible,
 # stop and print the exact apt line.
 set -eu
-PKGS="libfftw3-dev libgsl-dev libcmocka-dev libopenblas-openmp-dev libjansson-dev pkg-config gnuplot-nox libopenmpi-dev openmpi-bin python3-numpy python3-pytest python3-pip"
+PKGS="libfftw3-dev libgsl-dev libcmocka-dev libopenblas-openmp-dev libjansson-dev pkg-config gnuplot-nox libopenmpi-dev openmpi-bin python3-numpy python3-pytest python3-pip fortunes"
 APT_LINE="apt-get install -y --no-install-recommends $PKGS"
 
 missing=""

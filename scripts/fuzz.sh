@@ -64,12 +64,12 @@ mkdir -p "$OUT/obj"
 
 # Rebuild everything when any source or header is newer than the last build (a full build is
 # about a minute; partial rebuilds would need the header dependencies).
-SRC_LIB=$(ls lib/*.c)
+SRC_LIB=$(ls lib/*.c model/*.c)
 SRC_EXP=$(ls experiments/*.c | grep -v '^experiments/ropekit\.c$')
 stale=1
 if [ -f "$OUT/stamp" ]; then
     stale=0
-    for f in lib/*.c lib/*.h experiments/*.c experiments/*.h tests/fuzz/*.c scripts/fuzz.sh; do
+    for f in lib/*.c lib/*.h model/*.c model/*.h experiments/*.c experiments/*.h tests/fuzz/*.c scripts/fuzz.sh; do
         [ "$f" -nt "$OUT/stamp" ] && { stale=1; break; }
     done
 fi

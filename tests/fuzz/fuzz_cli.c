@@ -101,6 +101,12 @@ static const budget budgets[] = {
     { "pattern", "n", "8", 32 },          { "pattern", "d", "4", 16 },
     { "pattern", "m", "4", 16 },          { "pattern", "draws", "2", 8 },
     { "pattern", "checks", "1", 2 },
+    { "train", "steps", "2", 8 },         { "train", "ctx", "8", 32 },
+    { "train", "d-model", "8", 32 },      { "train", "d-ff", NULL, 64 },
+    { "train", "layers", "1", 2 },        { "train", "batch", "2", 4 },
+    { "train", "val-tokens", "16", 64 },  { "train", "features", "4", 16 },
+    { "train", "seeds", NULL, 2 },        { "train", "lengths", NULL, 4 },
+    { "train", "threads", NULL, 2 },
 };
 #define NBUDGETS (sizeof budgets / sizeof budgets[0])
 #define GENERIC_CAP 4096.0
