@@ -1,6 +1,7 @@
 /* Deterministic matrix products of the kernelized attention kinds (FAVOR+, linear, and their
  * backward passes): plain arguments, no plan. See gemm.h for the contract. */
 #include "gemm.h"
+#include "rk_internal.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -25,7 +26,7 @@
  * last vector (masked lanes are neither loaded nor stored), the same chain per lane. So C has
  * the same bits for any tiling, thread count, path or CPU. OpenMP over 4-row tiles. Cost on a
  * Zen core (AVX2): 8 FMAs per 6 loads in the inner loop. */
-#define RK_GEMM_PAR_MIN (1u << 18) /* M N K below which one thread is faster */
+#define RK_GEMM_PAR_MIN (1u << 21) /* M N K below which one thread is faster */
 
 static void rows_f_c(size_t R, size_t N, size_t K, const float *a, size_t ars, size_t acs,
                      const float *b, size_t ldb, float *c, size_t ldc, size_t j0)
@@ -256,52 +257,62 @@ int rk__cpu_avx2(void)
 #endif
 }
 
+/* Rows 4t .. 4t+3 of c (fewer at the end) on the isa's kernel. */
+static void tile_f(rk_isa isa, size_t t, size_t M, size_t N, size_t K, const float *a, size_t ars,
+                   size_t acs, const float *b, size_t ldb, float *c, size_t ldc)
+{
+    (void)isa;
+    size_t i0 = 4 * t, R = M - i0 < 4 ? M - i0 : 4;
+#if RK_GEMM_X86
+    if (isa >= RK_ISA_AVX512) {
+        rows_f_avx512(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
+        return;
+    }
+    if (isa >= RK_ISA_AVX2) {
+        if (R == 4) rows_f_avx2(4, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
+        else
+            for (size_t r = 0; r < R; r++)
+                rows_f_avx2(1, N, K, a + (i0 + r) * ars, ars, acs, b, ldb, c + (i0 + r) * ldc, ldc);
+        return;
+    }
+#endif
+    rows_f_c(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc, 0);
+}
+
 void rk__gemm_f(rk_isa isa, int nt, size_t M, size_t N, size_t K, const float *a, size_t ars,
                 size_t acs, const float *b, size_t ldb, float *c, size_t ldc)
 {
     size_t tiles = (M + 3) / 4;
+    RK_PAR_FOR(M * N * K > RK_GEMM_PAR_MIN, nt, t, tiles,
+               tile_f(isa, t, M, N, K, a, ars, acs, b, ldb, c, ldc););
+}
+
+/* Rows 4t .. 4t+3 of c (fewer at the end) on the isa's kernel. */
+static void tile_d(rk_isa isa, size_t t, size_t M, size_t N, size_t K, const double *a, size_t ars,
+                   size_t acs, const double *b, size_t ldb, double *c, size_t ldc)
+{
     (void)isa;
-    #pragma omp parallel for schedule(static) num_threads(nt) if (M * N * K > RK_GEMM_PAR_MIN)
-    for (size_t t = 0; t < tiles; t++) {
-        size_t i0 = 4 * t, R = M - i0 < 4 ? M - i0 : 4;
+    size_t i0 = 4 * t, R = M - i0 < 4 ? M - i0 : 4;
 #if RK_GEMM_X86
-        if (isa >= RK_ISA_AVX512) {
-            rows_f_avx512(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
-            continue;
-        }
-        if (isa >= RK_ISA_AVX2) {
-            if (R == 4) rows_f_avx2(4, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
-            else
-                for (size_t r = 0; r < R; r++)
-                    rows_f_avx2(1, N, K, a + (i0 + r) * ars, ars, acs, b, ldb, c + (i0 + r) * ldc, ldc);
-            continue;
-        }
-#endif
-        rows_f_c(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc, 0);
+    if (isa >= RK_ISA_AVX512) {
+        rows_d_avx512(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
+        return;
     }
+    if (isa >= RK_ISA_AVX2) {
+        if (R == 4) rows_d_avx2(4, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
+        else
+            for (size_t r = 0; r < R; r++)
+                rows_d_avx2(1, N, K, a + (i0 + r) * ars, ars, acs, b, ldb, c + (i0 + r) * ldc, ldc);
+        return;
+    }
+#endif
+    rows_d_c(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc, 0);
 }
 
 void rk__gemm_d(rk_isa isa, int nt, size_t M, size_t N, size_t K, const double *a, size_t ars,
                 size_t acs, const double *b, size_t ldb, double *c, size_t ldc)
 {
     size_t tiles = (M + 3) / 4;
-    (void)isa;
-    #pragma omp parallel for schedule(static) num_threads(nt) if (M * N * K > RK_GEMM_PAR_MIN)
-    for (size_t t = 0; t < tiles; t++) {
-        size_t i0 = 4 * t, R = M - i0 < 4 ? M - i0 : 4;
-#if RK_GEMM_X86
-        if (isa >= RK_ISA_AVX512) {
-            rows_d_avx512(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
-            continue;
-        }
-        if (isa >= RK_ISA_AVX2) {
-            if (R == 4) rows_d_avx2(4, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc);
-            else
-                for (size_t r = 0; r < R; r++)
-                    rows_d_avx2(1, N, K, a + (i0 + r) * ars, ars, acs, b, ldb, c + (i0 + r) * ldc, ldc);
-            continue;
-        }
-#endif
-        rows_d_c(R, N, K, a + i0 * ars, ars, acs, b, ldb, c + i0 * ldc, ldc, 0);
-    }
+    RK_PAR_FOR(M * N * K > RK_GEMM_PAR_MIN, nt, t, tiles,
+               tile_d(isa, t, M, N, K, a, ars, acs, b, ldb, c, ldc););
 }

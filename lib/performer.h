@@ -112,6 +112,9 @@ int rk__perf_den_check_f(const rk__perf *f, const double *den, const size_t *vis
                          size_t nr, size_t i0);
 int rk__perf_den_check_d(const rk__perf *f, const double *den, const size_t *vis, size_t ns,
                          size_t nr, size_t i0);
+/* S = e S + tmp over n values (the states' update; lib/performer_exec.c). */
+void rk__perf_scale_add_f(int nt, double *S, double e, const float *tmp, size_t n);
+void rk__perf_scale_add_d(int nt, double *S, double e, const double *tmp, size_t n);
 /* lib/performer_bwd.c: the backward of both kinds (saves nothing; see there). */
 int rk__perf_bwd_f(rk_attn *p, const rk_mat *q, const rk_mat *k, const rk_mat *v,
                    const rk_mat *out, const float *saved, const rk_mat *dout, rk_mat *dq,

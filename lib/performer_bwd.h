@@ -19,23 +19,23 @@ static int SFX(bmap)(rk__perf *f, int nt, const REAL *x, size_t ldx, const REAL 
     if (m) {
         REAL *t = SCR(f)->u;
         double *s = f->sx;
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-        for (size_t r = 0; r < w; r++)
+        RK_PAR_FOR(w * F > RK_PERF_PAR_MIN, nt, r, w,
             s[r] = SFX(rk__featmap_bwd_row)(&f->fm, x + r * ldx, phi + r * F, dphi + r * F,
                                             t + r * m);
+        );
         /* o (w, d) = t (w, m) . W' (m, d), then (keys) + s x */
         GEMM(f->isa, nt, w, d, m, t, m, 1, WSF(&f->fm), d, o, ldo);
         if (!den) {
-            #pragma omp parallel for schedule(static) num_threads(nt) if (w * d > RK_PERF_PAR_MIN)
-            for (size_t r = 0; r < w; r++)
+            RK_PAR_FOR(w * d > RK_PERF_PAR_MIN, nt, r, w,
                 for (size_t c = 0; c < d; c++)
                     o[r * ldo + c] = (REAL)((double)o[r * ldo + c] + s[r] * (double)x[r * ldx + c]);
+            );
         }
     } else {
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-        for (size_t r = 0; r < w; r++)
+        RK_PAR_FOR(w * F > RK_PERF_PAR_MIN, nt, r, w,
             (void)SFX(rk__featmap_bwd_row)(&f->fm, x + r * ldx, phi + r * F, dphi + r * F,
                                            o + r * ldo);
+        );
     }
     if (den)
         for (size_t r = 0; r < w; r++)
@@ -69,20 +69,14 @@ static int SFX(absorb_k)(rk__perf *f, int nt, const rk_attn_config *cfg, const M
             if (rc) return rc;
         }
     }
-    #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-    for (size_t t = 0; t < w; t++)
+    RK_PAR_FOR(w * F > RK_PERF_PAR_MIN, nt, t, w,
         if (kfr[t] != 1)
             for (size_t r = 0; r < F; r++) kb[t * F + r] *= kfr[t];
+    );
     /* tmp (F, dv) = kb^T (F, w) . V[j0 .. j0+w) (w, dv) */
     GEMM(f->isa, nt, F, dv, w, kb, 1, F, v->data + j0 * v->ld, v->ld, tmp, dv);
     double *S = f->S, *z = f->z, e = *ns ? exp(*C - cend) : 0.0;
-    if (e == 1.0) {
-        #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < F * dv; i++) S[i] += (double)tmp[i];
-    } else {
-        #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < F * dv; i++) S[i] = e * S[i] + (double)tmp[i];
-    }
+    SFX(rk__perf_scale_add)(nt, S, e, tmp, F * dv);
     for (size_t r = 0; r < F; r++) z[r] = e * z[r] + (double)zt[r];
     *C = cend;
     *ns += w;
@@ -111,13 +105,12 @@ static void SFX(absorb_q)(rk__perf *f, int nt, size_t i0, size_t nr, const REAL 
     double rn = 0.0;
     rn = rs->nu && rs->Rc < cq[first] ? rs->Rc : cq[first];
     REAL *ehs = SCR(f)->kfr, *tmp = SCR(f)->tmp, *zt = SCR(f)->ztr;
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nr * dv > RK_PERF_PAR_MIN)
-    for (size_t i = 0; i < nr; i++) {
+    RK_PAR_FOR(nr * dv > RK_PERF_PAR_MIN, nt, i, nr,
         double fac = den[i] == 0.0 ? 0.0 : exp(rn - cq[i]);
         ehs[i] = (REAL)(fac * eh[i]);
         if (fac != 1.0)
             for (size_t c = 0; c < dv; c++) gh[i * dv + c] = (REAL)(fac * (double)gh[i * dv + c]);
-    }
+    );
     /* tmp (F, dv) = qa^T (F, nr) . gh (nr, dv);  zt (F) = qf^T (F, nr) . ehs (nr) */
     GEMM(f->isa, nt, F, dv, nr, qa, 1, F, gh, dv, tmp, dv);
     GEMM(f->isa, nt, F, 1, nr, qf, 1, F, ehs, 1, zt, 1);
@@ -127,13 +120,7 @@ static void SFX(absorb_q)(rk__perf *f, int nt, size_t i0, size_t nr, const REAL 
         for (size_t r = 0; r < F; r++) W[r] = (double)zt[r];
     } else {
         double sc = exp(rn - rs->Rc);
-        if (sc == 1.0) {
-            #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
-            for (size_t i = 0; i < F * dv; i++) U[i] += (double)tmp[i];
-        } else {
-            #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
-            for (size_t i = 0; i < F * dv; i++) U[i] = sc * U[i] + (double)tmp[i];
-        }
+        SFX(rk__perf_scale_add)(nt, U, sc, tmp, F * dv);
         for (size_t r = 0; r < F; r++) W[r] = sc * W[r] + (double)zt[r];
     }
     rs->Rc = rn;
@@ -212,8 +199,7 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
          *   c2 = x (a_i . b_j)                                     onto gh rows -> dv_j
          *   c3 = x e_i  (eq. 19)                                   onto qf rows -> d phi(k_j)
          * with x = exp(P_j - C_i) */
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * nr > RK_PERF_PAR_MIN)
-        for (size_t t = 0; t < w; t++)
+        RK_PAR_FOR(w * nr > RK_PERF_PAR_MIN, nt, t, w,
             for (size_t i = fr[t]; i < nr; i++) {
                 double x = exp(f->pk[j0 + t] - cq[i]);
                 double pe = (double)P[i * T + t] + (f->rope_f ? 0.0 : eh[i]);
@@ -221,19 +207,18 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
                 c2[t * T + i] = (REAL)(x * (double)Q[i * T + t]);
                 if (f->rope_f) c3[t * T + i] = (REAL)(x * eh[i]);
             }
+        );
         /* per key, over the rows that see it only (a masked pair is never multiplied) */
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * nr * F > RK_PERF_PAR_MIN)
-        for (size_t t = 0; t < w; t++) {
+        RK_PAR_FOR(w * nr * F > RK_PERF_PAR_MIN, nt, t, w,
             size_t a = fr[t], K = nr - a;
             GEMM(f->isa, 1, 1, F, K, c1 + t * T + a, T, 1, ch->qa + a * F, F, g2 + t * F, F);
             GEMM(f->isa, 1, 1, dv, K, c2 + t * T + a, T, 1, ch->gh + a * dv, dv, dvm + t * dv, dv);
             if (f->rope_f)
                 GEMM(f->isa, 1, 1, F, K, c3 + t * T + a, T, 1, ch->qf + a * F, F, g3 + t * F, F);
-        }
+        );
     }
     /* d b_j (into g1) and dv_j */
-    #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-    for (size_t t = 0; t < w; t++) {
+    RK_PAR_FOR(w * F > RK_PERF_PAR_MIN, nt, t, w,
         for (size_t r = 0; r < F; r++) {
             double x = nu ? fj[t] * (double)g1[t * F + r] : 0.0;
             if (ch) x += (double)g2[t * F + r];
@@ -245,21 +230,21 @@ static int SFX(keys_grad)(rk__perf *f, int nt, const rk_attn_config *cfg, const 
             if (ch) y += (double)dvm[t * dv + c];
             o[c] = (REAL)y;
         }
-    }
+    );
     /* d phi(k_j): eq. 19 takes d b_j back through the rotation; the denominator's share */
     if (f->rope_f) {
         MAT gv = { g1, w, F, F };
         if ((rc = ROPE_BWD(f->rope_f, &gv, &gv, kp, NULL))) return rc;
     }
     if (nu || (ch && f->rope_f)) {
-        #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-        for (size_t t = 0; t < w; t++)
+        RK_PAR_FOR(w * F > RK_PERF_PAR_MIN, nt, t, w,
             for (size_t r = 0; r < F; r++) {
                 double x = (double)g1[t * F + r];
                 if (nu) x += fj[t] * f->W[r];
                 if (ch && f->rope_f) x += (double)g3[t * F + r];
                 g1[t * F + r] = (REAL)x;
             }
+        );
     }
     return SFX(bmap)(f, nt, xk, ldxk, kf, g1, w, kp, NULL, dk->data + j0 * dk->ld, dk->ld);
 }
@@ -340,8 +325,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
 
         /* 3. the denominator's key sums at C_i: g1_i = e_i z + sum_{masked j seen} x_ij phi(k_j),
          *    x_ij = exp(P_j - C_i), e_i = exp(C - C_i); D_i = phi(q_i) . g1_i */
-        #pragma omp parallel for schedule(static) num_threads(nt) if (nr * wi * F > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < nr; i++) {
+        RK_PAR_FOR(nr * wi * F > RK_PERF_PAR_MIN, nt, i, nr,
             size_t K = vis[i] > lo ? vis[i] - lo : 0;
             if (K) {
                 for (size_t j = 0; j < K; j++)
@@ -362,7 +346,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             const REAL *g_i = dout->data + (i0 + i) * dout->ld;
             for (size_t c = 0; c < dv; c++)
                 gh[i * dv + c] = f->dq_den[i0 + i] == 0.0 ? (REAL)0 : (REAL)((double)g_i[c] / den);
-        }
+        );
         if ((rc = SFX(rk__perf_den_check)(f, f->dq_den + i0, vis, ns, nr, i0))) return rc;
 
         /* 4. d a_i = S_i gh_i: the state's e_i S gh_i plus the masked sum_j x_ij (gh_i . v_j) b_j */
@@ -374,8 +358,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             /* P (nr, TQ) = gh . V_m^T; entries of unseen pairs are never read */
             GEMM(f->isa, nt, nr, TQ, dv, gh, dv, 1, vt, TQ, P, TQ);
         }
-        #pragma omp parallel for schedule(static) num_threads(nt) if (nr * wi * F > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < nr; i++) {
+        RK_PAR_FOR(nr * wi * F > RK_PERF_PAR_MIN, nt, i, nr,
             size_t K = vis[i] > lo ? vis[i] - lo : 0;
             if (K) {
                 for (size_t j = 0; j < K; j++)
@@ -390,7 +373,7 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
                 if (live && K) s += (double)g3[i * F + r];
                 g2[i * F + r] = (REAL)s;
             }
-        }
+        );
 
         /* 5. e_i = -(gh_i . out_i) = -(a_i . d a_i) / D_i (gh_i . N_i = a_i^T S_i gh_i); then
          *    d phi(q_i) = R^T d a_i (eq. 19; else d a_i) + e_i g1_i */
@@ -410,13 +393,12 @@ static int SFX(pass1)(rk__perf *f, int nt, const rk_attn_config *cfg, const MAT 
             MAT gv = { g2, nr, F, F };
             if ((rc = ROPE_BWD(f->rope_f, &gv, &gv, qp, NULL))) return rc;
         }
-        #pragma omp parallel for schedule(static) num_threads(nt) if (nr * F > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < nr; i++) {
+        RK_PAR_FOR(nr * F > RK_PERF_PAR_MIN, nt, i, nr,
             double e = f->dq_e[i0 + i];
             if (f->dq_den[i0 + i] != 0.0)
                 for (size_t r = 0; r < F; r++)
                     g2[i * F + r] = (REAL)((double)g2[i * F + r] + e * (double)g1[i * F + r]);
-        }
+        );
 
         /* 6. dq through the map (and the rotation of rope = qk) */
         if ((rc = SFX(bmap)(f, nt, xq, ldxq, qf, g2, nr, qp, f->dq_den + i0,

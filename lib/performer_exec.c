@@ -8,6 +8,8 @@
 /* Below this many elements an OpenMP region costs more than it saves. */
 #define RK_PERF_PAR_MIN 32768
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+/* Pieces of a state's update that one thread takes (vector loops inside). */
+#define RK_PERF_PIECE 1024
 
 #define REAL        float
 #define MAT         rk_mat

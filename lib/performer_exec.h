@@ -30,14 +30,13 @@ int SFX(rk__perf_features)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_
         ldu = m;
         GEMM(f->isa, nt, w, m, d, x, ldx, 1, WST(&f->fm), m, SCR(f)->u, m);
     }
-    #pragma omp parallel for schedule(static) num_threads(nt) if (w * (m + d) > RK_PERF_PAR_MIN)
-    for (size_t t = 0; t < w; t++) {
+    RK_PAR_FOR(w * (m + d) > RK_PERF_PAR_MIN, nt, t, w,
         double ss = 0.0;
         if (m)
             for (size_t c = 0; c < d; c++) ss += (double)x[t * ldx + c] * (double)x[t * ldx + c];
         h[t] = 0.5 * f->fm.scale * ss;
         if (mode != 2) cc[t] = SFX(rk__featmap_lmax)(&f->fm, u + t * ldu, h[t]);
-    }
+    );
     /* |x'|^2 / 2 or a projection beyond the type's range (FAVOR+ only: the linear constants
      * are finite): the features of that row are not representable; NaN rows pass as NaN */
     for (size_t t = 0; t < w; t++) {
@@ -63,9 +62,8 @@ int SFX(rk__perf_features)(rk__perf *f, int nt, const REAL *x, size_t ldx, size_
             cc[t] = run;
         }
     }
-    #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-    for (size_t t = 0; t < w; t++)
-        SFX(rk__featmap_row)(&f->fm, u + t * ldu, h[t], cc[t], xf + t * F);
+    RK_PAR_FOR(w * F > RK_PERF_PAR_MIN, nt, t, w,
+        SFX(rk__featmap_row)(&f->fm, u + t * ldu, h[t], cc[t], xf + t * F););
     return RK_OK;
 }
 
@@ -122,26 +120,18 @@ static void SFX(absorb)(rk__perf *f, int nt, const MAT *v, size_t j0, size_t w, 
     REAL *kf = SCR(f)->kf, *tmp = SCR(f)->tmp;
     size_t F = f->fm.F, dv = f->dv;
     double e = *ns ? exp(*C - cend) : 0.0, *kfac = f->kfac;
-    #pragma omp parallel for schedule(static) num_threads(nt) if (w * F > RK_PERF_PAR_MIN)
-    for (size_t t = 0; t < w; t++) {
+    RK_PAR_FOR(w * F > RK_PERF_PAR_MIN, nt, t, w,
         REAL s = (REAL)(kfac[t] * f->vsc);
         if (s != 1) {
-            #pragma omp simd
+            _Pragma("omp simd")
             for (size_t r = 0; r < F; r++) kf[t * F + r] *= s;
         }
-    }
+    );
     /* tmp (F, dv) = kf^T (F, w) . V[j0 .. j0+w) (w, dv) */
     GEMM(f->isa, nt, F, dv, w, kf, 1, F, v->data + j0 * v->ld, v->ld, tmp, dv);
     double *S = f->S, *z = f->z;
     const REAL *zt = SCR(f)->ztr;
-    /* e == 1 (the max did not grow) skips a multiplication by 1: the same bits */
-    if (e == 1.0) {
-        #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < F * dv; i++) S[i] += (double)tmp[i];
-    } else {
-        #pragma omp parallel for simd schedule(static) num_threads(nt) if (F * dv > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < F * dv; i++) S[i] = e * S[i] + (double)tmp[i];
-    }
+    SFX(rk__perf_scale_add)(nt, S, e, tmp, F * dv);
     for (size_t r = 0; r < F; r++) z[r] = e * z[r] + (double)zt[r];
     *C = cend;
     *ns += w;
@@ -162,10 +152,27 @@ static void SFX(masked)(rk__perf *f, int nt, const REAL *qf, const REAL *kf, siz
     GEMM(f->isa, nt, nr, T, F, qf, F, 1, kt, T, a, T);
     const double *kc = f->kc, *ci = f->ci;
     const size_t *vis = f->vis;
-    #pragma omp parallel for schedule(static) num_threads(nt) if (nr * wi > RK_PERF_PAR_MIN)
-    for (size_t i = 0; i < nr; i++)
+    RK_PAR_FOR(nr * wi > RK_PERF_PAR_MIN, nt, i, nr,
         for (size_t j = 0; j < wi; j++)
             a[i * T + j] = lo + j < vis[i] ? (REAL)(a[i * T + j] * exp(kc[j] - ci[i])) : 0;
+    );
+}
+
+/* S = e S + tmp (n values; e == 1, the constant did not grow: S += tmp, the same bits as a
+ * multiplication by 1 would give, one multiplication fewer), pieces of RK_PERF_PIECE per thread. */
+void SFX(rk__perf_scale_add)(int nt, double *S, double e, const REAL *tmp, size_t n)
+{
+    const size_t nb = (n + RK_PERF_PIECE - 1) / RK_PERF_PIECE;
+    RK_PAR_FOR(n > RK_PERF_PAR_MIN, nt, b, nb,
+        const size_t i1 = MIN(n, (b + 1) * RK_PERF_PIECE);
+        if (e == 1.0) {
+            _Pragma("omp simd")
+            for (size_t i = b * RK_PERF_PIECE; i < i1; i++) S[i] += (double)tmp[i];
+        } else {
+            _Pragma("omp simd")
+            for (size_t i = b * RK_PERF_PIECE; i < i1; i++) S[i] = e * S[i] + (double)tmp[i];
+        }
+    );
 }
 
 /* The values' scale for one execute (f->vsc): 1, unless the largest finite |v| of the keys used
@@ -342,18 +349,21 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
             if (f->rope_f) { SFX(masked)(f, nt, qf, kf, nr, lo, wi, an); aw = an; }
             if (f->vsc != 1.0)               /* the denominators have been taken from a */
                 for (size_t i = 0; i < nr * RK_PERF_QCHUNK; i++) aw[i] *= (REAL)f->vsc;
-            /* each row over the masked keys it sees only (a prefix: visibility grows with the
-             * row): a weight of 0 times a value row it must not see would still be NaN if that
-             * value is NaN or Inf. Rows of equal visibility share one product. */
-            for (size_t i0r = 0; i0r < nr;) {
-                size_t kv = f->vis[i0r] > lo ? (f->vis[i0r] < hi ? f->vis[i0r] : hi) - lo : 0, n1 = 1;
-                while (i0r + n1 < nr && f->vis[i0r + n1] == f->vis[i0r]) n1++;
+            /* one product over all masked keys (the weights of keys a row does not see are 0:
+             * a 0 term leaves a fused multiply-add chain as it was), then any row that came out
+             * NaN or Inf again over only the keys it sees: 0 times a NaN or Inf value row it
+             * must not see would otherwise reach it */
+            GEMM(f->isa, nt, nr, dv, wi, aw, RK_PERF_QCHUNK, 1, v->data + lo * v->ld, v->ld, ni, dv);
+            for (size_t i = 0; i < nr; i++) {
+                int bad = 0;
+                for (size_t c = 0; c < dv; c++) bad |= !isfinite(ni[i * dv + c]);
+                if (!bad) continue;
+                size_t kv = f->vis[i] > lo ? (f->vis[i] < hi ? f->vis[i] : hi) - lo : 0;
                 if (kv)
-                    GEMM(f->isa, nt, n1, dv, kv, aw + i0r * RK_PERF_QCHUNK, RK_PERF_QCHUNK, 1,
-                         v->data + lo * v->ld, v->ld, ni + i0r * dv, dv);
+                    GEMM(f->isa, 1, 1, dv, kv, aw + i * RK_PERF_QCHUNK, RK_PERF_QCHUNK, 1,
+                         v->data + lo * v->ld, v->ld, ni + i * dv, dv);
                 else
-                    memset(ni + i0r * dv, 0, n1 * dv * sizeof *ni);
-                i0r += n1;
+                    memset(ni + i * dv, 0, dv * sizeof *ni);
             }
         }
 
@@ -361,8 +371,7 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
          *    e_i = exp(C - ci_i) brings the state to the query's constant */
         const double *ci = f->ci;
         const size_t *vis = f->vis;
-        #pragma omp parallel for schedule(static) num_threads(nt) if (nr * dv > RK_PERF_PAR_MIN)
-        for (size_t i = 0; i < nr; i++) {
+        RK_PAR_FOR(nr * dv > RK_PERF_PAR_MIN, nt, i, nr,
             REAL *out_i = out->data + (i0 + i) * out->ld;
             double e = ns ? exp(C - ci[i]) : 0.0;
             double den = (ns ? e * (double)nsb[i * ls + dv] : 0.0) + deni[i];
@@ -379,7 +388,7 @@ int SFX(rk__perf_exec_state)(rk_attn *p, const MAT *q, const MAT *k, const MAT *
                 out_i[c] = (REAL)o;
                 f->over[i] |= isfinite(num) && isfinite(den) && !isfinite(out_i[c]);
             }
-        }
+        );
         /* trig weights are signed: num / den may exceed every value, and the type */
         for (size_t i = 0; i < nr; i++)
             if (f->over[i])

@@ -18,6 +18,24 @@ int rk__fail(int code, const char *fmt, ...)
 #endif
     ;
 #define RK_FAIL(code, ...) return rk__fail((code), __VA_ARGS__)
+
+/* for (size_t VAR = 0; VAR < n; VAR++) { body }: split over nt threads (schedule(static)) when
+ * par is true and nt > 1, else a plain loop. Not `#pragma omp parallel for if (par)`: libgomp
+ * still builds a team of one for every such region (about 2 us here, a futex call on some VMs),
+ * and the FAVOR+ kernels run thousands of small loops per call. Each VAR does the same work
+ * either way, so the bits do not depend on the path. A body needing `omp simd` writes
+ * _Pragma("omp simd"). */
+#define RK_PAR_FOR(par, nt, VAR, n, ...)                                                        \
+    do {                                                                                        \
+        const size_t rk__n_ = (n);                                                              \
+        const int rk__nt_ = (nt);                                                               \
+        if ((par) && rk__nt_ > 1) {                                                             \
+            _Pragma("omp parallel for schedule(static) num_threads(rk__nt_)")                   \
+            for (size_t VAR = 0; VAR < rk__n_; VAR++) { __VA_ARGS__ }                          \
+        } else {                                                                                \
+            for (size_t VAR = 0; VAR < rk__n_; VAR++) { __VA_ARGS__ }                          \
+        }                                                                                       \
+    } while (0)
 void rk__clear_error(void);
 
 /* Overflow-checked size arithmetic: 0 on success, nonzero if a*b (a+b) overflows size_t. */
