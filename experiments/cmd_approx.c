@@ -24,11 +24,11 @@
 #include "machine.h"
 #include "progress.h"
 #include "stats.h"
+#include "sweep.h"
 #include "table.h"
 #include "variant.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +239,6 @@ typedef struct {
 } exact_seed;
 
 typedef struct {
-    table       tab;
     gsl_rng    *rng;
     exact_seed *ex;      /* seeds entries                                                     */
     size_t      nex;
@@ -273,12 +272,9 @@ static void free_resources(void *p)
     free(r->pos);
     rk_attn_destroy(r->plan);
     rk_rope_destroy(r->rope);
-    table_close(&r->tab);
     gsl_rng_free(r->rng);
     memset(r, 0, sizeof *r);
 }
-
-static void restore_signals(void *p) { (void)p; progress_restore_signals(); }
 
 static const char *num(char *buf, double x)
 {
@@ -380,9 +376,10 @@ static void prepare_exact(cli_ctx *c, resources *r, const settings *s, double no
     }
 }
 
-/* One row: all seeds of (variant, kernel, proj, norm, m). Returns 1 if interrupted. */
-static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v, int kernel,
-                   int proj, double norm, size_t mi)
+/* One row: all seeds of (variant, kernel, proj, norm, m), appended to t. Returns 1 if
+ * stopped (no row written). */
+static int measure(cli_ctx *c, resources *r, table *tab, sweep_progress *p, const settings *s,
+                   const variant *v, int kernel, int proj, double norm, size_t mi)
 {
     const size_t n = s->n, d = s->d, m = s->m[mi];
     const int ref = v->reference && strcmp(v->reference, "softmax-rope") == 0;
@@ -427,7 +424,7 @@ static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v
         } else {
             nonfinite++;
         }
-        if (progress_stopped()) { free(eo); free(er); return 1; }
+        if (sweep_stopped(p)) { free(eo); free(er); return 1; }
     }
     double om = NAN, olo = NAN, ohi = NAN, rm = NAN, rlo = NAN, rhi = NAN, orms = NAN,
            rrms = NAN;
@@ -442,12 +439,12 @@ static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v
     free(eo);
     free(er);
     char b[10][32];
-    if (table_addf(&r->tab, "%s\t%s\t%s\t%g\t%zu\t%zu\t%zu\t%d\t%zu\t%s\t%s\t%s\t%s\t%s\t%s\t%s"
+    if (table_addf(tab, "%s\t%s\t%s\t%g\t%zu\t%zu\t%zu\t%d\t%zu\t%s\t%s\t%s\t%s\t%s\t%s\t%s"
                    "\t%s\t%s\t%zu", v->name, kernel_names[kernel], proj_names[proj], norm, m,
                    n, d, s->causal, s->seeds, num(b[0], norm * norm / sqrt((double)d)),
                    num(b[1], om), num(b[2], olo), num(b[3], ohi), num(b[4], orms),
                    num(b[5], rm), num(b[6], rlo), num(b[7], rhi), num(b[8], rrms), nonfinite))
-        cli_die(c, "--out: %s", r->tab.err);
+        cli_die(c, "--out: %s", tab->err);
     return 0;
 }
 
@@ -513,126 +510,134 @@ static void summarize(cli_ctx *c, table *t, const settings *s)
     fflush(stdout);
 }
 
-/* ---- the command ---------------------------------------------------------------------------- */
+/* ---- the sweep (sweep.h): a unit is one row, in the order norm, variant, kernel, proj, m ---- */
 
-int cmd_approx(int argc, char **argv)
+typedef struct {
+    settings  s;
+    resources r;
+    int       need[2];    /* the exact references in use: softmax, softmax-rope               */
+    size_t    prepared;   /* 1 + the norm whose exact side r.ex holds; 0: none                */
+} state;
+
+typedef struct { size_t ni, vi, ki, pi, mi; } point;
+
+static point point_of(const settings *s, size_t u)
 {
-    cli_ctx c;
-    cli_parse(&c, &spec, argc, argv);
-    settings s;
-    parse_settings(&c, &s, cli_flag(&c, "quick"));
-    machine_set_threads(s.threads);
+    point q;
+    q.mi = u % s->nm; u /= s->nm;
+    q.pi = u % s->nproj; u /= s->nproj;
+    q.ki = u % s->nkernel; u /= s->nkernel;
+    q.vi = u % s->nvar;
+    q.ni = u / s->nvar;
+    return q;
+}
 
-    static resources res;
-    memset(&res, 0, sizeof res);
-    cli_defer(&c, free_resources, &res);
-    res.rng = gsl_rng_alloc(gsl_rng_mt19937);
-    if (!res.rng) cli_die(&c, "cannot allocate a random number generator");
-    const size_t n = s.n, d = s.d;
-    size_t Fmax = 2 * s.m[s.nm - 1] > d ? 2 * s.m[s.nm - 1] : d;
-    if (rk_matd_alloc(&res.out, n, d) || rk_matd_alloc(&res.phq, n, Fmax) ||
-        rk_matd_alloc(&res.phk, n, Fmax) || rk_matd_alloc(&res.qr, n, d) ||
-        rk_matd_alloc(&res.kr, n, d))
-        cli_die(&c, "out of memory (n = %zu, features up to %zu)", n, Fmax);
-    res.zk = malloc(Fmax * sizeof *res.zk);
-    res.rs = malloc(n * sizeof *res.rs);
-    res.pos = malloc(n * sizeof *res.pos);
-    if (!res.zk || !res.rs || !res.pos) cli_die(&c, "out of memory");
-    for (size_t i = 0; i < n; i++) res.pos[i] = (int64_t)i;
+static void row_key(char *key, size_t len, const settings *s, const point *q)
+{
+    snprintf(key, len, "%s\t%s\t%s\t%g\t%zu", s->var[q->vi]->name, kernel_names[s->kernel[q->ki]],
+             proj_names[s->proj[q->pi]], s->norm[q->ni], s->m[q->mi]);
+}
 
-    int need[2] = { 0, 0 };
-    for (size_t i = 0; i < s.nvar; i++)
-        need[strcmp(s.var[i]->reference, "softmax-rope") == 0] = 1;
-    if (need[1]) {
+static void *setup(cli_ctx *c)
+{
+    static state S;
+    memset(&S, 0, sizeof S);
+    settings *s = &S.s;
+    resources *r = &S.r;
+    parse_settings(c, s, cli_flag(c, "quick"));
+    machine_set_threads(s->threads);
+    cli_defer(c, free_resources, r);
+    r->rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!r->rng) cli_die(c, "cannot allocate a random number generator");
+    const size_t n = s->n, d = s->d;
+    size_t Fmax = 2 * s->m[s->nm - 1] > d ? 2 * s->m[s->nm - 1] : d;
+    if (rk_matd_alloc(&r->out, n, d) || rk_matd_alloc(&r->phq, n, Fmax) ||
+        rk_matd_alloc(&r->phk, n, Fmax) || rk_matd_alloc(&r->qr, n, d) ||
+        rk_matd_alloc(&r->kr, n, d))
+        cli_die(c, "out of memory (n = %zu, features up to %zu)", n, Fmax);
+    r->zk = malloc(Fmax * sizeof *r->zk);
+    r->rs = malloc(n * sizeof *r->rs);
+    r->pos = malloc(n * sizeof *r->pos);
+    if (!r->zk || !r->rs || !r->pos) cli_die(c, "out of memory");
+    for (size_t i = 0; i < n; i++) r->pos[i] = (int64_t)i;
+
+    for (size_t i = 0; i < s->nvar; i++)
+        S.need[strcmp(s->var[i]->reference, "softmax-rope") == 0] = 1;
+    if (S.need[1]) {
         rk_rope_config rc = { .dim = d };
-        int err = rk_rope_create(&res.rope, &rc);
-        if (err) cli_die_rk(&c, err, "softmax-rope reference");
+        int err = rk_rope_create(&r->rope, &rc);
+        if (err) cli_die_rk(c, err, "softmax-rope reference");
     }
     /* every plan of the sweep can be made (fail before any row, not in the middle) */
-    for (size_t vi = 0; vi < s.nvar; vi++)
-        for (size_t ki = 0; ki < s.nkernel; ki++)
-            for (size_t pi = 0; pi < s.nproj; pi++)
-                for (size_t mi = 0; mi < s.nm; mi += s.nm - 1 ? s.nm - 1 : 1) {
+    for (size_t vi = 0; vi < s->nvar; vi++)
+        for (size_t ki = 0; ki < s->nkernel; ki++)
+            for (size_t pi = 0; pi < s->nproj; pi++)
+                for (size_t mi = 0; mi < s->nm; mi += s->nm - 1 ? s->nm - 1 : 1) {
                     rk_attn_config ac;
-                    variant_fill(s.var[vi], n, n, d, d, s.causal, s.m[mi], s.seed, &ac);
-                    ac.kernel = (rk_kernel)s.kernel[ki];
-                    ac.proj = (rk_proj)s.proj[pi];
-                    int err = rk_attn_create(&res.plan, &ac);
+                    variant_fill(s->var[vi], n, n, d, d, s->causal, s->m[mi], s->seed, &ac);
+                    ac.kernel = (rk_kernel)s->kernel[ki];
+                    ac.proj = (rk_proj)s->proj[pi];
+                    int err = rk_attn_create(&r->plan, &ac);
                     if (err) {
                         char what[160];
-                        snprintf(what, sizeof what, "%s %s %s m=%zu", s.var[vi]->name,
-                                 kernel_names[ac.kernel], proj_names[ac.proj], s.m[mi]);
-                        cli_die_rk(&c, err, what);
+                        snprintf(what, sizeof what, "%s %s %s m=%zu", s->var[vi]->name,
+                                 kernel_names[ac.kernel], proj_names[ac.proj], s->m[mi]);
+                        cli_die_rk(c, err, what);
                     }
-                    rk_attn_destroy(res.plan);
-                    res.plan = NULL;
+                    rk_attn_destroy(r->plan);
+                    r->plan = NULL;
                 }
-
-    char config[2048];
-    config_line(&s, config, sizeof config);
-    const char *out = cli_get(&c, "out");
-    if (table_open(&res.tab, out, config, HEADER, 5, cli_flag(&c, "resume")))
-        cli_die(&c, "--out: %s", res.tab.err);
-    if (machine_run_header(&res.tab, out, config)) cli_die(&c, "--out: %s", res.tab.err);
-
-
-    /* progress in units of seeds x features */
-    double total = 0.0, done0 = 0.0;
-    for (size_t ni = 0; ni < s.nnorm; ni++)
-        for (size_t vi = 0; vi < s.nvar; vi++)
-            for (size_t ki = 0; ki < s.nkernel; ki++)
-                for (size_t pi = 0; pi < s.nproj; pi++)
-                    for (size_t mi = 0; mi < s.nm; mi++) {
-                        double w = (double)s.seeds * (double)(s.m[mi] + d);
-                        total += w;
-                        char key[256];
-                        snprintf(key, sizeof key, "%s\t%s\t%s\t%g\t%zu", s.var[vi]->name,
-                                 kernel_names[s.kernel[ki]], proj_names[s.proj[pi]], s.norm[ni],
-                                 s.m[mi]);
-                        if (table_find(&res.tab, key) >= 0) done0 += w;
-                    }
-    progress_catch_signals();
-    cli_defer(&c, restore_signals, NULL);
-    progress pr;
-    progress_start(&pr, total, done0);
-    double done = done0;
-    int interrupted = 0;
-    for (size_t ni = 0; ni < s.nnorm && !interrupted; ni++) {
-        int prepared = 0;
-        for (size_t vi = 0; vi < s.nvar && !interrupted; vi++)
-            for (size_t ki = 0; ki < s.nkernel && !interrupted; ki++)
-                for (size_t pi = 0; pi < s.nproj && !interrupted; pi++)
-                    for (size_t mi = 0; mi < s.nm && !interrupted; mi++) {
-                        const variant *v = s.var[vi];
-                        int kernel = s.kernel[ki], proj = s.proj[pi];
-                        char key[256];
-                        snprintf(key, sizeof key, "%s\t%s\t%s\t%g\t%zu", v->name,
-                                 kernel_names[kernel], proj_names[proj], s.norm[ni], s.m[mi]);
-                        if (table_find(&res.tab, key) >= 0) continue;
-                        progress_update(&pr, done, "norm %g %s %s %s m=%zu", s.norm[ni],
-                                        v->name, kernel_names[kernel], proj_names[proj],
-                                        s.m[mi]);
-                        if (!prepared) {
-                            prepare_exact(&c, &res, &s, s.norm[ni], need);
-                            prepared = 1;
-                        }
-                        if (measure(&c, &res, &s, v, kernel, proj, s.norm[ni], mi)) {
-                            interrupted = 1;
-                            break;
-                        }
-                        done += (double)s.seeds * (double)(s.m[mi] + d);
-                    }
-    }
-    progress_end(&pr);
-    if (interrupted) {
-        fflush(stdout);
-        fprintf(stderr, "ropekit approx: interrupted (%s); %zu finished rows are in %s%s\n",
-                progress_stopped() == SIGINT ? "SIGINT" : "SIGTERM", res.tab.nrows,
-                out ? out : "(no --out)", out ? " (rerun with --resume to continue)" : "");
-        int sig = progress_stopped();
-        cli_finish(&c);
-        return 128 + sig;
-    }
-    summarize(&c, &res.tab, &s);
-    return cli_finish(&c);
+    return &S;
 }
+
+static void config(void *st, char *buf, size_t len) { config_line(&((state *)st)->s, buf, len); }
+
+static size_t units(void *st)
+{
+    const settings *s = &((state *)st)->s;
+    return s->nnorm * s->nvar * s->nkernel * s->nproj * s->nm;
+}
+
+/* progress in units of seeds x features */
+static size_t todo(void *st, const table *t, size_t u, double *work, double *done)
+{
+    const settings *s = &((state *)st)->s;
+    point q = point_of(s, u);
+    char key[256];
+    row_key(key, sizeof key, s, &q);
+    const int have = table_find(t, key) >= 0;
+    const double w = (double)s->seeds * (double)(s->m[q.mi] + s->d);
+    if (work) *work = w;
+    if (done) *done = have ? w : 0.0;
+    return !have;
+}
+
+static int run(cli_ctx *c, void *st, table *t, size_t u, sweep_progress *p)
+{
+    state *S = st;
+    const settings *s = &S->s;
+    point q = point_of(s, u);
+    char key[256];
+    row_key(key, sizeof key, s, &q);
+    if (table_find(t, key) >= 0) return 0;
+    const variant *v = s->var[q.vi];
+    const int kernel = s->kernel[q.ki], proj = s->proj[q.pi];
+    progress_update(&p->pr, p->done, "norm %g %s %s %s m=%zu", s->norm[q.ni], v->name,
+                    kernel_names[kernel], proj_names[proj], s->m[q.mi]);
+    /* the exact side of a norm, once for all its rows (units come in norm order) */
+    if (S->prepared != q.ni + 1) {
+        prepare_exact(c, &S->r, s, s->norm[q.ni], S->need);
+        S->prepared = q.ni + 1;
+    }
+    if (measure(c, &S->r, t, p, s, v, kernel, proj, s->norm[q.ni], q.mi)) return 1;
+    p->done += (double)s->seeds * (double)(s->m[q.mi] + s->d);
+    return 0;
+}
+
+static void summary(cli_ctx *c, void *st, table *t) { summarize(c, t, &((state *)st)->s); }
+
+const sweep_driver approx_driver = {
+    &spec, HEADER, 5, setup, config, units, todo, run, NULL, summary,
+};
+
+int cmd_approx(int argc, char **argv) { return sweep_main(&approx_driver, argc, argv); }

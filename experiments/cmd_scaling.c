@@ -21,12 +21,11 @@
 #include "machine.h"
 #include "progress.h"
 #include "stats.h"
+#include "sweep.h"
 #include "table.h"
 #include "variant.h"
 
-#include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +94,6 @@ typedef struct {
 
 static const char *const mask_names[] = { "bidirectional", "causal", NULL };
 
-static void restore_signals(void *p) { (void)p; progress_restore_signals(); }
 static void release_variants(void *p) { (void)p; variant_release(); }
 
 /* ---- resources of the point being measured (freed by cli_die too) ------------------------ */
@@ -103,7 +101,6 @@ typedef struct {
     rk_attn *plan;
     rk_mat   q, k, v, o;
     rk_matd  qd, kd, vd, od;
-    table    tab;
     gsl_rng *rng;
 } resources;
 
@@ -118,7 +115,6 @@ static void free_resources(void *p)
 {
     resources *r = p;
     free_point(r);
-    table_close(&r->tab);
     gsl_rng_free(r->rng);
     r->rng = NULL;
 }
@@ -256,9 +252,9 @@ static const char *num(char *buf, double x)
     return buf;
 }
 
-/* Measure one point and append its row. Returns 0, or 1 if interrupted (no row written). */
-static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v, int mask,
-                   size_t n, int threads, double predicted)
+/* Measure one point and append its row to t. Returns 0, or 1 if stopped (no row written). */
+static int measure(cli_ctx *c, resources *r, table *t, sweep_progress *p, const settings *s,
+                   const variant *v, int mask, size_t n, int threads, double predicted)
 {
     int rss_reset = machine_rss_reset() == 0;
     rk_attn_config ac;
@@ -289,25 +285,25 @@ static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v
 
     for (long w = 0; w < s->warmup; w++) {
         if ((err = execute(r, s->dbl))) cli_die_rk(c, err, "attention failed");
-        if (progress_stopped()) { free_point(r); return 1; }
+        if (sweep_stopped(p)) { free_point(r); return 1; }
     }
-    double *t = malloc((size_t)s->max_repeats * sizeof *t);
-    if (!t) cli_die(c, "out of memory");
+    double *tv = malloc((size_t)s->max_repeats * sizeof *tv);
+    if (!tv) cli_die(c, "out of memory");
     stats_summary sm;
     long k = 0;
     while (k < s->max_repeats) {
         double t0 = now_s();
         err = execute(r, s->dbl);
         double t1 = now_s();
-        if (err) { free(t); cli_die_rk(c, err, "attention failed"); }
-        if (progress_stopped()) { free(t); free_point(r); return 1; }
-        t[k++] = t1 - t0;
+        if (err) { free(tv); cli_die_rk(c, err, "attention failed"); }
+        if (sweep_stopped(p)) { free(tv); free_point(r); return 1; }
+        tv[k++] = t1 - t0;
         if (k < s->repeats) continue;
-        stats_summarize(t, (size_t)k, s->level, &sm);
+        stats_summarize(tv, (size_t)k, s->level, &sm);
         if (sm.iqr <= s->spread * sm.median) break;
     }
-    stats_summarize(t, (size_t)k, s->level, &sm);
-    free(t);
+    stats_summarize(tv, (size_t)k, s->level, &sm);
+    free(tv);
 
     const rk_attn_config *rc = rk_attn_get_config(r->plan);
     double flops = v->flops ? v->flops(rc, rk_attn_get_info(r->plan)) : NAN;
@@ -318,14 +314,14 @@ static int measure(cli_ctx *c, resources *r, const settings *s, const variant *v
     free_point(r);
 
     char b[12][32];
-    if (table_addf(&r->tab, "%s\t%s\t%zu\tok\t%zu\t%zu\t%d\t%ld\t%s\t%s\t%s\t%s\t%s\t%.4f\t%s\t%s"
+    if (table_addf(t, "%s\t%s\t%zu\tok\t%zu\t%zu\t%d\t%ld\t%s\t%s\t%s\t%s\t%s\t%.4f\t%s\t%s"
                    "\t%zu\t%zu\t%ld\t%ld\t%s",
                    v->name, mask_names[mask], n, s->d, m_used, threads, k,
                    num(b[0], sm.median), num(b[1], sm.q1), num(b[2], sm.q3),
                    num(b[3], sm.ci_lo), num(b[4], sm.ci_hi), sm.ci_level,
                    num(b[5], (double)n / sm.median), num(b[6], flops / sm.median * 1e-9),
                    plan_bytes, io_bytes, rss_peak, rss_max, num(b[7], predicted)))
-        cli_die(c, "--out: %s", r->tab.err);
+        cli_die(c, "--out: %s", t->err);
     return 0;
 }
 
@@ -483,7 +479,13 @@ static void summarize(cli_ctx *c, table *t, const settings *s)
     fflush(stdout);
 }
 
-/* ---- the command ---------------------------------------------------------------------------- */
+/* ---- the sweep (sweep.h): a unit is one (variant, mask) series over the lengths ------------ */
+
+typedef struct {
+    settings  s;
+    resources r;
+    int       threads;
+} state;
 
 /* Progress weight of a point: its predicted seconds (flops at an assumed 5 GFLOP/s, capped
  * per execute, times the executes). */
@@ -498,116 +500,124 @@ static double weight(const settings *s, const variant *v, int mask, size_t n)
     return (double)(s->warmup + s->repeats) * per + 0.01;
 }
 
-int cmd_scaling(int argc, char **argv)
+static void *setup(cli_ctx *c)
 {
-    cli_ctx c;
-    cli_parse(&c, &spec, argc, argv);
-    const int quick = cli_flag(&c, "quick");
-    settings s;
-    parse_settings(&c, &s, quick);
-    const int threads = machine_set_threads(s.threads);
-
-    static resources res;
-    memset(&res, 0, sizeof res);
-    res.rng = gsl_rng_alloc(gsl_rng_mt19937);
-    if (!res.rng) cli_die(&c, "cannot allocate a random number generator");
-    cli_defer(&c, free_resources, &res);
-    cli_defer(&c, release_variants, NULL);   /* the T5 bias buffer of the bias rows */
+    static state S;
+    memset(&S, 0, sizeof S);
+    settings *s = &S.s;
+    parse_settings(c, s, cli_flag(c, "quick"));
+    S.threads = machine_set_threads(s->threads);
+    S.r.rng = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!S.r.rng) cli_die(c, "cannot allocate a random number generator");
+    cli_defer(c, free_resources, &S.r);
+    cli_defer(c, release_variants, NULL);   /* the T5 bias buffer of the bias rows */
     /* every variant can be set up (fail before any row, not in the middle of the sweep) */
-    for (size_t vi = 0; vi < s.nvar; vi++) {
+    for (size_t vi = 0; vi < s->nvar; vi++) {
         rk_attn_config ac;
-        int err = variant_fill(s.var[vi], s.len[0], s.len[0], s.d, s.d, 0, s.m, s.seed, &ac);
-        if (!err) err = rk_attn_create(&res.plan, &ac);
-        if (err) cli_die_rk(&c, err, s.var[vi]->name);
-        rk_attn_destroy(res.plan);
-        res.plan = NULL;
+        int err = variant_fill(s->var[vi], s->len[0], s->len[0], s->d, s->d, 0, s->m, s->seed,
+                               &ac);
+        if (!err) err = rk_attn_create(&S.r.plan, &ac);
+        if (err) cli_die_rk(c, err, s->var[vi]->name);
+        rk_attn_destroy(S.r.plan);
+        S.r.plan = NULL;
     }
-    char config[2048];
-    config_line(&s, threads, config, sizeof config);
-    const char *out = cli_get(&c, "out");
-    if (table_open(&res.tab, out, config, HEADER, 3, cli_flag(&c, "resume")))
-        cli_die(&c, "--out: %s", res.tab.err);
-
-    /* run header: stdout and the table */
-    if (machine_run_header(&res.tab, out, config)) cli_die(&c, "--out: %s", res.tab.err);
-
-    progress_catch_signals();
-    cli_defer(&c, restore_signals, NULL);
-
-    /* progress in units of predicted seconds */
-    double total = 0.0, done0 = 0.0;
-    for (size_t vi = 0; vi < s.nvar; vi++)
-        for (size_t mi = 0; mi < s.nmask; mi++)
-            for (size_t li = 0; li < s.nlen; li++) {
-                double w = weight(&s, s.var[vi], s.mask[mi], s.len[li]);
-                total += w;
-                char key[160];
-                snprintf(key, sizeof key, "%s\t%s\t%zu", s.var[vi]->name,
-                         mask_names[s.mask[mi]], s.len[li]);
-                if (table_find(&res.tab, key) >= 0) done0 += w;
-            }
-    progress pr;
-    progress_start(&pr, total, done0);
-    double done = done0;
-
-    int interrupted = 0;
-    for (size_t vi = 0; vi < s.nvar && !interrupted; vi++)
-        for (size_t mi = 0; mi < s.nmask && !interrupted; mi++) {
-            const variant *v = s.var[vi];
-            const int mask = s.mask[mi];
-            double last_n = 0.0, last_t = NAN;
-            for (size_t li = 0; li < s.nlen && !interrupted; li++) {
-                const size_t n = s.len[li];
-                double w = weight(&s, v, mask, n);
-                char key[160];
-                snprintf(key, sizeof key, "%s\t%s\t%zu", v->name, mask_names[mask], n);
-                long r = table_find(&res.tab, key);
-                if (r >= 0) {   /* finished in an earlier run */
-                    if (strcmp(table_get(&res.tab, (size_t)r, "status"), "ok") == 0) {
-                        last_n = (double)n;
-                        last_t = table_getd(&res.tab, (size_t)r, "median_s");
-                    }
-                    continue;
-                }
-                double predicted = last_n > 0.0 && isfinite(last_t)
-                                 ? last_t * pow((double)n / last_n, v->exponent) : NAN;
-                if (predicted > s.max_seconds) {
-                    progress_clear(&pr);
-                    printf("skipped %s %s n=%zu (predicted %.3g s > cap %g s)\n", v->name,
-                           mask_names[mask], n, predicted, s.max_seconds);
-                    fflush(stdout);
-                    char b[32];
-                    if (table_addf(&res.tab, "%s\t%s\t%zu\tskipped\t%zu\t%zu\t%d\t0\tnan\tnan\tnan"
-                                   "\tnan\tnan\tnan\tnan\tnan\t0\t0\t-1\t-1\t%s", v->name,
-                                   mask_names[mask], n, s.d,
-                                   variant_random(v) ? s.m : 0, threads,
-                                   num(b, predicted)))
-                        cli_die(&c, "--out: %s", res.tab.err);
-                    done += w;
-                    continue;
-                }
-                progress_update(&pr, done, "%s %s n=%zu", v->name, mask_names[mask], n);
-                if (measure(&c, &res, &s, v, mask, n, threads, predicted)) {
-                    interrupted = 1;
-                    break;
-                }
-                done += w;
-                long rr = table_find(&res.tab, key);
-                last_n = (double)n;
-                last_t = table_getd(&res.tab, (size_t)rr, "median_s");
-                progress_update(&pr, done, "%s %s n=%zu", v->name, mask_names[mask], n);
-            }
-        }
-    progress_end(&pr);
-    if (interrupted) {
-        fflush(stdout);
-        fprintf(stderr, "ropekit scaling: interrupted (%s); %zu finished rows are in %s%s\n",
-                progress_stopped() == SIGINT ? "SIGINT" : "SIGTERM", res.tab.nrows,
-                out ? out : "(no --out)", out ? " (rerun with --resume to continue)" : "");
-        int sig = progress_stopped();
-        cli_finish(&c);
-        return 128 + sig;
-    }
-    summarize(&c, &res.tab, &s);
-    return cli_finish(&c);
+    return &S;
 }
+
+static void config(void *st, char *buf, size_t len)
+{
+    const state *S = st;
+    config_line(&S->s, S->threads, buf, len);
+}
+
+static size_t units(void *st)
+{
+    const settings *s = &((state *)st)->s;
+    return s->nvar * s->nmask;
+}
+
+static void point_key(char *key, size_t len, const variant *v, int mask, size_t n)
+{
+    snprintf(key, len, "%s\t%s\t%zu", v->name, mask_names[mask], n);
+}
+
+static size_t todo(void *st, const table *t, size_t u, double *work, double *done)
+{
+    const settings *s = &((state *)st)->s;
+    const variant *v = s->var[u / s->nmask];
+    const int mask = s->mask[u % s->nmask];
+    size_t missing = 0;
+    double w = 0.0, dn = 0.0;
+    for (size_t li = 0; li < s->nlen; li++) {
+        char key[160];
+        point_key(key, sizeof key, v, mask, s->len[li]);
+        const double wi = work ? weight(s, v, mask, s->len[li]) : 0.0;
+        w += wi;
+        if (table_find(t, key) >= 0) dn += wi;
+        else missing++;
+    }
+    if (work) *work = w;
+    if (done) *done = dn;
+    return missing;
+}
+
+static int run(cli_ctx *c, void *st, table *t, size_t u, sweep_progress *p)
+{
+    state *S = st;
+    const settings *s = &S->s;
+    const variant *v = s->var[u / s->nmask];
+    const int mask = s->mask[u % s->nmask];
+    double last_n = 0.0, last_t = NAN;
+    for (size_t li = 0; li < s->nlen; li++) {
+        const size_t n = s->len[li];
+        double w = weight(s, v, mask, n);
+        char key[160];
+        point_key(key, sizeof key, v, mask, n);
+        long r = table_find(t, key);
+        if (r >= 0) {   /* finished in an earlier run */
+            if (strcmp(table_get(t, (size_t)r, "status"), "ok") == 0) {
+                last_n = (double)n;
+                last_t = table_getd(t, (size_t)r, "median_s");
+            }
+            continue;
+        }
+        double predicted = last_n > 0.0 && isfinite(last_t)
+                         ? last_t * pow((double)n / last_n, v->exponent) : NAN;
+        if (predicted > s->max_seconds) {
+            char b[32];
+            if (table_addf(t, "%s\t%s\t%zu\tskipped\t%zu\t%zu\t%d\t0\tnan\tnan\tnan\tnan\tnan"
+                           "\tnan\tnan\tnan\t0\t0\t-1\t-1\t%s", v->name, mask_names[mask], n,
+                           s->d, variant_random(v) ? s->m : 0, S->threads, num(b, predicted)))
+                cli_die(c, "--out: %s", t->err);
+            p->done += w;
+            continue;
+        }
+        progress_update(&p->pr, p->done, "%s %s n=%zu", v->name, mask_names[mask], n);
+        if (measure(c, &S->r, t, p, s, v, mask, n, S->threads, predicted)) return 1;
+        p->done += w;
+        long rr = table_find(t, key);
+        last_n = (double)n;
+        last_t = table_getd(t, (size_t)rr, "median_s");
+        progress_update(&p->pr, p->done, "%s %s n=%zu", v->name, mask_names[mask], n);
+    }
+    return 0;
+}
+
+/* A skipped point, as the run decided it. */
+static int echo(void *st, const table *t, size_t row, char *buf, size_t len)
+{
+    const settings *s = &((state *)st)->s;
+    if (strcmp(table_get(t, row, "status"), "skipped") != 0) return 0;
+    snprintf(buf, len, "skipped %s %s n=%s (predicted %.3g s > cap %g s)",
+             table_get(t, row, "variant"), table_get(t, row, "mask"), table_get(t, row, "n"),
+             table_getd(t, row, "predicted_s"), s->max_seconds);
+    return 1;
+}
+
+static void summary(cli_ctx *c, void *st, table *t) { summarize(c, t, &((state *)st)->s); }
+
+const sweep_driver scaling_driver = {
+    &spec, HEADER, 3, setup, config, units, todo, run, echo, summary,
+};
+
+int cmd_scaling(int argc, char **argv) { return sweep_main(&scaling_driver, argc, argv); }

@@ -387,8 +387,22 @@ int table_add(table *t, const char *line)
         return fail(t, "internal error: a row of %zu fields for %zu columns", nf, t->ncols);
     if (table_find(t, line) >= 0)
         return fail(t, "internal error: a second row with the key of row '%.80s'", line);
-    if (write_line(t, line, n)) return -1;
-    return store_row(t, line, n);
+    if (write_line(t, line, n) || store_row(t, line, n)) return -1;
+    if (t->on_add) t->on_add(t->on_add_arg, t, t->nrows - 1);
+    return 0;
+}
+
+size_t table_row_text(const table *t, size_t r, char *buf, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->ncols; i++) {
+        const char *f = t->rows[r].field[i];
+        size_t fl = strlen(f);
+        for (size_t k = 0; k < fl + (i + 1 < t->ncols); k++, n++)
+            if (n + 1 < len) buf[n] = k < fl ? f[k] : '\t';
+    }
+    if (len) buf[n < len ? n : len - 1] = '\0';
+    return n;
 }
 
 static int vformat(table *t, char **out, const char *fmt, va_list ap)

@@ -32,7 +32,8 @@ typedef struct {
     char **field;     /* ncols pointers into line                                           */
 } table_row;
 
-typedef struct {
+typedef struct table table;
+struct table {
     char      *path;
     FILE      *f;             /* open for appending                                          */
     size_t     ncols, nkey;
@@ -44,7 +45,11 @@ typedef struct {
     int        torn;          /* 1 if resume dropped a torn last line                        */
     int        dropped_summary; /* summary lines dropped on resume                            */
     char       err[512];
-} table;
+    /* Called after table_add appended row `row` (NULL: nothing): the sweeps echo rows on
+     * stdout and stream them between MPI ranks (experiments/sweep.h). Set after table_open. */
+    void     (*on_add)(void *arg, table *t, size_t row);
+    void      *on_add_arg;
+};
 
 /* Create (or, with resume, reopen) the table. config: one line, no newline or tab needed
  * (the "# " is added); header: tab-separated column names; nkey >= 1 leading key columns.
@@ -77,6 +82,10 @@ int table_col(const table *t, const char *name);
 const char *table_get(const table *t, size_t r, const char *col);
 /* The field as a number (strtod; "nan" and unparsable text give NaN). */
 double table_getd(const table *t, size_t r, const char *col);
+
+/* Row r as its line (fields joined by tabs, no newline) into buf (cut to len - 1 bytes);
+ * returns the line's full length, like snprintf. */
+size_t table_row_text(const table *t, size_t r, char *buf, size_t len);
 
 /* Low level, exposed for tests: split a header/row into fields in place. Returns the count. */
 size_t table_split(char *line, char **field, size_t max);

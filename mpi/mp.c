@@ -14,6 +14,9 @@ int mp_rank, mp_size;
 static const char *mp_cmd = "";
 static char mp_msg[4096];
 static int mp_bad;
+static void (*fail_notice)(void);
+
+void mp_set_fail_notice(void (*fn)(void)) { fail_notice = fn; }
 
 int mp_fail(const char *fmt, ...)
 {
@@ -63,6 +66,11 @@ static void hook(int status, const char *message)
     if (status == 0) mp_exit(0);
     mp_bad = 0;
     mp_fail("%s", message ? message : "error");
+    if (fail_notice) {
+        void (*fn)(void) = fail_notice;
+        fail_notice = NULL;      /* once, even if it fails itself */
+        fn();
+    }
     mp_agree(1);
     mp_exit(CLI_EXIT_ERROR);      /* not reached */
 }
@@ -130,12 +138,21 @@ size_t mp_peak_rss(void)
 
 double mp_now(void) { return MPI_Wtime(); }
 
+/* This rank is ${rank_var} and `where` is ${at_var} (default dflt)? */
+static int test_hit(const char *rank_var, const char *at_var, const char *dflt, const char *where)
+{
+    const char *r = getenv(rank_var), *at = getenv(at_var);
+    return r && atoi(r) == mp_rank && strcmp(at ? at : dflt, where) == 0;
+}
+
+int mp_test_fail(const char *where)
+{
+    return test_hit("ROPEKIT_MPI_FAIL_RANK", "ROPEKIT_MPI_FAIL_AT", "", where);
+}
+
 void mp_test_kill(const char *where)
 {
-    const char *r = getenv("ROPEKIT_MPI_KILL_RANK");
-    if (!r || atoi(r) != mp_rank) return;
-    const char *at = getenv("ROPEKIT_MPI_KILL_AT");
-    if (strcmp(at ? at : "ring", where) != 0) return;
+    if (!test_hit("ROPEKIT_MPI_KILL_RANK", "ROPEKIT_MPI_KILL_AT", "ring", where)) return;
     fflush(stdout);
     fflush(stderr);
     raise(SIGKILL);

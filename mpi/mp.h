@@ -27,6 +27,11 @@ void mp_init(int *argc, char ***argv);
 void mp_set_cmd(const char *cmd);
 /* The collective error check (see above); returns only when no rank failed. */
 void mp_agree(int failed);
+/* A phase whose ranks talk point to point, each at its own pace (mp_sweep.c), cannot have a
+ * failing rank jump to mp_agree while others wait for its messages: fn runs once, on the
+ * failing rank, after cli_die's cleanups and before it joins mp_agree, to bring every rank
+ * there. NULL: none. */
+void mp_set_fail_notice(void (*fn)(void));
 /* Record a failure of this rank (printf-style) for the next mp_agree; returns 1. The first
  * one recorded is kept. */
 int mp_fail(const char *fmt, ...)
@@ -49,12 +54,17 @@ mp_block mp_block_of(size_t n, int P, int r, int zigzag);
 size_t mp_peak_rss(void);
 double mp_now(void);
 
-/* The commands (mpi/mp_attend.c, mpi/mp_bench.c). */
+/* The commands (mpi/mp_attend.c, mpi/mp_bench.c, mpi/mp_sweep.c). */
 int mp_cmd_attend(int argc, char **argv);
 int mp_cmd_bench(int argc, char **argv);
+int mp_cmd_scaling(int argc, char **argv);
+int mp_cmd_approx(int argc, char **argv);
 
 /* Test hook (ROPEKIT_MPI_KILL_RANK=R): rank R kills itself with SIGKILL at the point `where`
  * names when ROPEKIT_MPI_KILL_AT equals it (default "ring"). */
 void mp_test_kill(const char *where);
+/* Test hook (ROPEKIT_MPI_FAIL_RANK=R, ROPEKIT_MPI_FAIL_AT=where): 1 on rank R at the point
+ * `where` names; the caller fails there as a real error would. */
+int mp_test_fail(const char *where);
 
 #endif

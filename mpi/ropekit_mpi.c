@@ -2,6 +2,7 @@
  *
  *   mpirun -np P ropekit-mpi attend --variant softmax --causal --q Q.npy ... --out O.npy
  *   mpirun -np P ropekit-mpi bench --n 65536 --d 64 --causal
+ *   mpirun -np P ropekit-mpi scaling|approx [their ropekit options] --out T.tsv [--resume]
  *
  * Every rank runs the same command; rank 0 reads and writes the files (attend --shard: every
  * rank reads its own rows) and alone prints; an error on any rank ends every rank with that
@@ -23,6 +24,10 @@ static const command commands[] = {
       "performer / linear by a prefix scan of states" },
     { "bench", mp_cmd_bench, "distributed softmax on generated data: time, elements sent per "
       "rank against the ring's model, peak memory per rank" },
+    { "scaling", mp_cmd_scaling, "ropekit scaling with its (variant, mask) series spread over "
+      "the ranks; rank 0 writes the table" },
+    { "approx", mp_cmd_approx, "ropekit approx with its rows spread over the ranks; rank 0 "
+      "writes the table (the same bytes for any P)" },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -15,6 +15,12 @@
 #ifndef RK_CLI_PATH
 #error "RK_CLI_PATH must name the ropekit binary (the Makefile defines it)"
 #endif
+#ifndef RK_MPI_PATH
+#define RK_MPI_PATH ""
+#endif
+#ifndef RK_MPIRUN
+#define RK_MPIRUN ""
+#endif
 
 #define MAXARGS 128
 
@@ -127,4 +133,51 @@ int run_cli_ex(const char *const *args, const char *cwd, double timeout_s, const
 int run_cli(const char *const *args, const char *cwd, double timeout_s, run_cli_result *r)
 {
     return run_cli_ex(args, cwd, timeout_s, NULL, r);
+}
+
+int run_mpi(int P, const char *const *args, const char *const *env, const char *cwd,
+            double timeout_s, run_cli_result *r)
+{
+    char np[16];
+    snprintf(np, sizeof np, "%d", P);
+    const char *argv[MAXARGS] = { "-q", "--oversubscribe", "--bind-to", "none", "-np", np };
+    const char *envv[32] = { "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                             "OMP_NUM_THREADS=1", "OMPI_MCA_btl_vader_single_copy_mechanism=none",
+                             "OMPI_MCA_rmaps_base_oversubscribe=1",
+                             /* make asan: address and UB checks stay on in the ranks, leak
+                              * checks off: Open MPI's plugins, dlopen'd and unloaded at
+                              * MPI_Finalize, leave allocations LeakSanitizer reports from
+                              * "<unknown module>" frames that no suppression by library name
+                              * can match. The library's own leak freedom is checked in-process
+                              * (tests/test_partial.c). Ignored without ASan. */
+                             "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1" };
+    int n = 6, ne = 6;
+    static char names[24][64];
+    for (int i = 0; env && env[i]; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (!eq || ne >= 31 || i >= 24 || n + 2 >= MAXARGS) return r->code = -1;
+        snprintf(names[i], sizeof names[i], "%.*s", (int)(eq - env[i]), env[i]);
+        argv[n++] = "-x";
+        argv[n++] = names[i];
+        envv[ne++] = env[i];
+    }
+    envv[ne] = NULL;
+    argv[n++] = RK_MPI_PATH;
+    for (int i = 0; args[i]; i++) {
+        if (n + 1 >= MAXARGS) return r->code = -1;
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    run_cli_opts o = { .uid = -1, .env = envv, .prog = RK_MPIRUN };
+    return run_cli_ex(argv, cwd, timeout_s, &o, r);
+}
+
+int run_mpi_dir(char *dir, size_t len, const char *tag)
+{
+    if (!RK_MPIRUN[0]) {
+        fprintf(stderr, "mpirun not found: the dependency step installs openmpi-bin\n");
+        return -1;
+    }
+    snprintf(dir, len, "/tmp/%s_XXXXXX", tag);
+    return mkdtemp(dir) ? 0 : -1;
 }

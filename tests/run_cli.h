@@ -39,4 +39,15 @@ int run_cli_ex(const char *const *args, const char *cwd, double timeout_s, const
 pid_t run_cli_start(const char *const *args, const char *cwd);
 int   run_cli_wait(pid_t pid, double timeout_s);
 
+/* `mpirun -q --oversubscribe --bind-to none -np P ropekit-mpi args...` (RK_MPIRUN and
+ * RK_MPI_PATH, from the Makefile) in `cwd`, with what every MPI test needs in the environment
+ * (root allowed, one OpenMP thread per rank, ASan's leak check off in the ranks) plus `env`
+ * ("NAME=value" entries, NULL-terminated, or NULL), each exported to the ranks (-x NAME).
+ * Returns r->code (mpirun's status). */
+int run_mpi(int P, const char *const *args, const char *const *env, const char *cwd,
+            double timeout_s, run_cli_result *r);
+/* An MPI test group's setup: mpirun is there (else a message on stderr) and a new directory
+ * /tmp/<tag>_XXXXXX is made into dir. 0, or -1. */
+int run_mpi_dir(char *dir, size_t len, const char *tag);
+
 #endif

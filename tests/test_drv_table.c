@@ -9,6 +9,7 @@
  * be identical; scaling rows hold timings, so their keys must be. A real SIGINT to a forked run
  * must leave only complete rows and exit 128 + SIGINT. */
 #include "check.h"
+#include "tsv.h"
 #include "../experiments/cli.h"
 #include "../experiments/table.h"
 
@@ -75,99 +76,16 @@ static int clean(void **state)
     return 0;
 }
 
-/* ---- files -------------------------------------------------------------------------------- */
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return b;
-}
-
-static void spit(const char *path, const char *text, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(text, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
-/* Only the lines that do not start with '#', or only those starting with `prefix`. */
-static char *filter(const char *text, const char *prefix)
-{
-    size_t n = strlen(text);
-    char *out = malloc(n + 1), *o = out;
-    assert_non_null(out);
-    for (const char *s = text; *s;) {
-        const char *nl = strchr(s, '\n');
-        size_t l = nl ? (size_t)(nl - s) + 1 : strlen(s);
-        int keep = prefix ? strncmp(s, prefix, strlen(prefix)) == 0 : s[0] != '#';
-        if (keep) { memcpy(o, s, l); o += l; }
-        s += l;
-    }
-    *o = '\0';
-    return out;
-}
-
-/* The first `nkeys` fields of every data line (header included). */
-static char *keys(const char *text, int nkeys)
-{
-    char *rows = filter(text, NULL), *out = malloc(strlen(rows) + 1), *o = out;
-    assert_non_null(out);
-    for (char *s = rows; *s;) {
-        char *nl = strchr(s, '\n');
-        size_t l = nl ? (size_t)(nl - s) : strlen(s);
-        int f = 0;
-        for (size_t i = 0; i < l; i++) {
-            if (s[i] == '\t' && ++f == nkeys) break;
-            *o++ = s[i];
-        }
-        *o++ = '\n';
-        s += l + (nl ? 1 : 0);
-    }
-    *o = '\0';
-    free(rows);
-    return out;
-}
-
-/* Offset just after the header line plus k data lines (comments skipped), or just after
- * `cut` more bytes of the next line. */
-static size_t offset_after_rows(const char *text, int k, size_t cut)
-{
-    const char *s = text;
-    int header = 0, rows = 0;
-    while (*s) {
-        const char *nl = strchr(s, '\n');
-        if (!nl) break;
-        if (s[0] != '#') {
-            if (!header) header = 1;
-            else if (rows++ == k) return (size_t)(s - text) + cut;
-        }
-        s = nl + 1;
-    }
-    fail_msg("fewer than %d rows", k + 1);
-    return 0;
-}
-
-static int count_rows(const char *text)
-{
-    char *rows = filter(text, NULL);
-    int n = -1;   /* the header */
-    for (char *s = rows; *s; s++) n += *s == '\n';
-    free(rows);
-    return n;
-}
-
 /* ---- the table module --------------------------------------------------------------------- */
+
+/* on_add: called once per row appended, with that row's index. */
+static void count_added(void *arg, table *t, size_t row)
+{
+    size_t *n = arg;
+    assert_int_equal(row, t->nrows - 1);
+    assert_int_equal(row, *n);
+    (*n)++;
+}
 
 static void test_table_rows_on_disk(void **state)
 {
@@ -176,7 +94,7 @@ static void test_table_rows_on_disk(void **state)
     assert_int_equal(table_open(&t, P("t.tsv"), "demo v1 a=1 b=2", "k1\tk2\tx\ty", 2, 0), 0);
     assert_int_equal(table_addf(&t, "a\t%d\t%.3f\tok", 1, 2.385), 0);
     /* on disk before the next call: read it back with a separate handle */
-    char *text = slurp(P("t.tsv"), NULL);
+    char *text = tsv_slurp(P("t.tsv"), NULL);
     assert_string_equal(text, "# demo v1 a=1 b=2\nk1\tk2\tx\ty\na\t1\t2.385\tok\n");
     free(text);
     assert_int_equal(table_add(&t, "a\t2\t-1e-3\tok"), 0);
@@ -200,14 +118,28 @@ static void test_table_rows_on_disk(void **state)
     assert_int_equal(table_add(&t, "c\t1\t2\tok\n"), -1);
     assert_int_equal(t.nrows, 3);
     table_close(&t);
-    text = slurp(P("t.tsv"), NULL);
+    text = tsv_slurp(P("t.tsv"), NULL);
     assert_string_equal(text, "# demo v1 a=1 b=2\nk1\tk2\tx\ty\na\t1\t2.385\tok\n"
                               "a\t2\t-1e-3\tok\nb\t1\tnan\tskipped\n# summary\tx\t7\n");
     free(text);
-    /* in memory only */
+    /* in memory only; each added row seen by on_add, and read back as its line */
     assert_int_equal(table_open(&t, NULL, "demo", "k\tv", 1, 1), 0);
+    size_t added = 0;
+    t.on_add = count_added;
+    t.on_add_arg = &added;
     assert_int_equal(table_add(&t, "x\t1"), 0);
+    assert_int_equal(table_add(&t, "yy\t\t"), -1);     /* refused: not seen */
+    assert_int_equal(table_add(&t, "yy\t"), 0);
+    assert_int_equal(added, 2);
     assert_int_equal(table_find(&t, "x"), 0);
+    char line[8];
+    assert_int_equal(table_row_text(&t, 0, NULL, 0), 3);
+    assert_int_equal(table_row_text(&t, 0, line, sizeof line), 3);
+    assert_string_equal(line, "x\t1");
+    assert_int_equal(table_row_text(&t, 1, line, sizeof line), 3);
+    assert_string_equal(line, "yy\t");
+    assert_int_equal(table_row_text(&t, 0, line, 2), 3);       /* cut, terminated */
+    assert_string_equal(line, "x");
     table_close(&t);
 }
 
@@ -219,7 +151,7 @@ static void test_table_resume(void **state)
                        "# note kept\nr3\t5\t6\n# summary\told\n";
     table t;
     /* complete file: all rows kept, the note kept, the old summary dropped */
-    spit(P("r.tsv"), body, strlen(body));
+    tsv_spit(P("r.tsv"), body, strlen(body));
     assert_int_equal(table_open(&t, P("r.tsv"), cfg, hdr, 1, 1), 0);
     assert_int_equal(t.kept, 3);
     assert_int_equal(t.torn, 0);
@@ -227,7 +159,7 @@ static void test_table_resume(void **state)
     assert_int_equal(table_find(&t, "r3"), 2);
     assert_int_equal(table_add(&t, "r4\t7\t8"), 0);
     table_close(&t);
-    char *text = slurp(P("r.tsv"), NULL);
+    char *text = tsv_slurp(P("r.tsv"), NULL);
     assert_string_equal(text, "# demo v1 a=1 b=2\n# machine: x\nk\tv\tw\nr1\t1\t2\nr2\t3\t4\n"
                               "# note kept\nr3\t5\t6\nr4\t7\t8\n");
     free(text);
@@ -237,29 +169,29 @@ static void test_table_resume(void **state)
     for (size_t cut = 1; cut <= strlen(last); cut++) {
         char buf[256];
         snprintf(buf, sizeof buf, "%s%.*s", base, (int)cut, last);
-        spit(P("r.tsv"), buf, strlen(buf));
+        tsv_spit(P("r.tsv"), buf, strlen(buf));
         assert_int_equal(table_open(&t, P("r.tsv"), cfg, hdr, 1, 1), 0);
         int whole = cut == strlen(last);
         assert_int_equal(t.kept, whole ? 2 : 1);
         assert_int_equal(t.torn, !whole);
         table_close(&t);
-        text = slurp(P("r.tsv"), NULL);
+        text = tsv_slurp(P("r.tsv"), NULL);
         assert_string_equal(text, whole ? buf : base);
         free(text);
     }
     /* a file cut inside the config line or the header starts over / keeps the config */
-    spit(P("r.tsv"), "# demo v1", 9);
+    tsv_spit(P("r.tsv"), "# demo v1", 9);
     assert_int_equal(table_open(&t, P("r.tsv"), cfg, hdr, 1, 1), 0);
     assert_int_equal(t.kept, 0);
     table_close(&t);
-    text = slurp(P("r.tsv"), NULL);
+    text = tsv_slurp(P("r.tsv"), NULL);
     assert_string_equal(text, "# demo v1 a=1 b=2\nk\tv\tw\n");
     free(text);
-    spit(P("r.tsv"), "# demo v1 a=1 b=2\nk\tv", 21);
+    tsv_spit(P("r.tsv"), "# demo v1 a=1 b=2\nk\tv", 21);
     assert_int_equal(table_open(&t, P("r.tsv"), cfg, hdr, 1, 1), 0);
     assert_int_equal(t.kept, 0);
     table_close(&t);
-    text = slurp(P("r.tsv"), NULL);
+    text = tsv_slurp(P("r.tsv"), NULL);
     assert_string_equal(text, "# demo v1 a=1 b=2\nk\tv\tw\n");
     free(text);
     /* a missing file starts a fresh table */
@@ -270,27 +202,27 @@ static void test_table_resume(void **state)
 
     /* refused: other settings (the message names the differing setting), another header, a
      * damaged middle line, a repeated key; the file is left as it was */
-    spit(P("r.tsv"), body, strlen(body));
+    tsv_spit(P("r.tsv"), body, strlen(body));
     assert_int_equal(table_open(&t, P("r.tsv"), "demo v1 a=1 b=3", hdr, 1, 1), -1);
     assert_non_null(strstr(t.err, "other settings ('b=2' there, 'b=3' now)"));
     assert_int_equal(table_open(&t, P("r.tsv"), cfg, "k\tv\tz", 1, 1), -1);
     assert_non_null(strstr(t.err, "column header differs"));
-    text = slurp(P("r.tsv"), NULL);
+    text = tsv_slurp(P("r.tsv"), NULL);
     assert_string_equal(text, body);
     free(text);
     const char *damaged = "# demo v1 a=1 b=2\nk\tv\tw\nr1\t1\nr2\t3\t4\n";
-    spit(P("r.tsv"), damaged, strlen(damaged));
+    tsv_spit(P("r.tsv"), damaged, strlen(damaged));
     assert_int_equal(table_open(&t, P("r.tsv"), cfg, hdr, 1, 1), -1);
     assert_non_null(strstr(t.err, "line 3 has 2 fields, expected 3"));
     const char *dup = "# demo v1 a=1 b=2\nk\tv\tw\nr1\t1\t2\nr1\t3\t4\n";
-    spit(P("r.tsv"), dup, strlen(dup));
+    tsv_spit(P("r.tsv"), dup, strlen(dup));
     assert_int_equal(table_open(&t, P("r.tsv"), cfg, hdr, 1, 1), -1);
     assert_non_null(strstr(t.err, "repeats the key"));
     /* without resume an existing file is replaced */
     assert_int_equal(table_open(&t, P("r.tsv"), cfg, hdr, 1, 0), 0);
     assert_int_equal(t.kept, 0);
     table_close(&t);
-    text = slurp(P("r.tsv"), NULL);
+    text = tsv_slurp(P("r.tsv"), NULL);
     assert_string_equal(text, "# demo v1 a=1 b=2\nk\tv\tw\n");
     free(text);
 }
@@ -325,9 +257,9 @@ static void test_resume_approx(void **state)
     (void)state;
     assert_int_equal(run_quiet(cmd_approx, APPROX_ARGS(P("full.tsv"), "--threads", "1")), 0);
     size_t len;
-    char *full = slurp(P("full.tsv"), &len);
-    char *full_rows = filter(full, NULL), *full_sum = filter(full, "# summary");
-    int nrows = count_rows(full);
+    char *full = tsv_slurp(P("full.tsv"), &len);
+    char *full_rows = tsv_filter(full, NULL), *full_sum = tsv_filter(full, "# summary");
+    int nrows = tsv_count_rows(full);
     assert_int_equal(nrows, 2 * 2 * 2 * 3 * 2);   /* variants x kernels x projs x m x norms */
     assert_true(strlen(full_sum) > 0);
     /* cut after k rows: at a boundary, one byte into the next row, and just before its
@@ -335,14 +267,14 @@ static void test_resume_approx(void **state)
     static const struct { int k; int cut; } cuts[] = { { 0, 0 }, { 5, 0 }, { 7, 1 }, { 12, -1 },
                                                        { 23, 3 } };
     for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
-        size_t off = offset_after_rows(full, cuts[c].k, 0);
+        size_t off = tsv_offset_after_rows(full, cuts[c].k, 0);
         if (cuts[c].cut > 0) off += (size_t)cuts[c].cut;
-        if (cuts[c].cut < 0) off = offset_after_rows(full, cuts[c].k + 1, 0) - 1;
-        spit(P("part.tsv"), full, off);
+        if (cuts[c].cut < 0) off = tsv_offset_after_rows(full, cuts[c].k + 1, 0) - 1;
+        tsv_spit(P("part.tsv"), full, off);
         assert_int_equal(run_quiet(cmd_approx, APPROX_ARGS(P("part.tsv"), "--resume",
                                                            "--threads", "2")), 0);
-        char *part = slurp(P("part.tsv"), NULL);
-        char *rows = filter(part, NULL), *sum = filter(part, "# summary");
+        char *part = tsv_slurp(P("part.tsv"), NULL);
+        char *rows = tsv_filter(part, NULL), *sum = tsv_filter(part, "# summary");
         if (strcmp(rows, full_rows) != 0)
             fail_msg("cut %zu (k = %d): rows differ:\n%s\n--- want ---\n%s", c, cuts[c].k, rows,
                      full_rows);
@@ -353,8 +285,8 @@ static void test_resume_approx(void **state)
     }
     /* resuming a finished table redoes nothing and keeps one summary */
     assert_int_equal(run_quiet(cmd_approx, APPROX_ARGS(P("full.tsv"), "--resume")), 0);
-    char *again = slurp(P("full.tsv"), NULL), *again_rows = filter(again, NULL),
-         *again_sum = filter(again, "# summary");
+    char *again = tsv_slurp(P("full.tsv"), NULL), *again_rows = tsv_filter(again, NULL),
+         *again_sum = tsv_filter(again, "# summary");
     assert_string_equal(again_rows, full_rows);
     assert_string_equal(again_sum, full_sum);
     free(again);
@@ -374,17 +306,17 @@ static void test_resume_scaling(void **state)
 {
     (void)state;
     assert_int_equal(run_quiet(cmd_scaling, SCALING_ARGS(P("full.tsv"), "--threads", "1")), 0);
-    char *full = slurp(P("full.tsv"), NULL);
-    char *want = keys(full, 4);   /* variant, mask, n, status */
-    assert_int_equal(count_rows(full), 3 * 2 * 3);
+    char *full = tsv_slurp(P("full.tsv"), NULL);
+    char *want = tsv_keys(full, 4);   /* variant, mask, n, status */
+    assert_int_equal(tsv_count_rows(full), 3 * 2 * 3);
     for (int k = 0; k < 18; k += 5) {
-        spit(P("part.tsv"), full, offset_after_rows(full, k, (size_t)(k % 3) * 4));
+        tsv_spit(P("part.tsv"), full, tsv_offset_after_rows(full, k, (size_t)(k % 3) * 4));
         assert_int_equal(run_quiet(cmd_scaling, SCALING_ARGS(P("part.tsv"), "--resume",
                                                              "--threads", "1")), 0);
-        char *part = slurp(P("part.tsv"), NULL), *got = keys(part, 4);
+        char *part = tsv_slurp(P("part.tsv"), NULL), *got = tsv_keys(part, 4);
         assert_string_equal(got, want);
         /* the kept rows are the original bytes (timings included) */
-        char *rows_full = filter(full, NULL), *rows_part = filter(part, NULL);
+        char *rows_full = tsv_filter(full, NULL), *rows_part = tsv_filter(part, NULL);
         size_t pre = 0;
         for (int lines = 0; rows_full[pre] && lines < k + 1; pre++) lines += rows_full[pre] == '\n';
         assert_true(strlen(rows_part) >= pre);
@@ -417,8 +349,8 @@ static void test_interrupt(void **state)
         FILE *f = fopen(P("int.tsv"), "rb");
         if (!f) continue;
         fclose(f);
-        char *t = slurp(P("int.tsv"), NULL);
-        rows = count_rows(t);
+        char *t = tsv_slurp(P("int.tsv"), NULL);
+        rows = tsv_count_rows(t);
         free(t);
     }
     kill(pid, SIGINT);
@@ -429,8 +361,8 @@ static void test_interrupt(void **state)
         print_message("the run finished before the signal; interruption not exercised\n");
     } else {
         assert_int_equal(WEXITSTATUS(st), 128 + SIGINT);
-        char *t = slurp(P("int.tsv"), NULL);
-        int n = count_rows(t);
+        char *t = tsv_slurp(P("int.tsv"), NULL);
+        int n = tsv_count_rows(t);
         assert_true(n >= 2 && n < 2 * 5 * 2);
         assert_true(t[strlen(t) - 1] == '\n');        /* no torn line */
         assert_null(strstr(t, "# summary"));          /* no summary of a partial run */
@@ -439,13 +371,7 @@ static void test_interrupt(void **state)
     assert_int_equal(run_quiet(cmd_approx, SLOW_ARGS(P("int.tsv"), "--resume", "--threads", "1")),
                      0);
     assert_int_equal(run_quiet(cmd_approx, SLOW_ARGS(P("ref.tsv"), "--threads", "2")), 0);
-    char *a = slurp(P("int.tsv"), NULL), *b = slurp(P("ref.tsv"), NULL);
-    char *ra = filter(a, NULL), *rb = filter(b, NULL);
-    assert_string_equal(ra, rb);
-    free(a);
-    free(b);
-    free(ra);
-    free(rb);
+    tsv_assert_same_rows(P("int.tsv"), P("ref.tsv"));
 #undef SLOW_ARGS
 }
 

@@ -17,12 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef RK_MPI_PATH
-#error "RK_MPI_PATH must name the ropekit-mpi binary (the Makefile defines it)"
-#endif
-#ifndef RK_MPIRUN
-#define RK_MPIRUN ""
-#endif
 
 #define N 203
 static char dir[256];
@@ -54,32 +48,11 @@ static void save_rand(const char *name, rk_dtype t, size_t h, size_t n, size_t w
     rk_array_free(&a);
 }
 
-/* mpirun -q -np P ropekit-mpi args... (NULL-terminated list of up to 40). */
+/* mpirun -np P ropekit-mpi args... (tests/run_cli.h), extra_env (one NAME=value) or NULL. */
 static int mpirun(int P, const char *const *args, const char *extra_env, run_cli_result *r)
 {
-    char np[16];
-    snprintf(np, sizeof np, "%d", P);
-    const char *argv[64] = { "-q", "--oversubscribe", "--bind-to", "none", "-np", np };
-    int n = 6;
-    if (extra_env) {
-        argv[n++] = "-x";
-        argv[n++] = "ROPEKIT_MPI_KILL_RANK";
-    }
-    argv[n++] = RK_MPI_PATH;
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    const char *env[] = { "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                          "OMP_NUM_THREADS=1", "OMPI_MCA_btl_vader_single_copy_mechanism=none",
-                          "OMPI_MCA_rmaps_base_oversubscribe=1",
-                          /* make asan: address and UB checks stay on in the ranks, leak checks
-                           * off: Open MPI's plugins, dlopen'd and unloaded at MPI_Finalize, leave
-                           * allocations LeakSanitizer reports from "<unknown module>" frames that
-                           * no suppression by library name can match. The library's own leak
-                           * freedom is checked in-process (tests/test_partial.c). Ignored
-                           * without ASan. */
-                          "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1", extra_env, NULL };
-    run_cli_opts o = { .uid = -1, .env = env, .prog = RK_MPIRUN };
-    return run_cli_ex(argv, dir, 60.0, &o, r);
+    const char *env[] = { extra_env, NULL };
+    return run_mpi(P, args, env, dir, 60.0, r);
 }
 
 static rk_array load(const char *name)
@@ -148,12 +121,7 @@ static void single(const char *const *args)
 static int setup(void **state)
 {
     (void)state;
-    if (!RK_MPIRUN[0]) {
-        fprintf(stderr, "mpirun not found: the dependency step installs openmpi-bin\n");
-        return -1;
-    }
-    snprintf(dir, sizeof dir, "/tmp/rk_mpi_XXXXXX");
-    if (!mkdtemp(dir)) return -1;
+    if (run_mpi_dir(dir, sizeof dir, "rk_mpi")) return -1;
     save_rand("q.npy", RK_F32, 2, N, 16, 1);
     save_rand("k.npy", RK_F32, 2, N, 16, 2);
     save_rand("v.npy", RK_F32, 2, N, 8, 3);
