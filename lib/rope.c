@@ -29,6 +29,7 @@
  */
 #include "rk_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -932,9 +933,114 @@ static void pass_d(const rk_rope *r, const double *x_t, double *o_t, size_t head
             memcpy(o_t + hd * dim + rd, x_t + hd * dim + rd, (dim - rd) * sizeof *o_t);
 }
 
-static void rows_f(const rk_rope *r, const float *x, size_t ldi, float *o, size_t ldo,
-                   size_t heads, int64_t pos0, const int64_t *pos, size_t t0, size_t t1, int inv)
+/* Overflow of a rotation (issue 16): |rotated pair| = gain |pair| with gain mscale (1/mscale
+ * inverse), so a row whose finite entries stay below MAX / (gain sqrt 2) cannot overflow; the
+ * few rows above it have their output checked for Inf after the rotation (the input is read
+ * before, since a rotation in place overwrites it). A row holding Inf passes it on. */
+#define RK_ROPE_RISK_ROWS 256
+static double risk_limit(const rk_rope *r, int inv, double type_max)
 {
+    double gain = inv ? 1.0 / r->mscale : r->mscale;
+    return type_max / (gain * 1.4142135623730951) * 0.999;
+}
+/* max |x_i| over n values, NaN ignored: four independent chains (a single one is latency-bound
+ * and, at -O2, OpenMP's simd reduction kept its accumulator in memory: 10x the rotation's time). */
+static float maxabs_f_c(const float *x, size_t n)
+{
+    float m[4] = { 0, 0, 0, 0 };
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            float a = fabsf(x[i + k]);
+            m[k] = a > m[k] ? a : m[k];
+        }
+    for (; i < n; i++) m[0] = fabsf(x[i]) > m[0] ? fabsf(x[i]) : m[0];
+    float a = m[0] > m[1] ? m[0] : m[1], b = m[2] > m[3] ? m[2] : m[3];
+    return a > b ? a : b;
+}
+#if RK_ROPE_X86
+/* max(a, NaN) keeps a: vmaxps returns its second operand when either is NaN */
+__attribute__((target("avx2")))
+static float maxabs_f_avx2(const float *x, size_t n)
+{
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), abs), m0);
+        m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 8), abs), m1);
+        m2 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 16), abs), m2);
+        m3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 24), abs), m3);
+    }
+    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    float t[8], mx = 0;
+    _mm256_storeu_ps(t, m0);
+    for (int k = 0; k < 8; k++) mx = t[k] > mx ? t[k] : mx;
+    for (; i < n; i++) mx = fabsf(x[i]) > mx ? fabsf(x[i]) : mx;
+    return mx;
+}
+RK_AVX512
+static float maxabs_f_avx512(const float *x, size_t n)
+{
+    __m512 m0 = _mm512_setzero_ps(), m1 = m0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m0);
+        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 16)), m1);
+    }
+    float mx = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+    for (; i < n; i++) mx = fabsf(x[i]) > mx ? fabsf(x[i]) : mx;
+    return mx;
+}
+#endif
+static double maxabs_d(const double *x, size_t n)
+{
+    double m[4] = { 0, 0, 0, 0 };
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            double a = fabs(x[i + k]);
+            m[k] = a > m[k] ? a : m[k];
+        }
+    for (; i < n; i++) m[0] = fabs(x[i]) > m[0] ? fabs(x[i]) : m[0];
+    double a = m[0] > m[1] ? m[0] : m[1], b = m[2] > m[3] ? m[2] : m[3];
+    return a > b ? a : b;
+}
+static int row_risky_f(const rk_rope *r, const float *x, size_t n, double lim)
+{
+    float mx;
+#if RK_ROPE_X86
+    if (r->isa >= RK_ISA_AVX512) mx = maxabs_f_avx512(x, n);
+    else if (r->isa >= RK_ISA_AVX2) mx = maxabs_f_avx2(x, n);
+    else
+#endif
+    mx = maxabs_f_c(x, n);
+    return (double)mx > lim && mx < INFINITY;
+}
+static int row_risky_d(const rk_rope *r, const double *x, size_t n, double lim)
+{
+    (void)r;
+    double mx = maxabs_d(x, n);
+    return mx > lim && mx < INFINITY;
+}
+#define RK_ROPE_HAS_INF(SFX, REAL)                                                              \
+    static int row_has_inf_##SFX(const REAL *o, size_t n)                                       \
+    {                                                                                           \
+        int any = 0;                                                                            \
+        for (size_t i = 0; i < n; i++) any |= o[i] == (REAL)INFINITY || o[i] == -(REAL)INFINITY; \
+        return any;                                                                             \
+    }
+RK_ROPE_HAS_INF(f, float)
+RK_ROPE_HAS_INF(d, double)
+#undef RK_ROPE_HAS_INF
+
+static void rows_f(const rk_rope *r, const float *x, size_t ldi, float *o, size_t ldo,
+                   size_t heads, int64_t pos0, const int64_t *pos, size_t t0, size_t t1, int inv,
+                   size_t *bad)
+{
+    const size_t cols = heads * r->cfg.dim;
+    const double lim = risk_limit(r, inv, FLT_MAX);
+    unsigned char risk[RK_ROPE_RISK_ROWS];
     size_t h = r->half, T = r->cfg.table_len;
     const double *tab = r->tab_d[inv];
     double ang[RK_ROPE_CACHE], ca[RK_ROPE_CACHE], sa[RK_ROPE_CACHE];
@@ -944,8 +1050,10 @@ static void rows_f(const rk_rope *r, const float *x, size_t ldi, float *o, size_
         int64_t p = RK_POS_AT(t);
         if (p >= 0 && (uint64_t)p < (uint64_t)T) {          /* in the table, as ever */
             const float *cs = r->tab_f[inv] + (size_t)p * 2 * h;
+            int rk = row_risky_f(r, x + t * ldi, cols, lim);
             row_pairs_f(r, x + t * ldi, o + t * ldo, heads, cs, cs + h, 0, h, inv);
             pass_f(r, x + t * ldi, o + t * ldo, heads);
+            if (rk && row_has_inf_f(o + t * ldo, cols) && t < *bad) *bad = t;
             t++;
             continue;
         }
@@ -955,6 +1063,9 @@ static void rows_f(const rk_rope *r, const float *x, size_t ldi, float *o, size_
         rope_split(p, T, &neg, &a, &b);
         uint64_t base = a * (uint64_t)T;                    /* <= |p|: no overflow */
         size_t e = run_end(pos0, pos, t, t1, T, neg, base);
+        if (e - t > RK_ROPE_RISK_ROWS) e = t + RK_ROPE_RISK_ROWS;
+        int any_risk = 0;
+        for (size_t u = t; u < e; u++) any_risk |= risk[u - t] = (unsigned char)row_risky_f(r, x + u * ldi, cols, lim);
         double A = (double)a * (double)T;
         int sg = inv ^ neg;                                 /* kernels negate s for p < 0 */
         for (size_t c0 = 0; c0 < h; c0 += RK_ROPE_CACHE) {
@@ -984,13 +1095,19 @@ static void rows_f(const rk_rope *r, const float *x, size_t ldi, float *o, size_
             }
         }
         for (size_t u = t; u < e; u++) pass_f(r, x + u * ldi, o + u * ldo, heads);
+        for (size_t u = t; any_risk && u < e; u++)
+            if (risk[u - t] && row_has_inf_f(o + u * ldo, cols) && u < *bad) *bad = u;
         t = e;
     }
 }
 
 static void rows_d(const rk_rope *r, const double *x, size_t ldi, double *o, size_t ldo,
-                   size_t heads, int64_t pos0, const int64_t *pos, size_t t0, size_t t1, int inv)
+                   size_t heads, int64_t pos0, const int64_t *pos, size_t t0, size_t t1, int inv,
+                   size_t *bad)
 {
+    const size_t cols = heads * r->cfg.dim;
+    const double lim = risk_limit(r, inv, DBL_MAX);
+    unsigned char risk[RK_ROPE_RISK_ROWS];
     size_t h = r->half, T = r->cfg.table_len;
     const double *tab = r->tab_d[inv];
     double ang[RK_ROPE_CACHE], ca[RK_ROPE_CACHE], sa[RK_ROPE_CACHE];
@@ -1000,8 +1117,10 @@ static void rows_d(const rk_rope *r, const double *x, size_t ldi, double *o, siz
         int64_t p = RK_POS_AT(t);
         if (p >= 0 && (uint64_t)p < (uint64_t)T) {
             const double *cs = tab + (size_t)p * 2 * h;
+            int rk = row_risky_d(r, x + t * ldi, cols, lim);
             row_pairs_d(r, x + t * ldi, o + t * ldo, heads, cs, cs + h, 0, h, inv);
             pass_d(r, x + t * ldi, o + t * ldo, heads);
+            if (rk && row_has_inf_d(o + t * ldo, cols) && t < *bad) *bad = t;
             t++;
             continue;
         }
@@ -1011,6 +1130,9 @@ static void rows_d(const rk_rope *r, const double *x, size_t ldi, double *o, siz
         rope_split(p, T, &neg, &a, &b);
         uint64_t base = a * (uint64_t)T;                    /* <= |p|: no overflow */
         size_t e = run_end(pos0, pos, t, t1, T, neg, base);
+        if (e - t > RK_ROPE_RISK_ROWS) e = t + RK_ROPE_RISK_ROWS;
+        int any_risk = 0;
+        for (size_t u = t; u < e; u++) any_risk |= risk[u - t] = (unsigned char)row_risky_d(r, x + u * ldi, cols, lim);
         double A = (double)a * (double)T;
         int sg = inv ^ neg;                                 /* kernels negate s for p < 0 */
         for (size_t c0 = 0; c0 < h; c0 += RK_ROPE_CACHE) {
@@ -1031,6 +1153,8 @@ static void rows_d(const rk_rope *r, const double *x, size_t ldi, double *o, siz
             }
         }
         for (size_t u = t; u < e; u++) pass_d(r, x + u * ldi, o + u * ldo, heads);
+        for (size_t u = t; any_risk && u < e; u++)
+            if (risk[u - t] && row_has_inf_d(o + u * ldo, cols) && u < *bad) *bad = u;
         t = e;
     }
 }
@@ -1079,6 +1203,17 @@ static int apply_check(const rk_rope *r, const void *in, size_t rows, size_t col
     return RK_OK;
 }
 
+/* RK_ENONFINITE naming the first row whose rotation overflowed (bad < n), else RK_OK. */
+static int rope_overflow(const rk_rope *r, size_t bad, size_t n, int64_t pos0, const int64_t *pos,
+                         int inv, const char *type)
+{
+    if (bad >= n) return RK_OK;
+    RK_FAIL(RK_ENONFINITE, "rope: row %zu (position %lld): a rotated pair overflows %s (its "
+            "length%s is beyond the type's range; the input is finite)", bad,
+            (long long)(pos ? pos[bad] : pos0 + (int64_t)bad), type,
+            r->mscale != 1.0 ? (inv ? " divided by mscale" : " times mscale") : "");
+}
+
 int rk_rope_apply(const rk_rope *r, const rk_mat *in, rk_mat *out, int64_t pos0,
                   const int64_t *pos, int inverse)
 {
@@ -1093,13 +1228,20 @@ int rk_rope_apply(const rk_rope *r, const rk_mat *in, rk_mat *out, int64_t pos0,
     const float *x = in->data;
     float *o = out->data;
     int inv = inverse != 0;
-    #pragma omp parallel if (n * in->cols > RK_ROPE_PAR_MIN)
-    {
-        size_t t0, t1;
-        thread_rows(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &t0, &t1);
-        rows_f(r, x, ldi, o, ldo, heads, pos0, pos, t0, t1, inv);
+    size_t bad = SIZE_MAX;
+    if (n * in->cols > RK_ROPE_PAR_MIN && omp_get_max_threads() > 1) {
+        #pragma omp parallel
+        {
+            size_t t0, t1, b = SIZE_MAX;
+            thread_rows(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &t0, &t1);
+            rows_f(r, x, ldi, o, ldo, heads, pos0, pos, t0, t1, inv, &b);
+            #pragma omp critical
+            if (b < bad) bad = b;
+        }
+    } else {
+        rows_f(r, x, ldi, o, ldo, heads, pos0, pos, 0, n, inv, &bad);
     }
-    return RK_OK;
+    return rope_overflow(r, bad, n, pos0, pos, inv, "float32");
 }
 
 int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *out, int64_t pos0,
@@ -1115,11 +1257,18 @@ int rk_rope_apply_d(const rk_rope *r, const rk_matd *in, rk_matd *out, int64_t p
     const double *x = in->data;
     double *o = out->data;
     int inv = inverse != 0;
-    #pragma omp parallel if (n * in->cols > RK_ROPE_PAR_MIN)
-    {
-        size_t t0, t1;
-        thread_rows(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &t0, &t1);
-        rows_d(r, x, ldi, o, ldo, heads, pos0, pos, t0, t1, inv);
+    size_t bad = SIZE_MAX;
+    if (n * in->cols > RK_ROPE_PAR_MIN && omp_get_max_threads() > 1) {
+        #pragma omp parallel
+        {
+            size_t t0, t1, b = SIZE_MAX;
+            thread_rows(n, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads(), &t0, &t1);
+            rows_d(r, x, ldi, o, ldo, heads, pos0, pos, t0, t1, inv, &b);
+            #pragma omp critical
+            if (b < bad) bad = b;
+        }
+    } else {
+        rows_d(r, x, ldi, o, ldo, heads, pos0, pos, 0, n, inv, &bad);
     }
-    return RK_OK;
+    return rope_overflow(r, bad, n, pos0, pos, inv, "float64");
 }

@@ -5,8 +5,9 @@
  * says so (RK_ENONFINITE naming the row) instead of saving Inf. The kernelized kinds likewise:
  * linear attention at +-1e20 / 1e200 and FAVOR+ at 1e20 (float32) and 1e150 (float64) against
  * a log-domain long double reference; FAVOR+ at 1e200 in float64, where |x'|^2 / 2 itself
- * overflows, says so (RK_ENONFINITE naming the row). */
+ * overflows, says so (RK_ENONFINITE naming the row). RoPE of a pair near the maximum likewise. */
 #include "check.h"
+#include "run_cli.h"
 
 #include <gsl/gsl_randist.h>
 #include <float.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { N = 7, D = 4, DV = 3 };
 
@@ -392,6 +394,65 @@ static void test_kernelized_backward_huge(void **state)
     assert_true(done > 0);
 }
 
+/* RoPE of a pair near the type's maximum: the rotated pair's length is the same, so at most
+ * angles one entry exceeds the range: RK_ENONFINITE naming the row and position (also in place,
+ * where the input is gone by then, and beyond the table, the other kernel); angle 0 and a row
+ * that is already Inf pass; the command exits 2 with the message and writes nothing. */
+static void test_rope_overflow(void **state)
+{
+    (void)state;
+    for (int dbl = 0; dbl < 2; dbl++)
+        for (int far = 0; far < 2; far++)
+            for (int inplace = 0; inplace < 2; inplace++) {
+                double big = dbl ? 1.5e308 : 3e38;
+                double xd[12] = { big, big, 1, 1, 1, 1, 1, 1, big, -big, 1, 1 }, od[12];
+                float xf[12], of[12];
+                for (int i = 0; i < 12; i++) xf[i] = (float)xd[i];
+                rk_rope *r;
+                rk_rope_config c = { .dim = 4 };
+                assert_rk_ok(rk_rope_create(&r, &c));
+                int64_t pos0 = far ? 10000000 : 1;
+                int rc;
+                if (dbl) {
+                    rk_matd X = rk_matd_view(xd, 3, 4, 4), O = rk_matd_view(od, 3, 4, 4);
+                    rc = rk_rope_apply_d(r, &X, inplace ? &X : &O, pos0, NULL, 0);
+                } else {
+                    rk_mat X = rk_mat_view(xf, 3, 4, 4), O = rk_mat_view(of, 3, 4, 4);
+                    rc = rk_rope_apply(r, &X, inplace ? &X : &O, pos0, NULL, 0);
+                }
+                assert_int_equal(rc, RK_ENONFINITE);
+                char want[64];
+                snprintf(want, sizeof want, "row 0 (position %lld)", (long long)pos0);
+                if (!strstr(rk_last_error(), want)) fail_msg("%s: want '%s'", rk_last_error(), want);
+                rk_rope_destroy(r);
+            }
+    /* position 0 (no rotation) and an Inf input: no error */
+    float x[4] = { 3e38f, 3e38f, 1, 1 }, o[4];
+    rk_rope *r;
+    rk_rope_config c = { .dim = 4 };
+    assert_rk_ok(rk_rope_create(&r, &c));
+    rk_mat X = rk_mat_view(x, 1, 4, 4), O = rk_mat_view(o, 1, 4, 4);
+    assert_rk_ok(rk_rope_apply(r, &X, &O, 0, NULL, 0));
+    x[0] = INFINITY;
+    assert_rk_ok(rk_rope_apply(r, &X, &O, 5, NULL, 0));
+    rk_rope_destroy(r);
+
+    char dir[] = "/tmp/rk_ovf_XXXXXX", in[64], out[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(in, sizeof in, "%s/x.npy", dir);
+    snprintf(out, sizeof out, "%s/y.npy", dir);
+    float big[8] = { 3e38f, 3e38f, 1, 1, 3e38f, 3e38f, 1, 1 };
+    rk_array a = { .dtype = RK_F32, .ndim = 2, .shape = { 2, 4 }, .count = 8, .data = big };
+    assert_rk_ok(rk_npy_save(in, &a));
+    const char *args[] = { "rope", "--in", in, "--out", out, NULL };
+    run_cli_result res;
+    assert_int_equal(run_cli(args, NULL, 60, &res), 2);
+    assert_non_null(strstr(res.err, "overflows float32"));
+    assert_int_not_equal(access(out, F_OK), 0);
+    unlink(in);
+    rmdir(dir);
+}
+
 /* A training forward cannot save a log-sum-exp beyond float32: RK_ENONFINITE naming the row. */
 static void test_training_forward_refuses(void **state)
 {
@@ -420,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_kernelized_huge),
         cmocka_unit_test(test_kernelized_huge_values),
         cmocka_unit_test(test_kernelized_backward_huge),
+        cmocka_unit_test(test_rope_overflow),
         cmocka_unit_test(test_favor_beyond_double),
         cmocka_unit_test(test_elu_underflow_refused),
     };
