@@ -468,23 +468,34 @@ claim_train() {
         [ -z "$cfg" ] || emit P "Settings: \`$cfg\`."
         [ -s "$tdir/command.txt" ] && emit PRE "$(sed -n 1p "$tdir/command.txt")"
         # the interval's level as the tool printed it (--level; 95% by default)
+        pstsv=$tdir/paired_seeds.tsv
+        [ -s "$pstsv" ] || pstsv=/dev/null
         lvl=$(sed -n 's/^claim: .*, \([0-9.]*%\) CI over .*/\1/p' "$tdir/summary.txt" 2>/dev/null | head -n 1)
         awk -F'\t' -v doc="$doc" -v claims="$train_claims" -v lvl="${lvl:-confidence}" '
         function d(x) { return x == "nan" ? "nan" : sprintf("%+.3f", x) }
         function iv(lo, hi) { return lo == "nan" ? "none" : sprintf("[%s, %s]", d(lo), d(hi)) }
+        FNR == 1 { h = 0 }
         /^#/ { next }
-        !h { h = 1; for (i = 1; i <= NF; i++) c[$i] = i; next }
+        !h { h = 1; delete c; for (i = 1; i <= NF; i++) c[$i] = i; next }
+        FILENAME == ps {   # the differences seed by seed (paired_seeds.tsv), read first
+            k = $c["arm"] SUBSEP $c["baseline"] SUBSEP $c["step"]
+            t = (k in P) ? P[k] ", " : ""   # (not inline: mawk makes P[k] before the right side)
+            P[k] = t sprintf("%+.3f", $c["diff"])
+            next
+        }
         {
             id = $c["claim"]; pair = $c["arm"] " - " $c["baseline"]
             row = sprintf("`%s`\t%s\t%s\t%s\t%s", pair, $c["step"], $c["seeds"], d($c["mean_diff"]), iv($c["ci_lo"], $c["ci_hi"]))
             if ($c["primary"] == 1 && !(id in V)) {
                 V[id] = $c["verdict"]; R[id] = row
                 if ($c["seeds"] + 0 < 2) why = "an interval needs at least 2 seeds"
-                else if ($c["ci_hi"] + 0 < 0) why = "the interval lies below zero: RoPE is ahead"
-                else if ($c["ci_lo"] + 0 > 0) why = "the interval lies above zero: RoPE is behind its baseline here"
+                else if ($c["ci_hi"] + 0 < 0) why = "the interval lies below zero (RoPE ahead)"
+                else if ($c["ci_lo"] + 0 > 0) why = "the interval lies above zero (RoPE behind)"
                 else why = "the interval contains zero"
                 S[id] = sprintf("%s = %s %s bits per character at step %s", pair, d($c["mean_diff"]), iv($c["ci_lo"], $c["ci_hi"]), $c["step"])
-                N[id] = sprintf("%s (%s interval over %s seeds): %s.", S[id], lvl, $c["seeds"], why)
+                k = $c["arm"] SUBSEP $c["baseline"] SUBSEP $c["step"]
+                N[id] = sprintf("%s (%s interval over %s seeds%s): %s.", S[id], lvl, $c["seeds"],
+                                (k in P) ? "; seed by seed " P[k] : "", why)
             } else O[++no] = row
         }
         END {
@@ -504,7 +515,7 @@ claim_train() {
                 print "TH\tpair\tstep\tseeds\tmean difference\tinterval" > other
                 for (i = 1; i <= no; i++) print "TR\t" O[i] > other
             }
-        }' other="$tmp/train_other.doc" "$ctsv" > "$tmp/train_verdicts"
+        }' other="$tmp/train_other.doc" ps="$pstsv" "$pstsv" "$ctsv" > "$tmp/train_verdicts"
         while IFS="$T" read -r n id v note short; do
             train_verdict "$n" "$id" "$v" "$note" "$short"
         done < "$tmp/train_verdicts"
