@@ -7,6 +7,8 @@
 #   approx   plots/approx.sh: FAVOR+ error against m, kernel, projection, input norm
 #   pattern  plots/pattern.sh: attention patterns of the position encodings, shift test (relative?)
 #   scaling  plots/scaling.sh: time and memory against sequence length, fitted exponents
+#   train    plots/train.sh: ropekit train --compare, Figure 3 (right) with error bars, and
+#            length extrapolation (claims.tsv: the verdicts of the two training claims)
 # then scripts/paper_report.sh writes PAPER_OUT/REPORT.md and PAPER_OUT/index.html.
 # Environment:
 #   ROPEKIT        the command line (default build/ropekit; make paper builds it first)
@@ -16,8 +18,8 @@
 #   FORCE=1        rerun every step; by default a step is skipped when it finished before with
 #                  the same settings, all its outputs exist, and its stamp is newer than ROPEKIT
 #                  and the step's plot scripts. A step writes its stamp (PAPER_OUT/<step>/.stamp)
-#                  only after it succeeded, so an interrupted step reruns (approx and scaling
-#                  continue their table with --resume).
+#                  only after it succeeded, so an interrupted step reruns (approx, scaling and
+#                  train continue their tables with --resume).
 # Progress: one line per step (with its elapsed time) on stdout; the tools' own progress lines
 # on stderr; each step's standard output in PAPER_OUT/<step>/run.log.
 # Exit status: 0 when every step ran (whatever the verdicts: see the report; make paper-check
@@ -65,6 +67,13 @@ args_scaling() {
                   smoke) echo "--quick --seed 1 --n-max 4096 --fit-min 512" ;;
                   *) echo "--quick --seed 1" ;; esac
 }
+# quick: 20 runs of 400 steps (~4 min on 2 cores); smoke: every arm, table and figure with a
+# tiny model (2 seeds: the fewest that give an interval), in seconds.
+args_train() {
+    case $mode in full) echo "--steps 1200 --seeds 5 --seed 1" ;;
+                  smoke) echo "--seed 1 --seeds 2 --steps 40 --eval-every 10 --val-tokens 512 --layers 1 --d-model 16 --ctx 16 --batch 4 --features 16" ;;
+                  *) echo "--quick --seed 1" ;; esac
+}
 
 # ---- the outputs that make a step complete (relative to its directory) ---------------------
 outputs_theory()  { echo "theory.tsv theory.txt"; }
@@ -72,6 +81,7 @@ outputs_decay()   { echo "fig2.tsv fig2.png fig2.svg scores_normal.tsv scores_sa
 outputs_approx()  { echo "approx.tsv summary.txt error_m.png error_m.svg rope_m.png rope_m.svg error_norm.png error_norm.svg"; }
 outputs_pattern() { echo "pattern.tsv pattern.png pattern.svg pattern_score.png pattern_score.svg"; }
 outputs_scaling() { echo "scaling.tsv summary.txt time.png time.svg memory.png memory.svg throughput.png throughput.svg crossover.png crossover.svg"; }
+outputs_train()   { echo "runs.tsv curves.tsv paired.tsv paired_seeds.tsv claims.tsv extrapolation.tsv extrapolation_summary.tsv timing.tsv summary.txt bpc.png bpc.svg paired.png paired.svg extrapolation.png extrapolation.svg timing.png timing.svg"; }
 
 # The files whose change makes a step stale (besides ROPEKIT): its plot scripts and the shared
 # ones (plots/common.sh, common.gp).
@@ -96,6 +106,20 @@ run_approx() { ROPEKIT=$shim OUTDIR=$dir sh "$root/plots/approx.sh" $args $resum
 run_pattern() { ROPEKIT=$shim OUTDIR=$dir sh "$root/plots/pattern.sh" $args; }
 # shellcheck disable=SC2086
 run_scaling() { ROPEKIT=$shim OUTDIR=$dir sh "$root/plots/scaling.sh" $args $resume; }
+# shellcheck disable=SC2086
+run_train() { ROPEKIT=$shim OUTDIR=$dir sh "$root/plots/train.sh" $args $resume; }
+
+# The steps whose tool continues an interrupted table (--resume): the table it appends to, and
+# whether that table is complete (the tool wrote its summary: only then is a redraw enough).
+table_of() {
+    case $1 in approx|scaling) echo "$1.tsv" ;; train) echo runs.tsv ;; *) ;; esac
+}
+table_done() {
+    case $1 in
+        train) [ -s "$dir/claims.tsv" ] ;;   # written after the last run, with the summaries
+        *) grep -q '^# summary' "$dir/$1.tsv" ;;
+    esac
+}
 
 # Cores kept busy by other processes over one second (measured while this script waits): the
 # timings of the scaling step are only meaningful on a quiet machine, and the report says so.
@@ -157,7 +181,7 @@ interrupted() {
 trap 'interrupted 130' INT
 trap 'interrupted 143' TERM
 
-steps="theory decay approx pattern scaling"
+steps="theory decay approx pattern scaling train"
 nsteps=$(echo $steps | wc -w)
 failed=""
 t_start=$(now)
@@ -189,16 +213,16 @@ for name in $steps; do
         continue
     fi
 
-    # approx and scaling: a finished table that is still valid (same settings, newer than the
-    # binary) only needs its figures redrawn (PLOT_ONLY=1: a plot script changed or a figure is
-    # missing); an interrupted table with the same settings is continued (--resume).
+    # approx, scaling and train: a finished table that is still valid (same settings, newer
+    # than the binary) only needs its figures redrawn (PLOT_ONLY=1: a plot script changed or a
+    # figure is missing); an interrupted table with the same settings is continued (--resume).
     plot_only=""
-    if [ "$FORCE" != 1 ] && { [ "$name" = approx ] || [ "$name" = scaling ]; } &&
-       [ -f "$dir/.args" ] && [ "$(cat "$dir/.args")" = "$args" ] && [ -s "$dir/$name.tsv" ]; then
-        if [ ! -f "$stamp" ] && [ "$dir/$name.tsv" -nt "$rk" ]; then
+    table=$(table_of "$name")
+    if [ "$FORCE" != 1 ] && [ -n "$table" ] &&
+       [ -f "$dir/.args" ] && [ "$(cat "$dir/.args")" = "$args" ] && [ -s "$dir/$table" ]; then
+        if [ ! -f "$stamp" ] && [ "$dir/$table" -nt "$rk" ]; then
             resume=--resume
-        elif [ "$stamp" -nt "$rk" ] && [ -s "$dir/summary.txt" ] &&
-             grep -q '^# summary' "$dir/$name.tsv"; then
+        elif [ "$stamp" -nt "$rk" ] && [ -s "$dir/summary.txt" ] && table_done "$name"; then
             plot_only=1
         fi
     fi

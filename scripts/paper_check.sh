@@ -4,8 +4,10 @@
 # Fails (exit 1, every problem listed) unless:
 #   - every expected file of every step exists and is non-empty (PNGs: a PNG signature),
 #   - every step finished (its stamp exists),
-#   - REPORT.md has its five claims and no FAIL or NOT RUN verdict (NOT CONFIRMED, a timing or
-#     fitted slope the run does not support, is printed as a warning: it depends on the machine),
+#   - REPORT.md has its seven claims and no FAIL or NOT RUN verdict (NOT CONFIRMED, a timing,
+#     fitted slope or paired training interval the run does not support, is printed as a
+#     warning: it depends on the machine and the budget), and the training claims (6, 7) carry
+#     the verdicts of train/claims.tsv,
 #   - index.html is a whole, self-contained HTML document that embeds every PNG under OUT
 #     (base64 data: URIs that decode to the files' bytes) and fetches nothing else.
 set -eu
@@ -25,7 +27,11 @@ approx/error_norm.png approx/error_norm.svg
 pattern/pattern.tsv pattern/pattern.png pattern/pattern.svg pattern/pattern_score.png pattern/pattern_score.svg
 scaling/scaling.tsv scaling/summary.txt
 scaling/time.png scaling/time.svg scaling/memory.png scaling/memory.svg
-scaling/throughput.png scaling/throughput.svg scaling/crossover.png scaling/crossover.svg"
+scaling/throughput.png scaling/throughput.svg scaling/crossover.png scaling/crossover.svg
+train/runs.tsv train/curves.tsv train/paired.tsv train/paired_seeds.tsv train/claims.tsv
+train/extrapolation.tsv train/extrapolation_summary.tsv train/timing.tsv train/summary.txt
+train/bpc.png train/bpc.svg train/paired.png train/paired.svg
+train/extrapolation.png train/extrapolation.svg train/timing.png train/timing.svg"
 n=0
 for f in $expected; do
     n=$((n + 1))
@@ -33,7 +39,7 @@ for f in $expected; do
     elif [ ! -s "$out/$f" ]; then problem "empty $out/$f"
     fi
 done
-for s in theory decay approx pattern scaling; do
+for s in theory decay approx pattern scaling train; do
     [ -f "$out/$s/.stamp" ] || problem "step $s did not finish (no $out/$s/.stamp; see $out/$s/run.log)"
 done
 
@@ -68,7 +74,7 @@ fi
 if [ -s "$out/REPORT.md" ]; then
     verdicts=$(sed -n '/^## Summary/,/^## /s/^| \([0-9]\) | .* | \*\*\([A-Z ]*\)\*\* |$/\1 \2/p' "$out/REPORT.md")
     nclaims=$(printf '%s\n' "$verdicts" | grep -c '^[0-9]' || true)
-    [ "$nclaims" -eq 5 ] || problem "REPORT.md: $nclaims claims in the summary, expected 5"
+    [ "$nclaims" -eq 7 ] || problem "REPORT.md: $nclaims claims in the summary, expected 7"
     printf '%s\n' "$verdicts" | while read -r c v; do
         [ -n "$c" ] || continue
         case $v in
@@ -77,6 +83,15 @@ if [ -s "$out/REPORT.md" ]; then
             *) echo "paper-check: claim $c: $v" ;;
         esac
     done
+    # the training claims carry ropekit train's own verdicts (the primary rows of claims.tsv)
+    if [ -s "$out/train/claims.tsv" ]; then
+        for c in 6:performer 7:softmax; do
+            want=$(awk -F'\t' -v id="${c#*:}" '/^#/ { next } !h { h = 1; for (i = 1; i <= NF; i++) k[$i] = i; next }
+                   $k["claim"] == id && $k["primary"] == 1 { print $k["verdict"]; exit }' "$out/train/claims.tsv")
+            got=$(printf '%s\n' "$verdicts" | sed -n "s/^${c%%:*} //p")
+            [ "$got" = "$want" ] || problem "REPORT.md: claim ${c%%:*} is '$got' but train/claims.tsv says '$want'"
+        done
+    fi
     nfail=$(printf '%s\n' "$verdicts" | grep -c ' FAIL$\| NOT RUN$' || true)
     [ "$nfail" -eq 0 ] || problem "REPORT.md: $nfail claim(s) FAIL or NOT RUN"
     # any FAIL elsewhere (a theory row, a checkpoint) must also have failed its claim

@@ -9,8 +9,8 @@
 #   PASS           every check of the claim passed
 #   FAIL           a deterministic or statistically controlled check contradicts the claim
 #                  (a theory FAIL row, a Figure 2 value off, a violated bound, ...)
-#   NOT CONFIRMED  a measurement (timing exponent, fitted error slope) does not support the
-#                  claim in this run; the numbers are in the report
+#   NOT CONFIRMED  a measurement (timing exponent, fitted error slope, paired training interval)
+#                  does not support the claim in this run; the numbers are in the report
 #   NOT RUN        the step that measures it did not finish (see OUT/<step>/run.log)
 # Only POSIX sh, sed, awk (mawk is enough) and coreutils' base64.
 set -eu
@@ -427,9 +427,121 @@ claim_favor() {
     printf '%s\t%s\t%s\n' 5 "$v" "FAVOR+ accuracy: Lemma 1, Lemma 2, Theorem 2 rows; error slope vs m (${note%.})" >> "$tmp/verdicts"
 }
 
+# ---- claims 6 and 7: training a language model (ropekit train --compare) ------------------------
+# The verdicts are the tool's own, read from train/claims.tsv (experiments/train_report.c: PASS
+# only when the claim's paired interval at the reported step lies below zero, i.e. RoPE lower);
+# the report shows them with their numbers and decides nothing itself. A claim is NOT RUN when the
+# step failed, the table is missing, or it has no primary row for the claim.
+train_claims="6:performer 7:softmax"   # summary number : the claim column of claims.tsv
+train_claim_text() {
+    case $1 in
+        performer) printf 'RoPE speeds up Performer LM training' ;;
+        softmax) printf 'RoFormer trains faster than absolute positions' ;;
+    esac
+}
+# step_status STEP: ran, skipped, redrawn or failed in this run's steps.tsv (empty if absent).
+step_status() {
+    [ -s "$out/steps.tsv" ] || return 0
+    awk -F'\t' -v s="$1" '$1 == s { print $2 }' "$out/steps.tsv"
+}
+# train_verdict N ID VERDICT NOTE [SHORT]: the verdict paragraph of one claim and its summary
+# line (SHORT: the numbers for the summary, else NOTE).
+train_verdict() {
+    t=$(train_claim_text "$2")
+    emit P "Claim $1, $t: **Verdict: $3.** $4"
+    printf '%s\t%s\t%s\n' "$1" "$3" "$t (Figure 3): ${5:-$4}" >> "$tmp/verdicts"
+}
+claim_train() {
+    emit H2 "6-7. Training a language model: RoPE against absolute positions (Figure 3)"
+    emit P "**Claims.** 6: RoPE makes a Performer language model converge faster (section 4.4, Figure 3 right: Enwik8 loss of a Performer with and without RoPE). 7: RoFormer trains faster than learned absolute positions (section 4.2, Figure 3 left: masked LM loss against BERT). Measured here in small: byte-level causal transformer LMs on Debian's fortunes (\`ropekit train --compare\`), each RoPE arm against the same model with learned absolute positions; every arm trains with the same seeds (initialisation, data order, FAVOR+ draws), so the difference in validation bits per character is paired seed by seed. The verdicts are \`ropekit train\`'s own (\`train/claims.tsv\`): **PASS** only if the interval of the paired difference RoPE minus baseline at the reported step lies below zero; **NOT CONFIRMED** otherwise. The pair that decides (\`primary\` in the table) is performer-rope-qk - performer (RoPE before the feature map, as in performer-pytorch, the code behind Figure 3 right) and softmax-rope - softmax."
+    tdir=$out/train
+    ctsv=$tdir/claims.tsv
+    why=""
+    if [ "$(step_status train)" = failed ]; then why="the step failed (see \`train/run.log\`)"
+    elif [ ! -s "$ctsv" ]; then why="not run (no \`train/claims.tsv\`)"
+    fi
+    if [ -n "$why" ]; then
+        emit P "**ropekit train --compare**: $why."
+        for c in $train_claims; do train_verdict "${c%%:*}" "${c#*:}" "NOT RUN" "The train step did not finish."; done
+    else
+        cfg=$(sed -n '1s/^# //p' "$ctsv")
+        [ -z "$cfg" ] || emit P "Settings: \`$cfg\`."
+        [ -s "$tdir/command.txt" ] && emit PRE "$(sed -n 1p "$tdir/command.txt")"
+        # the interval's level as the tool printed it (--level; 95% by default)
+        pstsv=$tdir/paired_seeds.tsv
+        [ -s "$pstsv" ] || pstsv=/dev/null
+        lvl=$(sed -n 's/^claim: .*, \([0-9.]*%\) CI over .*/\1/p' "$tdir/summary.txt" 2>/dev/null | head -n 1)
+        awk -F'\t' -v doc="$doc" -v claims="$train_claims" -v lvl="${lvl:-confidence}" '
+        function d(x) { return x == "nan" ? "nan" : sprintf("%+.3f", x) }
+        function iv(lo, hi) { return lo == "nan" ? "none" : sprintf("[%s, %s]", d(lo), d(hi)) }
+        FNR == 1 { h = 0 }
+        /^#/ { next }
+        !h { h = 1; delete c; for (i = 1; i <= NF; i++) c[$i] = i; next }
+        FILENAME == ps {   # the differences seed by seed (paired_seeds.tsv), read first
+            k = $c["arm"] SUBSEP $c["baseline"] SUBSEP $c["step"]
+            t = (k in P) ? P[k] ", " : ""   # (not inline: mawk makes P[k] before the right side)
+            P[k] = t sprintf("%+.3f", $c["diff"])
+            next
+        }
+        {
+            id = $c["claim"]; pair = $c["arm"] " - " $c["baseline"]
+            row = sprintf("`%s`\t%s\t%s\t%s\t%s", pair, $c["step"], $c["seeds"], d($c["mean_diff"]), iv($c["ci_lo"], $c["ci_hi"]))
+            if ($c["primary"] == 1 && !(id in V)) {
+                V[id] = $c["verdict"]; R[id] = row
+                if ($c["seeds"] + 0 < 2) why = "an interval needs at least 2 seeds"
+                else if ($c["ci_hi"] + 0 < 0) why = "the interval lies below zero (RoPE ahead)"
+                else if ($c["ci_lo"] + 0 > 0) why = "the interval lies above zero (RoPE behind)"
+                else why = "the interval contains zero"
+                S[id] = sprintf("%s = %s %s bits per character at step %s", pair, d($c["mean_diff"]), iv($c["ci_lo"], $c["ci_hi"]), $c["step"])
+                k = $c["arm"] SUBSEP $c["baseline"] SUBSEP $c["step"]
+                N[id] = sprintf("%s (%s interval over %s seeds%s): %s.", S[id], lvl, $c["seeds"],
+                                (k in P) ? "; seed by seed " P[k] : "", why)
+            } else O[++no] = row
+        }
+        END {
+            n = split(claims, C, " ")
+            printf "P\tThe claims at the reported step (difference in validation bits per character, RoPE arm minus baseline; below zero RoPE is ahead; %s intervals over the seeds):\n", lvl >> doc
+            print "TH\tclaim\tprimary pair\tstep\tseeds\tmean difference\tinterval\tverdict" >> doc
+            for (i = 1; i <= n; i++) {
+                k = index(C[i], ":"); num = substr(C[i], 1, k - 1); id = substr(C[i], k + 1)
+                v = (id in V) ? V[id] : ""; note = N[id]
+                if (!(id in V)) { v = "NOT RUN"; note = "`train/claims.tsv` has no primary row for this claim (an arm or its baseline was not trained)." }
+                else if (v != "PASS" && v != "NOT CONFIRMED") { note = "`train/claims.tsv` gives the unknown verdict \"" v "\"."; v = "NOT RUN" }
+                print "TR\t" num "\t" (id in R ? R[id] : "(none)\t\t\t\t") "\t" v >> doc
+                printf "%s\t%s\t%s\t%s\t%s\n", num, id, v, note, (v == "NOT RUN") ? "" : S[id]
+            }
+            if (no) {   # after the verdicts (a file of its own)
+                print "P\tThe other RoPE arms against their baselines (for information, not part of a verdict):" > other
+                print "TH\tpair\tstep\tseeds\tmean difference\tinterval" > other
+                for (i = 1; i <= no; i++) print "TR\t" O[i] > other
+            }
+        }' other="$tmp/train_other.doc" ps="$pstsv" "$pstsv" "$ctsv" > "$tmp/train_verdicts"
+        while IFS="$T" read -r n id v note short; do
+            train_verdict "$n" "$id" "$v" "$note" "$short"
+        done < "$tmp/train_verdicts"
+        [ ! -s "$tmp/train_other.doc" ] || cat "$tmp/train_other.doc" >> "$doc"
+        rstep=$(awk -F'\t' '/^#/ { next } !h { h = 1; for (i = 1; i <= NF; i++) c[$i] = i; next } { print $c["step"]; exit }' "$ctsv")
+        if [ -s "$tdir/curves.tsv" ] && [ -n "$rstep" ]; then
+            awk -F'\t' -v doc="$doc" -v st="$rstep" '
+            /^#/ { next }
+            !h { h = 1; for (i = 1; i <= NF; i++) c[$i] = i; next }
+            $c["step"] == st {
+                if (!n++) { printf "P\tValidation bits per character of every arm at step %s (mean and interval over the seeds):\n", st >> doc
+                            print "TH\tarm\tvariant\tabsolute positions\tseeds\tbits per character\tinterval" >> doc }
+                printf "TR\t`%s`\t%s\t%s\t%s\t%.3f\t[%.3f, %.3f]\n", $c["arm"], $c["variant"], $c["pe"], $c["seeds"], $c["mean_bpc"], $c["ci_lo"], $c["ci_hi"] >> doc
+            }' "$tdir/curves.tsv"
+        fi
+    fi
+    img train/bpc.png "Validation bits per character against step: mean over the seeds and its confidence band, one colour per arm (Figure 3 right, in small)"
+    img train/paired.png "Each RoPE arm minus its baseline, paired seed by seed: mean and band; below zero RoPE is ahead"
+    emit P "For information (not part of a verdict): each final model evaluated at 1x to 8x the training length with the RoPE scalings none, linear, NTK and YaRN (learned positions stop at 1x), and the training throughput."
+    img train/extrapolation.png "Validation bits per character against evaluation length, one panel per arm, one line per RoPE scaling"
+    img train/timing.png "Training throughput (tokens/s) and the share of step time of each part, per arm"
+}
+
 # ---- build the claims (each into its own part, the summary first) --------------------------------
 : > "$tmp/verdicts"
-for c in relative decay eq19 scaling favor; do
+for c in relative decay eq19 scaling favor train; do
     doc=$tmp/claim_$c.doc
     : > "$doc"
     claim_$c
@@ -478,6 +590,7 @@ seedof() { [ -s "$1" ] && sed -n '1{s/.*\(seed[s]\{0,1\}=[0-9]*\( seed=[0-9]*\)\
 [ -s "$atsv" ] && emit TR approx "$(sed -n '1s/.*\(seeds=[0-9]* seed=[0-9]*\).*/\1/p' "$atsv" 2>/dev/null) (seeds seed .. seed + seeds - 1 per point)"
 [ -s "$out/pattern/pattern.tsv" ] && emit TR pattern "$(seedof "$out/pattern/pattern.tsv" || true)"
 [ -s "$out/scaling/scaling.tsv" ] && emit TR scaling "$(sed -n '1s/.*\(seed=[0-9]*\).*/\1/p' "$out/scaling/scaling.tsv" 2>/dev/null) (inputs and FAVOR+ projections)"
+[ -s "$out/train/runs.tsv" ] && emit TR train "$(sed -n '1s/.*\(seeds=[0-9]*\.\.[0-9]*\).*/\1/p' "$out/train/runs.tsv" 2>/dev/null): each seed fixes a run's initialisation, data order and FAVOR+ draws, the same for every arm"
 
 emit H2 "Steps of this run"
 emit TH "step" "settings" "this run" "time (s)" "cores busy with other work at its start" "output"
@@ -506,7 +619,7 @@ figs() { # step: its figures and the tables each reads
         *) echo "" ;;
     esac
 }
-for s in theory decay approx pattern scaling; do
+for s in theory decay approx pattern scaling train; do
     [ -d "$out/$s" ] || continue
     emit H3 "$s"
     if [ -s "$out/$s/command.txt" ]; then
@@ -536,11 +649,11 @@ doc=$tmp/report.doc
 emit H1 "ropekit: the RoFormer paper, checked"
 when=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 emit P "Written by \`make paper\` at $when ($mode settings${secs:+, ${secs} s for this run}) with $rkver. Each claim of the paper below shows what was measured, the verdict derived from the tools' own outputs, and the figures; then the machine, versions, seeds and commands. The raw tables are beside this file in \`$outrel/\`."
-emit P "Verdicts: **PASS** every check of the claim passed; **FAIL** a deterministic or statistically controlled check contradicts it; **NOT CONFIRMED** a measurement (a timing exponent, a fitted slope) does not support it in this run; **NOT RUN** the step did not finish."
+emit P "Verdicts: **PASS** every check of the claim passed; **FAIL** a deterministic or statistically controlled check contradicts it; **NOT CONFIRMED** a measurement (a timing exponent, a fitted slope, a paired training interval) does not support it in this run; **NOT RUN** the step did not finish."
 emit H2 "Summary"
 emit TH "#" "claim" "verdict"
 sort -n "$tmp/verdicts" | while IFS="$T" read -r n v e; do emit TR "$n" "$e" "$v"; done
-for c in relative decay eq19 scaling favor; do cat "$tmp/claim_$c.doc" >> "$doc"; done
+for c in relative decay eq19 scaling favor train; do cat "$tmp/claim_$c.doc" >> "$doc"; done
 cat "$tmp/tail.doc" >> "$doc"
 
 # ---- render --------------------------------------------------------------------------------------
