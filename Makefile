@@ -109,7 +109,7 @@ $(CLI): $(CLI_OBJ) $(MODEL_A) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(MPI_OBJ): CPPFLAGS += -Iexperiments
 $(MPI_OBJ): CFLAGS += $(MPI_CFLAGS)
-$(MPI_BIN): $(MPI_OBJ) $(EXP_A) $(LIB_A)
+$(MPI_BIN): $(MPI_OBJ) $(EXP_A) $(MODEL_A) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(MPI_LIBS) -o $@
 $(BENCH): $(BENCH_OBJ) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

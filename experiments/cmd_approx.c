@@ -590,7 +590,12 @@ static void *setup(cli_ctx *c)
     return &S;
 }
 
-static void config(void *st, char *buf, size_t len) { config_line(&((state *)st)->s, buf, len); }
+static void table_of(cli_ctx *c, void *st, size_t k, sweep_table *tt)
+{
+    (void)k;
+    sweep_out_table(c, HEADER, 5, tt);
+    config_line(&((state *)st)->s, tt->config, sizeof tt->config);
+}
 
 static size_t units(void *st)
 {
@@ -637,7 +642,7 @@ static int run(cli_ctx *c, void *st, table *t, size_t u, sweep_progress *p)
 static void summary(cli_ctx *c, void *st, table *t) { summarize(c, t, &((state *)st)->s); }
 
 const sweep_driver approx_driver = {
-    &spec, HEADER, 5, setup, config, units, todo, run, NULL, summary,
+    &spec, 1, setup, table_of, units, todo, run, NULL, summary, 0, NULL,
 };
 
 int cmd_approx(int argc, char **argv) { return sweep_main(&approx_driver, argc, argv); }

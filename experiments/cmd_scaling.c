@@ -524,10 +524,12 @@ static void *setup(cli_ctx *c)
     return &S;
 }
 
-static void config(void *st, char *buf, size_t len)
+static void table_of(cli_ctx *c, void *st, size_t k, sweep_table *tt)
 {
     const state *S = st;
-    config_line(&S->s, S->threads, buf, len);
+    (void)k;
+    sweep_out_table(c, HEADER, 3, tt);
+    config_line(&S->s, S->threads, tt->config, sizeof tt->config);
 }
 
 static size_t units(void *st)
@@ -617,7 +619,7 @@ static int echo(void *st, const table *t, size_t row, char *buf, size_t len)
 static void summary(cli_ctx *c, void *st, table *t) { summarize(c, t, &((state *)st)->s); }
 
 const sweep_driver scaling_driver = {
-    &spec, HEADER, 3, setup, config, units, todo, run, echo, summary,
+    &spec, 1, setup, table_of, units, todo, run, echo, summary, 0, NULL,
 };
 
 int cmd_scaling(int argc, char **argv) { return sweep_main(&scaling_driver, argc, argv); }

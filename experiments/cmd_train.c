@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "machine.h"
 #include "progress.h"
+#include "sweep.h"
 #include "table.h"
 #include "train_report.h"
 #include "variant.h"
@@ -131,10 +132,13 @@ typedef struct {
 } settings;
 
 /* ---- resources released by cli_die and cli_finish ------------------------------------------ */
+/* The tables of --compare in DIR: runs.tsv, extrapolation.tsv, timing.tsv. */
+enum { TAB_RUNS, TAB_EXT, TAB_TIMING, NTABLES };
+
 typedef struct {
     lm_data     data;
     lm_trainer *trainer;
-    table       runs, ext, timing, out;
+    table       tab[NTABLES], out;
     train_tsv  *tsv;
 } resources;
 
@@ -144,9 +148,7 @@ static void free_resources(void *p)
     lm_trainer_destroy(r->trainer);
     r->trainer = NULL;
     lm_data_free(&r->data);
-    table_close(&r->runs);
-    table_close(&r->ext);
-    table_close(&r->timing);
+    for (int k = 0; k < NTABLES; k++) table_close(&r->tab[k]);
     table_close(&r->out);
     train_tsv_abort(r->tsv);
     r->tsv = NULL;
@@ -419,6 +421,8 @@ typedef struct {
     const char *extra;     /* fields between the step and train_loss ("" or "variant\tpe\t") */
     const char *ckpt;      /* checkpoint path or NULL                                        */
     const char *label;     /* for the progress lines                                         */
+    double      pr_base;   /* the progress line's position at step 0 ...                     */
+    double      pr_scale;  /* ... and per step                                               */
     double      step_s;    /* out: seconds in training steps (this process)                 */
     size_t      steps_run; /* out: steps run in this process                                 */
 } loop_io;
@@ -496,18 +500,18 @@ static void evaluate(cli_ctx *c, lm_trainer *t, const settings *s, loop_io *io, 
     fflush(stdout);
 }
 
-/* Run the trainer to its last step. Returns 0, or the signal that stopped it (a checkpoint
- * was written first). */
-static int train_loop(cli_ctx *c, lm_trainer *t, const settings *s, loop_io *io, progress *pr,
-                      double pr_base)
+/* Run the trainer to its last step. Returns 0, or nonzero when stopped (sweep_stopped: the
+ * signal caught, or -1 when sp->poll asked), a checkpoint written first. */
+static int train_loop(cli_ctx *c, lm_trainer *t, const settings *s, loop_io *io,
+                      sweep_progress *sp)
 {
     const double t_start = progress_now();
     const size_t N = s->tc.opt.steps;
     if (t->step == 0) evaluate(c, t, s, io, t_start);
     while (t->step < N) {
-        if (progress_stopped()) {
+        if (sweep_stopped(sp)) {
             checkpoint(c, t, io->ckpt);
-            return progress_stopped();
+            return progress_stopped() ? progress_stopped() : -1;
         }
         double t0 = progress_now();
         double loss;
@@ -517,8 +521,8 @@ static int train_loop(cli_ctx *c, lm_trainer *t, const settings *s, loop_io *io,
         if (t->step % s->eval_every == 0 || t->step == N) evaluate(c, t, s, io, t_start);
         if (io->ckpt && (t->step % s->ckpt_every == 0 || t->step == N))
             checkpoint(c, t, io->ckpt);
-        progress_update(pr, pr_base + (double)t->step, "%sstep %zu/%zu loss %.3f", io->label,
-                        t->step, N, loss);
+        progress_update(&sp->pr, io->pr_base + io->pr_scale * (double)t->step,
+                        "%sstep %zu/%zu loss %.3f", io->label, t->step, N, loss);
     }
     return 0;
 }
@@ -605,11 +609,12 @@ static int run_single(cli_ctx *c, settings *s, resources *res, int threads)
            res->data.desc, t->step ? "resumed" : "starting", t->step);
     progress_catch_signals();
     cli_defer(c, restore_signals, NULL);
-    progress pr;
-    progress_start(&pr, (double)s->tc.opt.steps, (double)t->step);
-    loop_io io = { &res->out, "", "", s->ckpt, "", 0.0, 0 };
-    int sig = train_loop(c, t, s, &io, &pr, 0.0);
-    progress_end(&pr);
+    sweep_progress sp;
+    memset(&sp, 0, sizeof sp);
+    progress_start(&sp.pr, (double)s->tc.opt.steps, (double)t->step);
+    loop_io io = { &res->out, "", "", s->ckpt, "", 0.0, 1.0, 0.0, 0 };
+    int sig = train_loop(c, t, s, &io, &sp);
+    progress_end(&sp.pr);
     print_timing(stdout, t, s, &io);
     if (sig) {
         fprintf(stderr, "ropekit train: interrupted (%s) at step %zu%s\n",
@@ -656,16 +661,90 @@ static void names_of(const settings *s, size_t ai, size_t si, run_names *n)
     snprintf(n->ckpt, sizeof n->ckpt, "%s/ckpt/%s-s%lu.ckpt", s->dir, fname, s->seeds[si]);
 }
 
+/* Every evaluation length fits the validation part (before any run starts). */
+static void check_lengths(cli_ctx *c, const settings *s, const lm_data *d)
+{
+    if (d->kind != LM_DATA_TEXT) return;
+    for (size_t i = 0; i < s->nlengths; i++) {
+        size_t len = s->lengths[i] * s->ctx;
+        if (d->n - d->n_train < len + 1)
+            cli_die(c, "--lengths: %zux the context is %zu tokens, more than the validation part "
+                    "of %s holds (%zu bytes)", s->lengths[i], len, d->desc, d->n - d->n_train);
+    }
+}
+
+/* ---- --compare ---------------------------------------------------------------------------- */
+/* The settings, resources and configuration lines of a --compare (and of the other modes). */
+typedef struct {
+    settings  s;
+    resources res;
+    int       threads;
+    char      config[4096], ext_config[4400];
+    char      path[NTABLES][1200];
+} train_state;
+
+/* Before any run: the data, every arm can be trained, the configuration lines, DIR and
+ * DIR/ckpt (under MPI on every rank: a rank writes the checkpoints of its runs there). */
+static void compare_prepare(cli_ctx *c, train_state *S)
+{
+    settings *s = &S->s;
+    load_data(c, s, &S->res.data);
+    check_lengths(c, s, &S->res.data);
+    /* every arm can be trained (before any file is written) */
+    for (size_t i = 0; i < s->narms; i++) {
+        lm_trainer *t = make_trainer(c, s, &s->arms[i], s->seeds[0], &S->res.data, 1);
+        lm_trainer_destroy(t);
+    }
+    config_line(s, &S->res.data, S->config, sizeof S->config);
+    char *ext = S->ext_config;
+    const size_t len = sizeof S->ext_config;
+    size_t n = (size_t)snprintf(ext, len, "%s lengths=", S->config);
+    for (size_t i = 0; i < s->nlengths; i++)
+        n += (size_t)snprintf(ext + n, len - n, "%s%zu", i ? "," : "", s->lengths[i]);
+    for (size_t i = 0; i < s->nscalings; i++)
+        n += (size_t)snprintf(ext + n, len - n, "%s%s", i ? "," : " scalings=",
+                              scaling_names[s->scalings[i]]);
+    static const char *const file[NTABLES] = { "runs.tsv", "extrapolation.tsv", "timing.tsv" };
+    for (int k = 0; k < NTABLES; k++)
+        snprintf(S->path[k], sizeof S->path[k], "%s/%s", s->dir, file[k]);
+    char ckdir[1100];
+    mkdir_p(c, s->dir);
+    snprintf(ckdir, sizeof ckdir, "%s/ckpt", s->dir);
+    mkdir_p(c, ckdir);
+}
+
+/* Table k of --compare (TAB_RUNS, TAB_EXT, TAB_TIMING). */
+static void compare_table(const train_state *S, size_t k, sweep_table *tt)
+{
+    const char *const header[NTABLES] = { CMP_HEADER, EXT_HEADER, TIMING_HEADER };
+    static const size_t nkey[NTABLES] = { 3, 4, 2 };
+    tt->path = S->path[k];
+    tt->opt = NULL;
+    tt->header = header[k];
+    tt->nkey = nkey[k];
+    snprintf(tt->config, sizeof tt->config, "%s", k == TAB_EXT ? S->ext_config : S->config);
+}
+
+static void open_tables(cli_ctx *c, train_state *S, int resume)
+{
+    sweep_table tt;
+    for (size_t k = 0; k < NTABLES; k++) {
+        compare_table(S, k, &tt);
+        table *t = &S->res.tab[k];
+        if (table_open(t, tt.path, tt.config, tt.header, tt.nkey, resume)) cli_die(c, "%s", t->err);
+    }
+}
+
 /* Finished before: its last row, every extrapolation row and its timing row are in the
  * tables. */
-static int run_done(const settings *s, const resources *res, size_t ai, size_t si)
+static int run_done(const settings *s, const table *tab, size_t ai, size_t si)
 {
     const train_arm *a = &s->arms[ai];
     run_names n;
     names_of(s, ai, si, &n);
     char last[200];
     snprintf(last, sizeof last, "%s\t%zu", n.key, s->tc.opt.steps);
-    int done = table_find(&res->runs, last) >= 0 && table_find(&res->timing, n.key) >= 0;
+    int done = table_find(&tab[TAB_RUNS], last) >= 0 && table_find(&tab[TAB_TIMING], n.key) >= 0;
     for (size_t li = 0; li < s->nlengths && done; li++)
         for (size_t k = 0; k < s->nscalings && done; k++) {
             if (a->pe == LM_PE_LEARNED && s->lengths[li] > 1) continue;
@@ -673,35 +752,65 @@ static int run_done(const settings *s, const resources *res, size_t ai, size_t s
             char ek[256];
             snprintf(ek, sizeof ek, "%s\t%s\t%zu", n.key, scaling_names[s->scalings[k]],
                      s->lengths[li]);
-            done = table_find(&res->ext, ek) >= 0;
+            done = table_find(&tab[TAB_EXT], ek) >= 0;
         }
     return done;
 }
 
-/* Train run (ai, si) from its checkpoint (with --resume) to the end, then its timing row and
- * its extrapolation. Returns 0 or the signal that stopped it (checkpoint written). */
-static int run_one(cli_ctx *c, const settings *s, resources *res, size_t ai, size_t si,
-                   int threads, progress *pr, double base)
+/* The first evaluated step up to `step` that has no row "key<step>" in the runs table, or
+ * SIZE_MAX. */
+static size_t missing_evaluation(const settings *s, const table *runs, const char *key,
+                                 size_t step)
 {
+    for (size_t st = 0; st <= step; st++) {
+        if (st % s->eval_every && st != s->tc.opt.steps) continue;
+        char k[256];
+        snprintf(k, sizeof k, "%s%zu", key, st);
+        if (table_find(runs, k) < 0) return st;
+    }
+    return SIZE_MAX;
+}
+
+/* Train run (ai, si) from its checkpoint (with --resume) to the end, then its timing row and
+ * its extrapolation, into the tables tab. A checkpoint ahead of the runs table (its rows were
+ * on their way to another process when the job ended: mpi/) is dropped: the run trains again
+ * from step 0, to the same bits. sp->keep gets the final checkpoint before the rows that mark
+ * the run finished. Returns 0, or nonzero if stopped (train_loop; checkpoint written). */
+static int run_one(cli_ctx *c, train_state *S, table *tab, size_t ai, size_t si, int threads,
+                   sweep_progress *sp, double pr_base, double pr_scale)
+{
+    const settings *s = &S->s;
+    resources *res = &S->res;
     const train_arm *a = &s->arms[ai];
     run_names n;
     names_of(s, ai, si, &n);
     res->trainer = make_trainer(c, s, a, s->seeds[si], &res->data, threads);
     lm_trainer *t = res->trainer;
+    char key[200];
+    snprintf(key, sizeof key, "%s\t", n.key);
     struct stat st;
     if (s->resume) remove_stale_temporaries(n.ckpt);
-    if (s->resume && stat(n.ckpt, &st) == 0 && lm_trainer_load(t, n.ckpt))
-        cli_die(c, "%s", rk_last_error());
-    progress_clear(pr);
+    if (s->resume && stat(n.ckpt, &st) == 0) {
+        if (lm_trainer_load(t, n.ckpt)) cli_die(c, "%s", rk_last_error());
+        const size_t gap = missing_evaluation(s, &tab[TAB_RUNS], key, t->step);
+        if (gap != SIZE_MAX) {
+            printf("%s%s is at step %zu but runs.tsv lacks step %zu: training again from step "
+                   "0\n", n.label, n.ckpt, t->step, gap);
+            lm_trainer_destroy(t);
+            res->trainer = NULL;
+            t = res->trainer = make_trainer(c, s, a, s->seeds[si], &res->data, threads);
+        }
+    }
+    progress_clear(&sp->pr);
     printf("%s%zu parameters, %s at step %zu\n", n.label, t->lay.nparams,
            t->step ? "resumed" : "starting", t->step);
     fflush(stdout);
-    char key[200];
-    snprintf(key, sizeof key, "%s\t", n.key);
-    loop_io io = { &res->runs, key, n.extra, n.ckpt, n.label, 0.0, 0 };
-    int sig = train_loop(c, t, s, &io, pr, base);
+    loop_io io = { &tab[TAB_RUNS], key, n.extra, n.ckpt, n.label, pr_base, pr_scale, 0.0, 0 };
+    int sig = train_loop(c, t, s, &io, sp);
     if (sig) return sig;
-    if (io.steps_run && table_find(&res->timing, n.key) < 0) {
+    if (sp->keep) sp->keep(sp->poll_arg, n.ckpt);
+    table *timing = &tab[TAB_TIMING];
+    if (io.steps_run && table_find(timing, n.key) < 0) {
         const double *tm = lm_trainer_timers(t);
         double parts = 0.0;
         char row[512];
@@ -713,43 +822,29 @@ static int run_one(cli_ctx *c, const settings *s, resources *res, size_t ai, siz
             m += (size_t)snprintf(row + m, sizeof row - m, "\t%.4f", tm[k] / io.step_s);
         }
         snprintf(row + m, sizeof row - m, "\t%.4f", (io.step_s - parts) / io.step_s);
-        if (table_add(&res->timing, row)) cli_die(c, "%s", res->timing.err);
+        if (table_add(timing, row)) cli_die(c, "%s", timing->err);
         print_timing(stdout, t, s, &io);
     }
-    extrapolate(c, t, s, &res->ext, NULL, key, n.label, a->rope != RK_ROPE_NONE, a->pe);
+    extrapolate(c, t, s, &tab[TAB_EXT], NULL, key, n.label, a->rope != RK_ROPE_NONE, a->pe);
     lm_trainer_destroy(t);
     res->trainer = NULL;
     fflush(stdout);
     return 0;
 }
 
-static void open_tables(cli_ctx *c, const settings *s, resources *res, const char *config,
-                        const char *ext_config, int resume)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/runs.tsv", s->dir);
-    if (table_open(&res->runs, path, config, CMP_HEADER, 3, resume))
-        cli_die(c, "%s", res->runs.err);
-    snprintf(path, sizeof path, "%s/extrapolation.tsv", s->dir);
-    if (table_open(&res->ext, path, ext_config, EXT_HEADER, 4, resume))
-        cli_die(c, "%s", res->ext.err);
-    snprintf(path, sizeof path, "%s/timing.tsv", s->dir);
-    if (table_open(&res->timing, path, config, TIMING_HEADER, 2, resume))
-        cli_die(c, "%s", res->timing.err);
-}
-
 /* --jobs > 1: each pending run in a child process (fork) with its share of the threads; the
  * children append their rows to the tables (one write(2) per line on an O_APPEND file), the
  * parent waits, then reads the tables back. Same bits as one process: every run is a function
  * of its configuration and seed. Returns 0, or the signal that stopped the runs. */
-static int run_children(cli_ctx *c, const settings *s, resources *res, const size_t *todo,
-                        size_t ntodo, size_t jobs, int threads, progress *pr)
+static int run_children(cli_ctx *c, train_state *S, const size_t *todo, size_t ntodo,
+                        size_t jobs, sweep_progress *sp)
 {
+    const settings *s = &S->s;
     pid_t pid[TRAIN_MAX_ARMS * TRAIN_MAX_SEEDS];
     size_t next = 0, running = 0, finished = 0;
     int sig = 0, failed = -1, fail_code = 0;
     for (size_t i = 0; i < ntodo; i++) pid[i] = 0;
-    const int per = threads / (int)jobs > 1 ? threads / (int)jobs : 1;
+    const int per = S->threads / (int)jobs > 1 ? S->threads / (int)jobs : 1;
     while (running || (next < ntodo && !sig && failed < 0)) {
         while (running < jobs && next < ntodo && !sig && failed < 0 && !progress_stopped()) {
             fflush(stdout);
@@ -757,18 +852,18 @@ static int run_children(cli_ctx *c, const settings *s, resources *res, const siz
             pid_t p = fork();
             if (p < 0) cli_die(c, "cannot start a run: fork: %s", strerror(errno));
             if (p == 0) {
-                pr->on = 0;   /* the parent draws the progress line */
+                sp->pr.on = 0;   /* the parent draws the progress line */
                 machine_set_threads(per);
                 size_t ai = todo[next] % s->narms, si = todo[next] / s->narms;
-                int st = run_one(c, s, res, ai, si, per, pr, 0.0);
+                int st = run_one(c, S, S->res.tab, ai, si, per, sp, 0.0, 1.0);
                 fflush(stdout);
                 _exit(st ? 128 + st : 0);
             }
             pid[next++] = p;
             running++;
         }
-        progress_update(pr, (double)finished * (double)s->tc.opt.steps, "%zu of %zu runs done, "
-                        "%zu running", finished, ntodo, running);
+        progress_update(&sp->pr, (double)finished * (double)s->tc.opt.steps, "%zu of %zu runs "
+                        "done, %zu running", finished, ntodo, running);
         int status;
         pid_t w = waitpid(-1, &status, 0);
         if (w < 0) {
@@ -796,51 +891,37 @@ static int run_children(cli_ctx *c, const settings *s, resources *res, const siz
     return sig;
 }
 
-/* Every evaluation length fits the validation part (before any run starts). */
-static void check_lengths(cli_ctx *c, const settings *s, const lm_data *d)
+/* The summaries from the complete tables: curves, paired, claims, extrapolation_summary. */
+static void compare_summary(cli_ctx *c, const train_state *S, const table *tab)
 {
-    if (d->kind != LM_DATA_TEXT) return;
-    for (size_t i = 0; i < s->nlengths; i++) {
-        size_t len = s->lengths[i] * s->ctx;
-        if (d->n - d->n_train < len + 1)
-            cli_die(c, "--lengths: %zux the context is %zu tokens, more than the validation part "
-                    "of %s holds (%zu bytes)", s->lengths[i], len, d->desc, d->n - d->n_train);
-    }
+    const settings *s = &S->s;
+    size_t steps[4096], nsteps = 0;
+    for (size_t st = 0; st <= s->tc.opt.steps && nsteps < 4096; st++)
+        if (st % s->eval_every == 0 || st == s->tc.opt.steps) steps[nsteps++] = st;
+    train_report_cfg rc = { s->arms, s->narms, s->seeds, s->nseeds, steps, nsteps,
+                            s->report_step, s->level, S->config };
+    char err[512];
+    if (train_report(&tab[TAB_RUNS], &rc, s->dir, stdout, err, sizeof err)) cli_die(c, "%s", err);
+    rc.config = S->ext_config;
+    if (train_report_extrapolation(&tab[TAB_EXT], &rc, s->dir, stdout, err, sizeof err))
+        cli_die(c, "%s", err);
 }
 
-static int run_compare(cli_ctx *c, settings *s, resources *res, int threads)
+static int run_compare(cli_ctx *c, train_state *S)
 {
-    load_data(c, s, &res->data);
-    check_lengths(c, s, &res->data);
-    /* every arm can be trained (before any file is written) */
-    for (size_t i = 0; i < s->narms; i++) {
-        lm_trainer *t = make_trainer(c, s, &s->arms[i], s->seeds[0], &res->data, 1);
-        lm_trainer_destroy(t);
-    }
-    char config[4096], ckdir[1100];
-    config_line(s, &res->data, config, sizeof config);
-    char ext_config[4400];
-    size_t n = (size_t)snprintf(ext_config, sizeof ext_config, "%s lengths=", config);
-    for (size_t i = 0; i < s->nlengths; i++)
-        n += (size_t)snprintf(ext_config + n, sizeof ext_config - n, "%s%zu", i ? "," : "",
-                              s->lengths[i]);
-    for (size_t i = 0; i < s->nscalings; i++)
-        n += (size_t)snprintf(ext_config + n, sizeof ext_config - n, "%s%s",
-                              i ? "," : " scalings=", scaling_names[s->scalings[i]]);
-    mkdir_p(c, s->dir);
-    snprintf(ckdir, sizeof ckdir, "%s/ckpt", s->dir);
-    mkdir_p(c, ckdir);
-    open_tables(c, s, res, config, ext_config, s->resume);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/runs.tsv", s->dir);
-    if (machine_run_header(&res->runs, path, config)) cli_die(c, "%s", res->runs.err);
+    settings *s = &S->s;
+    resources *res = &S->res;
+    compare_prepare(c, S);
+    open_tables(c, S, s->resume);
+    if (machine_run_header(&res->tab[TAB_RUNS], S->path[TAB_RUNS], S->config))
+        cli_die(c, "%s", res->tab[TAB_RUNS].err);
 
     /* the runs to do, seed by seed (run index si * narms + ai) */
     size_t todo[TRAIN_MAX_ARMS * TRAIN_MAX_SEEDS], ntodo = 0;
     for (size_t si = 0; si < s->nseeds; si++)
         for (size_t ai = 0; ai < s->narms; ai++)
-            if (!run_done(s, res, ai, si)) todo[ntodo++] = si * s->narms + ai;
-    size_t jobs = s->jobs ? s->jobs : (size_t)threads;
+            if (!run_done(s, res->tab, ai, si)) todo[ntodo++] = si * s->narms + ai;
+    size_t jobs = s->jobs ? s->jobs : (size_t)S->threads;
     if (jobs > ntodo) jobs = ntodo ? ntodo : 1;
     if (cli_exit_hook) jobs = 1;   /* in a test harness's process: no fork */
     printf("# %zu of %zu runs to do, %zu at a time\n", ntodo, s->narms * s->nseeds, jobs);
@@ -849,22 +930,21 @@ static int run_compare(cli_ctx *c, settings *s, resources *res, int threads)
     progress_catch_signals();
     cli_defer(c, restore_signals, NULL);
     const double per_run = (double)s->tc.opt.steps;
-    progress pr;
-    progress_start(&pr, per_run * (double)ntodo, 0.0);
+    sweep_progress sp;
+    memset(&sp, 0, sizeof sp);
+    progress_start(&sp.pr, per_run * (double)ntodo, 0.0);
     int sig = 0;
     if (jobs == 1) {
         for (size_t k = 0; k < ntodo && !sig; k++)
-            sig = run_one(c, s, res, todo[k] % s->narms, todo[k] / s->narms, threads, &pr,
-                          per_run * (double)k);
+            sig = run_one(c, S, res->tab, todo[k] % s->narms, todo[k] / s->narms, S->threads,
+                          &sp, per_run * (double)k, 1.0);
     } else {
-        sig = run_children(c, s, res, todo, ntodo, jobs, threads, &pr);
+        sig = run_children(c, S, todo, ntodo, jobs, &sp);
         /* the children's rows */
-        table_close(&res->runs);
-        table_close(&res->ext);
-        table_close(&res->timing);
-        open_tables(c, s, res, config, ext_config, 1);
+        for (int k = 0; k < NTABLES; k++) table_close(&res->tab[k]);
+        open_tables(c, S, 1);
     }
-    progress_end(&pr);
+    progress_end(&sp.pr);
     if (sig) {
         fprintf(stderr, "ropekit train: interrupted (%s); finished rows and checkpoints are in %s "
                 "(rerun with --resume to continue)\n", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -872,17 +952,7 @@ static int run_compare(cli_ctx *c, settings *s, resources *res, int threads)
         cli_finish(c);
         return 128 + sig;
     }
-    /* the summaries */
-    size_t steps[4096], nsteps = 0;
-    for (size_t st = 0; st <= s->tc.opt.steps && nsteps < 4096; st++)
-        if (st % s->eval_every == 0 || st == s->tc.opt.steps) steps[nsteps++] = st;
-    train_report_cfg rc = { s->arms, s->narms, s->seeds, s->nseeds, steps, nsteps,
-                            s->report_step, s->level, config };
-    char err[512];
-    if (train_report(&res->runs, &rc, s->dir, stdout, err, sizeof err)) cli_die(c, "%s", err);
-    rc.config = ext_config;
-    if (train_report_extrapolation(&res->ext, &rc, s->dir, stdout, err, sizeof err))
-        cli_die(c, "%s", err);
+    compare_summary(c, S, res->tab);
     return cli_finish(c);
 }
 
@@ -943,13 +1013,99 @@ int cmd_train(int argc, char **argv)
 {
     cli_ctx c;
     cli_parse(&c, &spec, argc, argv);
-    settings s;
-    parse_settings(&c, &s);
-    const int threads = machine_set_threads(s.threads);
-    static resources res;
-    memset(&res, 0, sizeof res);
-    cli_defer(&c, free_resources, &res);
-    if (s.eval) return run_eval(&c, &s, &res, threads);
-    if (s.dir) return run_compare(&c, &s, &res, threads);
-    return run_single(&c, &s, &res, threads);
+    static train_state S;
+    memset(&S, 0, sizeof S);
+    parse_settings(&c, &S.s);
+    S.threads = machine_set_threads(S.s.threads);
+    cli_defer(&c, free_resources, &S.res);
+    if (S.s.eval) return run_eval(&c, &S.s, &S.res, S.threads);
+    if (S.s.dir) return run_compare(&c, &S);
+    return run_single(&c, &S.s, &S.res, S.threads);
 }
+
+/* ---- --compare as a sweep (experiments/sweep.h): ropekit-mpi train ------------------------- */
+/* A unit is a run (arm, seed), numbered si * narms + ai as run_compare runs them; the tables
+ * are runs, extrapolation and timing; the ranks are the runs at a time (no --jobs). */
+
+/* The relative time of a training step of an arm, which balances the ranks: FAVOR+ and linear
+ * attention train about 2.5 times slower per token than exact softmax at this trainer's sizes
+ * (1 thread, the default model: 54.5k tokens/s softmax, 22k performer; linear taken as
+ * performer, its kernels are the same chunked causal ones). */
+static double arm_cost(const train_arm *a)
+{
+    return a->kind == RK_PERFORMER || a->kind == RK_LINEAR ? 2.5 : 1.0;
+}
+
+static void *driver_setup(cli_ctx *c)
+{
+    static train_state S;
+    memset(&S, 0, sizeof S);
+    if (!cli_get(c, "compare"))
+        cli_die(c, "only --compare runs over the ranks (one run, --eval: ropekit train)");
+    if (cli_get(c, "jobs"))
+        cli_die(c, "--jobs: under mpirun each rank trains one run at a time; for more runs at a "
+                "time start more ranks (-np), with --threads cores / ranks");
+    parse_settings(c, &S.s);
+    S.threads = machine_set_threads(S.s.threads);
+    cli_defer(c, free_resources, &S.res);
+    compare_prepare(c, &S);
+    return &S;
+}
+
+static void driver_table(cli_ctx *c, void *st, size_t k, sweep_table *tt)
+{
+    (void)c;
+    compare_table(st, k, tt);
+}
+
+static size_t driver_units(void *st)
+{
+    const settings *s = &((train_state *)st)->s;
+    return s->narms * s->nseeds;
+}
+
+/* work: steps x the arm's cost; done: up to its last evaluation in the runs table */
+static size_t driver_todo(void *st, const table *t, size_t u, double *work, double *done)
+{
+    const settings *s = &((train_state *)st)->s;
+    const size_t ai = u % s->narms, si = u / s->narms, N = s->tc.opt.steps;
+    const double cost = arm_cost(&s->arms[ai]);
+    const int finished = run_done(s, t, ai, si);
+    if (work) *work = cost * (double)N;
+    if (done) {
+        run_names n;
+        names_of(s, ai, si, &n);
+        size_t last = 0;
+        for (size_t step = 0; step <= N && !finished; step += s->eval_every) {
+            char key[256];
+            snprintf(key, sizeof key, "%s\t%zu", n.key, step);
+            if (table_find(&t[TAB_RUNS], key) >= 0) last = step;
+        }
+        *done = cost * (double)(finished ? N : last);
+    }
+    return !finished;
+}
+
+static int driver_run(cli_ctx *c, void *st, table *t, size_t u, sweep_progress *p)
+{
+    train_state *S = st;
+    const size_t ai = u % S->s.narms, si = u / S->s.narms;
+    double work, done;
+    driver_todo(st, t, u, &work, &done);
+    const double cost = arm_cost(&S->s.arms[ai]);
+    if (run_one(c, S, t, ai, si, S->threads, p, p->done - done, cost)) return 1;
+    p->done += work - done;
+    return 0;
+}
+
+static void driver_summary(cli_ctx *c, void *st, table *t) { compare_summary(c, st, t); }
+
+const sweep_driver train_compare_driver = {
+    &spec, NTABLES, driver_setup, driver_table, driver_units, driver_todo, driver_run, NULL,
+    driver_summary, 1,
+    "--compare only; its (arm, seed) runs are spread over the\n"
+    "ranks (largest first to the least-loaded rank; a FAVOR+ or linear run counts 2.5 softmax\n"
+    "runs), each rank trains one run at a time (--jobs is refused: start more ranks) with\n"
+    "--threads threads; rank 0 writes the tables in DIR and receives every final checkpoint\n"
+    "into DIR/ckpt.",
+};

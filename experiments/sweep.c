@@ -30,20 +30,37 @@ static void echo_row(void *arg, table *t, size_t row)
 static void close_table(void *t) { table_close(t); }
 static void restore_signals(void *p) { (void)p; progress_restore_signals(); }
 
+void sweep_out_table(cli_ctx *c, const char *header, size_t nkey, sweep_table *tt)
+{
+    tt->path = cli_get(c, "out");
+    tt->opt = "--out";
+    tt->header = header;
+    tt->nkey = nkey;
+}
+
+void sweep_open_tables(cli_ctx *c, const sweep_driver *d, void *st, table *t, int files)
+{
+    const int resume = cli_flag(c, "resume");
+    sweep_table tt;
+    for (size_t k = 0; k < d->ntables; k++) {
+        memset(&tt, 0, sizeof tt);
+        d->table(c, st, k, &tt);
+        const char *path = files ? tt.path : NULL;
+        if (table_open(&t[k], path, tt.config, tt.header, tt.nkey, files && resume))
+            cli_die(c, "%s%s%s", tt.opt ? tt.opt : "", tt.opt ? ": " : "", t[k].err);
+        cli_defer(c, close_table, &t[k]);
+        if (files && k == 0 && machine_run_header(&t[0], path, tt.config))
+            cli_die(c, "%s%s%s", tt.opt ? tt.opt : "", tt.opt ? ": " : "", t[0].err);
+    }
+}
+
 int sweep_main(const sweep_driver *d, int argc, char **argv)
 {
     cli_ctx c;
     cli_parse(&c, d->spec, argc, argv);
     void *st = d->setup(&c);
-    char config[2048];
-    d->config(st, config, sizeof config);
-    const char *out = cli_get(&c, "out");
-    static table tab;
-    if (table_open(&tab, out, config, d->header, d->nkey, cli_flag(&c, "resume")))
-        cli_die(&c, "--out: %s", tab.err);
-    cli_defer(&c, close_table, &tab);
-    /* run header: stdout and the table */
-    if (machine_run_header(&tab, out, config)) cli_die(&c, "--out: %s", tab.err);
+    static table tab[SWEEP_MAX_TABLES];
+    sweep_open_tables(&c, d, st, tab, 1);
 
     progress_catch_signals();
     cli_defer(&c, restore_signals, NULL);
@@ -53,7 +70,7 @@ int sweep_main(const sweep_driver *d, int argc, char **argv)
     double total = 0.0, done0 = 0.0;
     for (size_t u = 0; u < nu; u++) {
         double w, dn;
-        d->todo(st, &tab, u, &w, &dn);
+        d->todo(st, tab, u, &w, &dn);
         total += w;
         done0 += dn;
     }
@@ -61,23 +78,24 @@ int sweep_main(const sweep_driver *d, int argc, char **argv)
     p.done = done0;
     echo_ctx e = { d, st, &p };
     if (d->echo) {
-        tab.on_add = echo_row;
-        tab.on_add_arg = &e;
+        tab[0].on_add = echo_row;
+        tab[0].on_add_arg = &e;
     }
     int interrupted = 0;
     for (size_t u = 0; u < nu && !interrupted; u++)
-        if (d->todo(st, &tab, u, NULL, NULL)) interrupted = d->run(&c, st, &tab, u, &p);
+        if (d->todo(st, tab, u, NULL, NULL)) interrupted = d->run(&c, st, tab, u, &p);
     progress_end(&p.pr);
-    tab.on_add = NULL;
+    tab[0].on_add = NULL;
     if (interrupted) {
         fflush(stdout);
         int sig = progress_stopped();
+        const char *out = tab[0].path;
         fprintf(stderr, "ropekit %s: interrupted (%s); %zu finished rows are in %s%s\n",
-                d->spec->cmd, sig == SIGINT ? "SIGINT" : "SIGTERM", tab.nrows,
+                d->spec->cmd, sig == SIGINT ? "SIGINT" : "SIGTERM", tab[0].nrows,
                 out ? out : "(no --out)", out ? " (rerun with --resume to continue)" : "");
         cli_finish(&c);
         return 128 + sig;
     }
-    d->summarize(&c, st, &tab);
+    d->summarize(&c, st, tab);
     return cli_finish(&c);
 }

@@ -1,12 +1,14 @@
 /* ropekit-mpi: the error protocol, row distribution and small utilities (see mp.h). */
 #include "mp.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,6 +91,16 @@ void mp_init(int *argc, char ***argv)
     /* errors of MPI calls come back as codes (checked), not as an abort with a banner */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     cli_exit_hook = hook;
+    const char *priv = getenv("ROPEKIT_MPI_PRIVATE_DIRS");
+    if (priv && strcmp(priv, "1") == 0 && mp_rank != 0) {
+        char d[32];
+        snprintf(d, sizeof d, "rank%d", mp_rank);
+        if ((mkdir(d, 0777) != 0 && errno != EEXIST) || chdir(d) != 0) {
+            fprintf(stderr, "ropekit-mpi: [rank %d] ROPEKIT_MPI_PRIVATE_DIRS: %s: %s\n", mp_rank,
+                    d, strerror(errno));
+            MPI_Abort(MPI_COMM_WORLD, CLI_EXIT_ERROR);
+        }
+    }
     if (mp_rank != 0) {
         /* only rank 0 speaks (help, tables, reports); the others' stdout is dropped */
         int fd = open("/dev/null", O_WRONLY);

@@ -59,6 +59,7 @@ int mp_cmd_attend(int argc, char **argv);
 int mp_cmd_bench(int argc, char **argv);
 int mp_cmd_scaling(int argc, char **argv);
 int mp_cmd_approx(int argc, char **argv);
+int mp_cmd_train(int argc, char **argv);
 
 /* Test hook (ROPEKIT_MPI_KILL_RANK=R): rank R kills itself with SIGKILL at the point `where`
  * names when ROPEKIT_MPI_KILL_AT equals it (default "ring"). */
@@ -66,5 +67,8 @@ void mp_test_kill(const char *where);
 /* Test hook (ROPEKIT_MPI_FAIL_RANK=R, ROPEKIT_MPI_FAIL_AT=where): 1 on rank R at the point
  * `where` names; the caller fails there as a real error would. */
 int mp_test_fail(const char *where);
+/* Test hook (ROPEKIT_MPI_PRIVATE_DIRS=1), applied by mp_init: every rank R > 0 works in
+ * ./rank<R> (made if missing), as on a node that does not share rank 0's file system: files a
+ * rank writes under relative paths are then its own. */
 
 #endif

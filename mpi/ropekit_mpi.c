@@ -3,6 +3,7 @@
  *   mpirun -np P ropekit-mpi attend --variant softmax --causal --q Q.npy ... --out O.npy
  *   mpirun -np P ropekit-mpi bench --n 65536 --d 64 --causal
  *   mpirun -np P ropekit-mpi scaling|approx [their ropekit options] --out T.tsv [--resume]
+ *   mpirun -np P ropekit-mpi train --compare ARMS --seeds S --dir DIR [ropekit train's options]
  *
  * Every rank runs the same command; rank 0 reads and writes the files (attend --shard: every
  * rank reads its own rows) and alone prints; an error on any rank ends every rank with that
@@ -28,6 +29,8 @@ static const command commands[] = {
       "the ranks; rank 0 writes the table" },
     { "approx", mp_cmd_approx, "ropekit approx with its rows spread over the ranks; rank 0 "
       "writes the table (the same bytes for any P)" },
+    { "train", mp_cmd_train, "ropekit train --compare with its (arm, seed) runs spread over the "
+      "ranks; rank 0 writes the tables and holds every final checkpoint" },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,4 +1,4 @@
-/* ropekit-mpi scaling | approx (issue 18, distributed sweeps) under `mpirun --oversubscribe`
+/* ropekit-mpi scaling | approx | train (issue 18, distributed sweeps) under `mpirun --oversubscribe`
  * (tests/run_cli.h: run_mpi), against the single-process ropekit on the same options:
  *   approx, P = 1, 2, 3: the table and the standard output are the single-process ones byte
  *     for byte, but for the lines that name the time and P ('# run ', '# mpi: ');
@@ -270,6 +270,75 @@ static void test_failures(void **state)
     assert_int_equal(access(path("bad.tsv"), F_OK), -1);
 }
 
+/* train --compare over 3 ranks, each rank > 0 in a directory of its own (as on nodes that do
+ * not share rank 0's file system): the single-process report (claims, curves, paired
+ * differences) and every final checkpoint in DIR/ckpt, bit for bit; a rank failing at its
+ * second run (of 2 ranks): one line, status 2, then --resume over 3 ranks completes the same report; plain
+ * train (no --compare) and --jobs are refused. */
+#define TRAIN "train", "--compare", "softmax,softmax-rope,performer", "--seeds", "2", "--task", \
+    "shift:2:8", "--ctx", "16", "--d-model", "16", "--heads", "2", "--layers", "1", "--batch", \
+    "4", "--steps", "20", "--eval-every", "10", "--val-tokens", "64", "--threads", "1"
+
+static void assert_same_file(const char *a, const char *b, int drop_varying)
+{
+    size_t la, lb;
+    char *x = tsv_slurp(path(a), &la), *y = tsv_slurp(path(b), &lb);
+    if (drop_varying) assert_same_without_varying(x, y, a);
+    else if (la != lb || memcmp(x, y, la) != 0) fail_msg("%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+static void assert_same_report(const char *d)
+{
+    static const char *const report[] = { "claims.tsv", "curves.tsv", "paired.tsv",
+                                          "paired_seeds.tsv" };
+    static const char *const ckpt[] = { "softmax", "softmax-rope", "performer" };
+    char a[64], b[64];
+    for (size_t i = 0; i < sizeof report / sizeof report[0]; i++) {
+        snprintf(a, sizeof a, "%s/%s", d, report[i]);
+        snprintf(b, sizeof b, "t1/%s", report[i]);
+        assert_same_file(a, b, 1);
+    }
+    for (size_t i = 0; i < 3; i++)
+        for (int seed = 1; seed <= 2; seed++) {
+            snprintf(a, sizeof a, "%s/ckpt/%s-s%d.ckpt", d, ckpt[i], seed);
+            snprintf(b, sizeof b, "t1/ckpt/%s-s%d.ckpt", ckpt[i], seed);
+            assert_same_file(a, b, 0);
+        }
+}
+
+static void test_train_compare(void **state)
+{
+    (void)state;
+    const char *one[] = { TRAIN, "--dir", "t1", NULL };
+    one_ok(one);
+    const char *a[] = { TRAIN, "--dir", "t3", NULL };
+    const char *priv[] = { "ROPEKIT_MPI_PRIVATE_DIRS=1", NULL };
+    if (mp(3, a, priv) != 0 || R.err[0])
+        fail_msg("train over 3 ranks: exit %d, stderr: %s", R.code, R.err);
+    assert_non_null(strstr(R.out, "claim: RoFormer trains faster than absolute positions: "));
+    assert_same_report("t3");
+    assert_int_equal(access(path("rank1/t3/ckpt"), F_OK), 0);   /* rank 1 trained in its own */
+
+    const char *f[] = { TRAIN, "--dir", "tf", NULL };
+    const char *fail_env[] = { "ROPEKIT_MPI_FAIL_RANK=1", "ROPEKIT_MPI_FAIL_AT=unit1", NULL };
+    assert_int_equal(mp(2, f, fail_env), 2);
+    one_line("ropekit-mpi train: [rank 1] test failure at unit1 (ROPEKIT_MPI_FAIL_RANK)");
+    assert_int_equal(access(path("tf/claims.tsv"), F_OK), -1);  /* no report of a partial run */
+    const char *r[] = { TRAIN, "--dir", "tf", "--resume", NULL };
+    mp_ok(3, r);
+    assert_same_report("tf");
+
+    const char *plain[] = { "train", "--task", "shift:2:8", "--steps", "2", NULL };
+    assert_int_equal(mp(2, plain, NULL), 2);
+    one_line("ropekit-mpi train: only --compare runs over the ranks");
+    const char *jobs[] = { TRAIN, "--dir", "tj", "--jobs", "2", NULL };
+    assert_int_equal(mp(2, jobs, NULL), 2);
+    one_line("ropekit-mpi train: --jobs: under mpirun each rank trains one run at a time");
+    assert_int_equal(access(path("tj"), F_OK), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_scaling),
         cmocka_unit_test(test_approx_resume),
         cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_train_compare),
     };
     return cmocka_run_group_tests_name("mpi_sweeps", tests, setup, teardown);
 }
