@@ -112,6 +112,10 @@ static void sm_destroy(void *impl)
     rk__free(s->pm);
     rk__free(s->po);
     rk__free(s->pl);
+    rk__free(s->ck);
+    rk__free(s->cv);
+    rk__free(s->cmax);
+    rk__free(s->qmx);
     rk__free(s->vp);
     rk__free(s->qd);
     rk__free(s->kd);
@@ -279,7 +283,11 @@ static int sm_create(rk_attn *p)
         size_t nsl = c->batch * c->heads * s->nchunks * s->prow;
         if (!(s->pm = TAKE(p, &rc, nsl, 1, sizeof(float), "decoding partials")) ||
             !(s->pl = TAKE(p, &rc, nsl, 1, sizeof(double), "decoding partials")) ||
-            !(s->po = TAKE(p, &rc, nsl, s->dvp, sizeof(float), "decoding partials")))
+            !(s->po = TAKE(p, &rc, nsl, s->dvp, sizeof(float), "decoding partials")) ||
+            !(s->ck = TAKE(p, &rc, nth * RK_SM_KVCHUNK, c->d, sizeof(float), "chunk keys")) ||
+            !(s->cv = TAKE(p, &rc, nth * RK_SM_KVCHUNK, s->dvp, sizeof(float), "chunk values")) ||
+            !(s->cmax = TAKE(p, &rc, s->nks * s->nchunks, 2, sizeof(float), "chunk magnitudes")) ||
+            !(s->qmx = TAKE(p, &rc, c->batch * c->heads, 1, sizeof(float), "query magnitudes")))
             return rc;
     }
     if (!(s->kvmax = TAKE(p, &rc, s->nks * s->npan, 2, sizeof(float), "magnitudes")) ||
@@ -548,10 +556,12 @@ int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, si
     return RK_OK;
 }
 
-/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16 of kt (the key/value head's panels),
- * rotated through kbuf (16, d) when RoPE is on; the matching value rows into vp. */
+/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel (j0 - base) / 16 of kt (the key/value head's
+ * panels from key base on), rotated through kbuf (16, d) when RoPE is on; the matching value
+ * rows into vp (row j0 - base on). */
 int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
-                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp, float *kvmax)
+                   size_t j0, size_t jn, size_t base, float *kbuf, float *kt, float *vp,
+                   float *kvmax)
 {
     const size_t d = c->d;
     const float *k_src = k->data + j0 * k->ld;
@@ -564,18 +574,12 @@ int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
         k_src = kbuf;
         ldk = d;
     }
-    float *kt_p = kt + j0 * d;                         /* panel j0/16 starts at 16 d (j0/16) */
-    float km = 0.0f, vm = 0.0f;
-    for (size_t jj = 0; jj < jn; jj++)
-        for (size_t ch = 0; ch < d; ch++) {
-            float x = k_src[jj * ldk + ch];
-            km = max_abs(km, x);
-            kt_p[ch * RK_SM_NR + jj] = x;
-        }
+    float *kt_p = kt + (j0 - base) * d;       /* panel p starts at 16 d p: j0 - base = 16 p */
+    float km = s->kern->pack_k(k_src, ldk, jn, d, kt_p), vm = 0.0f;
     for (size_t jj = 0; jj < jn; jj++) {
         const float *v_j = v->data + (j0 + jj) * v->ld;
-        for (size_t ch = 0; ch < c->d_v; ch++) vm = max_abs(vm, v_j[ch]);
-        memcpy(vp + (j0 + jj) * s->dvp, v_j, c->d_v * sizeof(float));
+        vm = max_abs(vm, s->kern->absmax(v_j, c->d_v));
+        memcpy(vp + (j0 - base + jj) * s->dvp, v_j, c->d_v * sizeof(float));
     }
     if (kvmax) { kvmax[0] = km; kvmax[1] = vm; }
     return RK_OK;
@@ -583,10 +587,11 @@ int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
 
 /* One query tile: rows i0 .. i0 + nr - 1 (packed in qs) against the key tiles of [k0, k1)
  * they can see (k0 a multiple of BC), leaving the running max m, sum l and accumulator o in
- * ts. kt and vp are the key/value head's packed keys and values. */
+ * ts. kt and vp are the key/value head's packed keys and values from key kbase on (0: the
+ * plan's whole head; k0: one decoding chunk packed on its own). */
 static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch *ts,
-                   const float *qs, const float *kt, const float *vp, size_t i0, size_t nr,
-                   size_t k0, size_t k1, size_t kv_len)
+                   const float *qs, const float *kt, const float *vp, size_t kbase, size_t i0,
+                   size_t nr, size_t k0, size_t k1, size_t kv_len)
 {
     const rk__sm_kernels *kern = s->kern;
     const size_t d = c->d, dvp = s->dvp;
@@ -619,7 +624,7 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
 
             // 2a. logits S = Q K^T for this block, plus the relative bias of the keys each
             //     row sees (row i, key j: bl[j - i + n_q - 1], consecutive in j)
-            kern->qk(qs + r0 * d, d, kt + j0 * d, npan, s_b, BC);
+            kern->qk(qs + r0 * d, d, kt + (j0 - kbase) * d, npan, s_b, BC);
             if (s->bl)
                 for (size_t r = 0; r < RK_SM_MR; r++) {
                     if (nv[r] == 0) continue;               /* also every pad row */
@@ -635,7 +640,7 @@ static void tile_f(const rk_attn_config *c, const sm_plan *s, const tile_scratch
 
             // 2c. O = diag(alpha) O + P V, each row over the keys it sees (never 0 * a value
             //     row it must not see: that is NaN when the value is Inf or NaN)
-            kern->pv(s_b, BC, vp + j0 * dvp, dvp, nv, dvp, ts->alpha + r0, ts->o + r0 * dvp,
+            kern->pv(s_b, BC, vp + (j0 - kbase) * dvp, dvp, nv, dvp, ts->alpha + r0, ts->o + r0 * dvp,
                      dvp);
         }
     }
@@ -708,11 +713,6 @@ static float *vp_of(const sm_plan *s, const rk_attn_config *c, size_t ks)
     return s->vp + ks * c->n_kv * s->dvp;
 }
 
-/* The whole float32 forward of a batch of heads: keys and values of every key/value head
- * packed once (in panels of 16, rotated), then the (head, query tile) tasks, heaviest tiles
- * first across all heads (dynamic: causal tiles differ in cost), each packing its own queries;
- * or, for decoding shapes (one query tile, long keys: s->nchunks > 0), the (head, key chunk)
- * tasks and a merge. saved: NULL, or batch x heads x n_q log-sum-exps (training forward). */
 /* The float32 fast path's guard: logits bounded by |cq| max|q^| max|k^| d and accumulators by
  * n_kv max|v| must stay far inside float's range (2^100); otherwise the rows go through the
  * double row computation (row_safe). Inputs with NaN or Inf keep the fast path (they give
@@ -790,18 +790,20 @@ static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const 
         tile_scratch ts = slab_f_at(s, c->d, th);
 
         // 1. keys (rotated) in panels of 16, values padded to dvp, every key/value head; only
-        //    the keys some row of the entry sees
-        #pragma omp for schedule(static)
-        for (size_t u = 0; u < nks * npan; u++) {
-            size_t ks = u / npan, pn = u % npan, b = ks / c->kv_heads, j0 = pn * RK_SM_NR;
-            if (j0 >= KMAX(b)) continue;
-            size_t jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
-            rk_mat k = rk_tensor_slice(K, b, ks % c->kv_heads), v = rk_tensor_slice(V, b, ks % c->kv_heads);
-            int rc = rk__sm_pack_kv(c, s, &k, &v, j0, jn, ts.kbuf, kt_of(s, c, ks),
-                                    vp_of(s, c, ks), s->kvmax + 2 * u);
-            if (rc) {
-                #pragma omp atomic write
-                err = rc;
+        //    the keys some row of the entry sees (decoding packs chunk by chunk in 2')
+        if (!s->nchunks) {
+            #pragma omp for schedule(static)
+            for (size_t u = 0; u < nks * npan; u++) {
+                size_t ks = u / npan, pn = u % npan, b = ks / c->kv_heads, j0 = pn * RK_SM_NR;
+                if (j0 >= KMAX(b)) continue;
+                size_t jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
+                rk_mat k = rk_tensor_slice(K, b, ks % c->kv_heads), v = rk_tensor_slice(V, b, ks % c->kv_heads);
+                int rc = rk__sm_pack_kv(c, s, &k, &v, j0, jn, 0, ts.kbuf, kt_of(s, c, ks),
+                                        vp_of(s, c, ks), s->kvmax + 2 * u);
+                if (rc) {
+                    #pragma omp atomic write
+                    err = rc;
+                }
             }
         }
 
@@ -826,44 +828,70 @@ static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const 
                     if (f && f - 1 < bad) bad = f - 1;
                     continue;
                 }
-                tile_f(c, s, &ts, ts.q, kt_of(s, c, ks), vp_of(s, c, ks), i0, nr, 0, c->n_kv,
+                tile_f(c, s, &ts, ts.q, kt_of(s, c, ks), vp_of(s, c, ks), 0, i0, nr, 0, c->n_kv,
                        KVL(b));
                 tile_finish(c, s, &ts, i0, nr, KVL(b), &out, saved ? saved + sl * c->n_q : NULL);
             }
         } else {
-            // 2'. decoding: (head, key chunk) tasks into partials, then one merge per row; a
-            //     head whose magnitudes fail the guard goes row by row through the fallback
+            // 2'. decoding: (key/value head, key chunk) tasks; each packs its chunk into the
+            //     thread's buffers (so K and V stream from memory once, in order, and the
+            //     packed chunk stays in cache) and leaves the partial (m, l, o) of every query
+            //     head of its group, with the chunk's magnitudes
             const size_t nch = s->nchunks, kc = RK_SM_KVCHUNK;
-            #pragma omp for schedule(dynamic, 1) reduction(min: bad)
-            for (size_t u = 0; u < nsl * nch; u++) {
-                size_t sl = u / nch, ch = u % nch, b = sl / H, h = sl % H;
-                size_t ks = b * c->kv_heads + h / grp, k0 = ch * kc;
-                size_t k1 = k0 + kc < c->n_kv ? k0 + kc : c->n_kv;
-                rk_mat q = rk_tensor_slice(Q, b, h);
-                float qm, km, vm;
-                int rc = rk__sm_pack_q(c, s, &q, 0, c->n_q, cq, ts.q, &qm);
-                if (rc) {
-                    #pragma omp atomic write
-                    err = rc;
-                }
-                kv_max(s, ks, KMAX(b), &km, &vm);
-                if (!fast_ok(c, cqd, qm, km, vm)) {
-                    if (ch == 0) {
-                        size_t f = rows_fallback(c, s, Q, K, V, O, b, h, 0, c->n_q, KVL(b),
-                                                 saved ? saved + sl * c->n_q : NULL, sl, th);
-                        if (f && f - 1 < bad) bad = f - 1;
+            float *ck = s->ck + (size_t)th * kc * c->d, *cv = s->cv + (size_t)th * kc * s->dvp;
+            #pragma omp for schedule(dynamic, 1)
+            for (size_t u = 0; u < nks * nch; u++) {
+                size_t ks = u / nch, ch = u % nch, b = ks / c->kv_heads, hk = ks % c->kv_heads;
+                size_t k0 = ch * kc, k1 = k0 + kc < c->n_kv ? k0 + kc : c->n_kv;
+                size_t kend = KMAX(b) < k1 ? KMAX(b) : k1;      /* keys some row sees */
+                rk_mat k = rk_tensor_slice(K, b, hk), v = rk_tensor_slice(V, b, hk);
+                float km = 0.0f, vm = 0.0f, mx[2];
+                for (size_t j0 = k0; j0 < kend; j0 += RK_SM_NR) {
+                    size_t jn = c->n_kv - j0 < RK_SM_NR ? c->n_kv - j0 : RK_SM_NR;
+                    int rc = rk__sm_pack_kv(c, s, &k, &v, j0, jn, k0, ts.kbuf, ck, cv, mx);
+                    if (rc) {
+                        #pragma omp atomic write
+                        err = rc;
                     }
-                    s->pm[(sl * nch + ch) * s->prow] = NAN;   /* marks the head as done */
-                    continue;
+                    km = max_abs(km, mx[0]);
+                    vm = max_abs(vm, mx[1]);
                 }
-                tile_f(c, s, &ts, ts.q, kt_of(s, c, ks), vp_of(s, c, ks), 0, c->n_q, k0, k1,
-                       KVL(b));
-                chunk_store(s, &ts, sl, ch, c->n_q);
+                s->cmax[2 * u] = km;
+                s->cmax[2 * u + 1] = vm;
+                for (size_t h = hk * grp; h < (hk + 1) * grp; h++) {
+                    size_t sl = b * H + h;
+                    rk_mat q = rk_tensor_slice(Q, b, h);
+                    float qm;
+                    int rc = rk__sm_pack_q(c, s, &q, 0, c->n_q, cq, ts.q, &qm);
+                    if (rc) {
+                        #pragma omp atomic write
+                        err = rc;
+                    }
+                    if (ch == 0) s->qmx[sl] = qm;
+                    tile_f(c, s, &ts, ts.q, ck, cv, k0, 0, c->n_q, k0, k1, KVL(b));
+                    chunk_store(s, &ts, sl, ch, c->n_q);
+                }
+            }
+            // 3'. per head, the guard over all its chunks' magnitudes; a head that fails it
+            //     goes row by row through the fallback (its partials unused, qmx marks it)
+            #pragma omp for schedule(dynamic, 1) reduction(min: bad)
+            for (size_t sl = 0; sl < nsl; sl++) {
+                size_t b = sl / H, h = sl % H, ks = b * c->kv_heads + h / grp;
+                float km = 0.0f, vm = 0.0f;
+                for (size_t ch = 0; ch < nch; ch++) {
+                    km = max_abs(km, s->cmax[2 * (ks * nch + ch)]);
+                    vm = max_abs(vm, s->cmax[2 * (ks * nch + ch) + 1]);
+                }
+                if (fast_ok(c, cqd, s->qmx[sl], km, vm)) continue;
+                size_t f = rows_fallback(c, s, Q, K, V, O, b, h, 0, c->n_q, KVL(b),
+                                         saved ? saved + sl * c->n_q : NULL, sl, th);
+                if (f && f - 1 < bad) bad = f - 1;
+                s->qmx[sl] = NAN;
             }
             #pragma omp for schedule(static)
             for (size_t u = 0; u < nsl * c->n_q; u++) {
                 size_t sl = u / c->n_q, r = u % c->n_q, b = sl / H, h = sl % H;
-                if (isnan(s->pm[sl * nch * s->prow])) continue;   /* done by the fallback */
+                if (isnan(s->qmx[sl])) continue;                /* done by the fallback */
                 rk_mat out = rk_tensor_slice(O, b, h);
                 chunk_merge(c, s, sl, r, KVL(b), out.data + r * out.ld,
                             saved ? saved + sl * c->n_q + r : NULL);

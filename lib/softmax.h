@@ -32,6 +32,12 @@ typedef struct {
     size_t   nchunks, prow;         /* chunks per head; rows per partial (n_q)            */
     float   *pm, *po;               /* (heads, nchunks, prow) max; (..., dvp) accumulator */
     double  *pl;                    /* (heads, nchunks, prow) sums                        */
+    /* Each (key/value head, chunk) task packs its keys and values into its thread's chunk
+     * buffers, so K and V stream from memory once (never through the plan's kt / vp); the
+     * guard is decided per head after the chunks, from their magnitudes. */
+    float   *ck, *cv;               /* per thread: (RK_SM_KVCHUNK d), (RK_SM_KVCHUNK dvp) */
+    float   *cmax;                  /* (nks, nchunks, 2) largest |k^|, |v| of each chunk   */
+    float   *qmx;                   /* (batch heads) largest |q^| of each head            */
     /* Magnitudes seen while packing (the float path's overflow guard): per key/value head and
      * panel, the largest |k^| and |v| (kvmax[2 (ks npan + pn) + 0 / 1]). */
     float   *kvmax;
@@ -68,10 +74,12 @@ void rk__sm_xpos_rows_d(const sm_plan *s, double *x, size_t nr, size_t ldx, int6
  * largest |value| before the times cq (fmaxf: a NaN does not count). */
 int rk__sm_pack_q(const rk_attn_config *c, const sm_plan *s, const rk_mat *q, size_t i0,
                   size_t nr, float cq, float *dst, float *qmax);
-/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel j0 / 16 of kt (through kbuf (16, d) when
- * rotated) and the value rows into vp (one key/value head's). */
+/* Keys j0 .. j0 + jn - 1 (jn <= 16) into panel (j0 - base) / 16 of kt (through kbuf (16, d)
+ * when rotated) and the value rows into vp from row j0 - base (one key/value head's, or one
+ * decoding chunk's from key base on). */
 int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, const rk_mat *v,
-                   size_t j0, size_t jn, float *kbuf, float *kt, float *vp, float *kvmax);
+                   size_t j0, size_t jn, size_t base, float *kbuf, float *kt, float *vp,
+                   float *kvmax);
 /* float64 path: q and k rotated (and xPos-scaled) into the plan's copies, or the inputs as
  * they are; *qs, *ks and their leading dimensions. */
 int rk__sm_rotate_d(const rk_attn_config *c, const sm_plan *s, const rk_matd *q,

@@ -130,7 +130,7 @@ static kv_ops kv_of(const rk_attn_config *c, const sm_plan *s, size_t ks)
 static int pack_kv_bwd(const rk_attn_config *c, const sm_plan *s, const rk_mat *k,
                        const rk_mat *v, size_t j0, size_t jn, float *kbuf, const kv_ops *o)
 {
-    int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, kbuf, o->kt, o->vp, NULL);
+    int rc = rk__sm_pack_kv(c, s, k, v, j0, jn, 0, kbuf, o->kt, o->vp, NULL);
     if (rc) return rc;
     const size_t d = c->d, dp = s->dp, dvp = s->dvp;
     const float *kt_p = o->kt + j0 * d;

@@ -124,8 +124,38 @@ static void tpv_c(const float *w, size_t ldw, const float *x, size_t ldx, size_t
     }
 }
 
+/* max(m, |x|) with a NaN x ignored (m > 0 or 0, never NaN), written as a compare */
+static inline float max_abs_c(float m, float x)
+{
+    float a = fabsf(x);
+    return a > m ? a : m;
+}
+
+static float absmax_c(const float *x, size_t n)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) m = max_abs_c(m, x[i]);
+    return m;
+}
+
+static float pack_k_c(const float *k, size_t ldk, size_t jn, size_t d, float *kt)
+{
+    float m = 0.0f;
+    for (size_t jj = 0; jj < jn; jj++) {
+        const float *k_j = k + jj * ldk;
+        for (size_t c = 0; c < d; c++) {
+            m = max_abs_c(m, k_j[c]);
+            kt[c * RK_SM_NR + jj] = k_j[c];
+        }
+    }
+    if (jn < RK_SM_NR)
+        for (size_t c = 0; c < d; c++)
+            memset(kt + c * RK_SM_NR + jn, 0, (RK_SM_NR - jn) * sizeof(float));
+    return m;
+}
+
 static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c, rows_bwd_c, tpv_c,
-                                        RK_ISA_PORTABLE };
+                                        pack_k_c, absmax_c, RK_ISA_PORTABLE };
 
 /* ------------------------------------------------------------------------------------ */
 /* AVX2 + FMA kernels                                                                   */
@@ -448,8 +478,41 @@ AVX2 static void tpv_avx2(const float *w, size_t ldw, const float *x, size_t ldx
     }
 }
 
+/* The largest |x[i]|: _mm256_max_ps(a, m) keeps m where a is NaN (the second operand). */
+AVX2 static float absmax_avx2(const float *x, size_t n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m0);
+        m1 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i + 8)), m1);
+    }
+    float t[8], m = 0.0f;
+    _mm256_storeu_ps(t, _mm256_max_ps(m0, m1));
+    for (int l = 0; l < 8; l++) m = max_abs_c(m, t[l]);
+    for (; i < n; i++) m = max_abs_c(m, x[i]);
+    return m;
+}
+
+/* The magnitudes vectorised, the transposing copy scalar (stores one per cycle). */
+AVX2 static float pack_k_avx2(const float *k, size_t ldk, size_t jn, size_t d, float *kt)
+{
+    float m = 0.0f;
+    for (size_t jj = 0; jj < jn; jj++) {
+        const float *k_j = k + jj * ldk;
+        m = max_abs_c(m, absmax_avx2(k_j, d));
+        for (size_t c = 0; c < d; c++) kt[c * RK_SM_NR + jj] = k_j[c];
+    }
+    if (jn < RK_SM_NR)
+        for (size_t c = 0; c < d; c++)
+            memset(kt + c * RK_SM_NR + jn, 0, (RK_SM_NR - jn) * sizeof(float));
+    return m;
+}
+
 static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2,
-                                          rows_bwd_avx2, tpv_avx2, RK_ISA_AVX2 };
+                                          rows_bwd_avx2, tpv_avx2, pack_k_avx2, absmax_avx2,
+                                          RK_ISA_AVX2 };
 
 /* ------------------------------------------------------------------------------------ */
 /* AVX-512 kernels (F, DQ, BW, VL): one zmm holds a row's 16 keys of a panel, so a 6-row    */
@@ -722,8 +785,74 @@ AVX512 static void tpv_avx512(const float *w, size_t ldw, const float *x, size_t
 }
 #undef UNROLL
 
+/* The largest |x[i]|: _mm512_max_ps(a, m) keeps m where a is NaN (the second operand). */
+AVX512 static float absmax_avx512(const float *x, size_t n)
+{
+    __m512 m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m0);
+        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 16)), m1);
+    }
+    if (i + 16 <= n) {
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m0);
+        i += 16;
+    }
+    if (i < n) {
+        __mmask16 t = lanes_below(n, i);
+        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(t, x + i)), m1);
+    }
+    return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+}
+
+/* One panel: 16 x 16 blocks of (keys, channels) transposed in registers (unpack, unpack,
+ * two 128-bit lane shuffles); rows jj >= jn are zero vectors, so pad keys come out 0. */
+AVX512 static float pack_k_avx512(const float *k, size_t ldk, size_t jn, size_t d, float *kt)
+{
+    __m512 m = _mm512_setzero_ps();
+    for (size_t c0 = 0; c0 < d; c0 += 16) {
+        const __mmask16 cm = lanes_below(d, c0);
+        __m512 r[16], t[16];
+        for (size_t jj = 0; jj < 16; jj++) {
+            r[jj] = jj >= jn ? _mm512_setzero_ps()
+                  : cm == 0xFFFF ? _mm512_loadu_ps(k + jj * ldk + c0)
+                  : _mm512_maskz_loadu_ps(cm, k + jj * ldk + c0);
+            m = _mm512_max_ps(_mm512_abs_ps(r[jj]), m);
+        }
+        for (int i = 0; i < 16; i += 2) {
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 16; i += 4)
+            for (int h = 0; h < 2; h++) {
+                __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + h + 2]);
+                r[i + h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+                r[i + h + 2] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            }
+        /* now r[4 g + q] holds, in 128-bit lane L, channel 4 L + e (q = 0, 2, 1, 3 for
+         * e = 0 .. 3) of keys 4 g .. 4 g + 3: transpose the 4 x 4 lanes of the groups g */
+        static const int q_of[4] = { 0, 2, 1, 3 };
+        __m512 o[16];
+        for (int e = 0; e < 4; e++) {
+            const int q = q_of[e];
+            __m512 x = _mm512_shuffle_f32x4(r[q], r[q + 4], 0x88);     /* lanes 0, 2 of g 0, 1 */
+            __m512 y = _mm512_shuffle_f32x4(r[q], r[q + 4], 0xdd);     /* lanes 1, 3 of g 0, 1 */
+            __m512 z = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0x88);
+            __m512 w = _mm512_shuffle_f32x4(r[q + 8], r[q + 12], 0xdd);
+            o[e] = _mm512_shuffle_f32x4(x, z, 0x88);
+            o[e + 8] = _mm512_shuffle_f32x4(x, z, 0xdd);
+            o[e + 4] = _mm512_shuffle_f32x4(y, w, 0x88);
+            o[e + 12] = _mm512_shuffle_f32x4(y, w, 0xdd);
+        }
+        for (size_t c = 0; c < 16 && c0 + c < d; c++)
+            _mm512_storeu_ps(kt + (c0 + c) * RK_SM_NR, o[c]);
+    }
+    return _mm512_reduce_max_ps(m);
+}
+
 static const rk__sm_kernels kern_avx512 = { "avx512", qk_avx512, rows_avx512, pv_avx512,
-                                            rows_bwd_avx512, tpv_avx512, RK_ISA_AVX512 };
+                                            rows_bwd_avx512, tpv_avx512, pack_k_avx512,
+                                            absmax_avx512, RK_ISA_AVX512 };
 
 static int cpu_has_avx2(void)
 {

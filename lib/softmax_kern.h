@@ -56,6 +56,12 @@ typedef struct {
      * ldo. */
     void (*tpv)(const float *w, size_t ldw, const float *x, size_t ldx, size_t nr,
                 const size_t *rs, size_t nk, size_t ncols, float *o, size_t ldo);
+    /* Packing, exact copies (every path gives the same bits). One panel: kt[c][jj] =
+     * k[jj][c] for jj < jn (jn <= 16) and 0 for jn <= jj < 16, c < d; k ld ldk. Returns the
+     * largest |k| it copied (NaN ignored, as in fmaxf). */
+    float (*pack_k)(const float *k, size_t ldk, size_t jn, size_t d, float *kt);
+    /* The largest |x[i]|, i < n (NaN ignored; 0 for n = 0). */
+    float (*absmax)(const float *x, size_t n);
     /* The path these kernels are (RK_ISA_PORTABLE, RK_ISA_AVX2, RK_ISA_AVX512): what a plan
      * records in its config's isa. */
     rk_isa isa;

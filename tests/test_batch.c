@@ -281,6 +281,59 @@ static void test_decoding(void **state)
     float_vs_double(cr, 17, 2200, 4, H, 0, kvl2, "decode n_q 17 causal rope padded");
 }
 
+/* Decoding's overflow guard is decided per head after the chunks (each chunk packs and
+ * measures its own keys): one huge key in a late chunk of one key/value head sends the heads
+ * that read it through the double fallback and leaves the others on the fast path; every
+ * output finite, equal to the float64 path's, the same bits for 1 and 2 threads. */
+static void test_decoding_guard(void **state)
+{
+    (void)state;
+    const size_t nkv = 2600, d = 8, kvh = 2, nQ = B * H * d, nK = B * kvh * nkv * d;
+    float *f[4];
+    double *x[4];
+    const size_t sz[4] = { nQ, nK, nK, nQ };
+    for (int i = 0; i < 4; i++) { f[i] = calloc(sz[i], 4); x[i] = calloc(sz[i], 8); }
+    for (int i = 0; i < 3; i++) fill(f[i], x[i], sz[i], 300 + (unsigned long)i);
+    /* batch 1, key/value head 0 (query heads 0, 1), key 2100 (chunk 2): |k| ~ 1e30, and
+     * those heads' queries ~ 1e10, so their logits (~1e40) overflow float */
+    for (size_t c = 0; c < d; c++) {
+        size_t at = ((1 * kvh + 0) * nkv + 2100) * d + c;
+        f[1][at] *= 1e30f;
+        x[1][at] = f[1][at];
+        for (size_t h = 0; h < 2; h++) {
+            f[0][(1 * H + h) * d + c] *= 1e10f;
+            x[0][(1 * H + h) * d + c] = f[0][(1 * H + h) * d + c];
+        }
+    }
+    rk_tensor T[4];
+    rk_tensord Td[4];
+    for (int i = 0; i < 4; i++) {
+        int kv = i == 1 || i == 2;
+        T[i] = tf(f[i], 0, kv ? kvh : H, kv ? nkv : 1, d);
+        Td[i] = td(x[i], 0, kv ? kvh : H, kv ? nkv : 1, d);
+    }
+    float first[B * H * 8];
+    for (int nt = 1; nt <= 2; nt++) {
+        rk_attn_config c = { .kind = RK_SOFTMAX, .n_q = 1, .n_kv = nkv, .d = d, .batch = B,
+                             .heads = H, .kv_heads = kvh, .nthreads = nt };
+        rk_attn *p = NULL;
+        OK(rk_attn_create(&p, &c));
+        OK(rk_attn_execute_batch(p, &T[0], &T[1], &T[2], &T[3], NULL));
+        if (nt == 1) {
+            OK(rk_attn_execute_batch_d(p, &Td[0], &Td[1], &Td[2], &Td[3], NULL));
+            for (size_t i = 0; i < nQ; i++)
+                if (!isfinite(f[3][i]) || fabs(f[3][i] - x[3][i]) > 1e-5 * (1.0 + fabs(x[3][i])))
+                    fail_msg("decode guard: out[%zu] = %.9g, double %.17g", i, (double)f[3][i],
+                             x[3][i]);
+            memcpy(first, f[3], nQ * 4);
+        } else if (memcmp(first, f[3], nQ * 4)) {
+            fail_msg("decode guard: outputs differ between 1 and 2 threads");
+        }
+        rk_attn_destroy(p);
+    }
+    for (int i = 0; i < 4; i++) { free(f[i]); free(x[i]); }
+}
+
 static void test_batch_errors(void **state)
 {
     (void)state;
@@ -317,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_batch_matches_heads),
         cmocka_unit_test(test_batch_vs_double),
         cmocka_unit_test(test_decoding),
+        cmocka_unit_test(test_decoding_guard),
         cmocka_unit_test(test_batch_errors),
     };
     return cmocka_run_group_tests_name("batch", tests, NULL, NULL);

@@ -350,6 +350,41 @@ static void check_tpv(const rk__sm_kernels *K, gsl_rng *g, ratio *w)
             }
 }
 
+/* Packing is an exact copy: the panel (key jj, channel c at c 16 + jj, pad keys 0) and the
+ * largest magnitude, NaN ignored, against a plain loop; awkward widths and strides. */
+static void check_pack(const rk__sm_kernels *K, gsl_rng *g)
+{
+    static const size_t ds[] = { 1, 7, 15, 16, 17, 33, 64, 80, 129 };
+    for (size_t di = 0; di < sizeof ds / sizeof *ds; di++)
+        for (size_t jn = 1; jn <= RK_SM_NR; jn++) {
+            const size_t d = ds[di], ldk = d + (jn % 3);
+            float *k = alloc64(RK_SM_NR * ldk * 4 + 4), *kt = alloc64(RK_SM_NR * d * 4);
+            float m = 0.0f;
+            for (size_t i = 0; i < RK_SM_NR * ldk; i++)
+                k[i] = (float)gsl_ran_gaussian(g, 1.0) * (float)(1 + i % 5);
+            if (jn > 2) k[(jn - 2) * ldk + d / 2] = nanf_();   /* ignored by the max */
+            for (size_t i = 0; i < RK_SM_NR * d; i++) kt[i] = 7.0f;  /* pads must become 0 */
+            for (size_t jj = 0; jj < jn; jj++)
+                for (size_t c = 0; c < d; c++)
+                    if (fabsf(k[jj * ldk + c]) > m) m = fabsf(k[jj * ldk + c]);
+            float got = K->pack_k(k, ldk, jn, d, kt);
+            assert_true(got == m);
+            for (size_t c = 0; c < d; c++)
+                for (size_t jj = 0; jj < RK_SM_NR; jj++) {
+                    float e = jj < jn ? k[jj * ldk + c] : 0.0f, a = kt[c * RK_SM_NR + jj];
+                    assert_true(memcmp(&e, &a, sizeof e) == 0);
+                }
+            /* absmax over every prefix length of one row (vector bodies and tails) */
+            float r = 0.0f;
+            for (size_t n = 0; n <= d; n++) {
+                assert_true(K->absmax(k, n) == r);
+                if (n < d && fabsf(k[n]) > r) r = fabsf(k[n]);
+            }
+            free(k);
+            free(kt);
+        }
+}
+
 static void check_exp2(rk_isa isa, ratio *w)
 {
     enum { N = 20011 };
@@ -387,6 +422,7 @@ static void test_softmax_kernels(void **state)
         check_pv(K, g, &w);
         check_rows_bwd(K, g, &w);
         check_tpv(K, g, &w);
+        check_pack(K, g);
         if (p[i] != RK_ISA_PORTABLE) check_exp2(p[i], &w);
         else assert_false(rk__sm_exp2_array_isa(RK_ISA_PORTABLE, &(float){ 0 }, 1));
         print_message("%s kernels: worst error %.3f of the derived bound\n", K->name, w.worst);
