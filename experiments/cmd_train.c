@@ -57,6 +57,9 @@ static const cli_opt opts[] = {
     { "d-ff", "F", "MLP width (default 4C)" },
     { "ctx", "T", "training length (default 64)" },
     { "features", "M", "FAVOR+ random features (default 64)" },
+    { "rope-config", "FILE", "the RoPE arms rotate with a Hugging Face config.json's rope_theta,\n"
+      "partial_rotary_factor and pairing (its head width must be d-model / heads; a\n"
+      "rope_scaling is refused: evaluate longer lengths with --scalings)" },
     { "steps", "N", "optimizer steps (default 2000; quick 400)" },
     { "batch", "B", "sequences per step (default 16)" },
     { "lr", "X", "peak learning rate (default 0.002)" },
@@ -111,6 +114,11 @@ typedef struct {
     /* model */
     int           pe;            /* -1: the variant's default                                 */
     size_t        layers, d_model, heads, d_ff, ctx, features;
+    const char   *rope_file;     /* --rope-config: the RoPE arms' base, rotated width, pairing */
+    int           rope_set;      /* the three below replace the variant's (file or checkpoint) */
+    rk_rope_style rope_style;
+    double        rope_base;
+    size_t        rope_rotary;   /* rotated channels of a head (<= d_model / heads)           */
     /* training */
     lm_train_config tc;
     /* data */
@@ -196,6 +204,32 @@ static void parse_arm(cli_ctx *c, const char *opt, char *item, int pe_default, t
     a->map = v->map;
 }
 
+/* --rope-config: what a trained model's RoPE takes from a Hugging Face config.json. Only the
+ * unscaled rotation (rope_theta, partial_rotary_factor, the pairing of its model_type): a
+ * scaling is for running a trained model past its length, which --scalings evaluates; the
+ * checkpoint records base, rotated width and pairing, so --resume and --eval rebuild it. */
+static void rope_file_settings(cli_ctx *c, settings *s)
+{
+    rk_rope_hf h;
+    if (rk_rope_hf_load(&h, s->rope_file)) cli_die(c, "--rope-config: %s", rk_last_error());
+    rk_rope_config r = h.cfg;
+    const size_t hs = s->d_model / s->heads;
+    const char *why = NULL;
+    if (r.scaling != RK_SCALE_NONE) why = rk_rope_scaling_name(r.scaling);
+    else if (r.freqs || r.freq_factors) why = "per-pair frequencies";
+    rk_rope_hf_free(&h);
+    if (why)
+        cli_die(c, "--rope-config: %s scales its rotation (%s): a model here trains with the "
+                "unscaled RoPE; evaluate longer lengths with --scalings", s->rope_file, why);
+    if (r.dim != hs)
+        cli_die(c, "--rope-config: %s gives a head width of %zu, but the model's is --d-model / "
+                "--heads = %zu / %zu = %zu", s->rope_file, r.dim, s->d_model, s->heads, hs);
+    s->rope_set = 1;
+    s->rope_style = r.style;
+    s->rope_base = r.base ? r.base : 10000.0;
+    s->rope_rotary = r.rotary_dim ? r.rotary_dim : hs;
+}
+
 static void parse_settings(cli_ctx *c, settings *s)
 {
     memset(s, 0, sizeof *s);
@@ -208,7 +242,7 @@ static void parse_settings(cli_ctx *c, settings *s)
             "variant", "pe", "task", "layers", "d-model", "heads", "d-ff", "ctx", "features",
             "steps", "batch", "lr", "min-lr", "warmup", "weight-decay", "beta2", "clip", "redraw",
             "seed", "eval-every", "ckpt", "ckpt-every", "resume", "quick", "compare", "seeds",
-            "jobs", "report-step", "level", NULL,
+            "jobs", "report-step", "level", "rope-config", NULL,
         };
         for (int i = 0; fixed[i]; i++)
             if (cli_get(c, fixed[i]))
@@ -237,6 +271,7 @@ static void parse_settings(cli_ctx *c, settings *s)
     s->d_ff = get_size(c, "d-ff", 4 * s->d_model, 1, 65536);
     s->ctx = get_size(c, "ctx", 64, 2, 65536);
     s->features = get_size(c, "features", 64, 1, 65536);
+    if ((s->rope_file = cli_get(c, "rope-config"))) rope_file_settings(c, s);
     lm_train_config *tc = &s->tc;
     tc->opt.steps = get_size(c, "steps", quick ? 400 : 2000, 1, (size_t)1 << 40);
     tc->batch = get_size(c, "batch", 16, 1, 1 << 20);
@@ -360,6 +395,18 @@ static void arm_config(cli_ctx *c, const settings *s, const train_arm *a, lm_con
     int rc = variant_config(a->variant, s->ctx, s->ctx, hs, hs, 1, s->features, 1, &cfg->attn);
     if (rc) cli_die_rk(c, rc < 0 ? RK_EINVAL : rc, a->variant);
     variant_release();
+    rk_attn_config *at = &cfg->attn;
+    if (s->rope_set && at->rope != RK_ROPE_NONE) {
+        /* eq. 19 rotates the features, not the head: a partial rotation of the head has no
+         * meaning there, only the base and the pairing carry over */
+        if (s->rope_file && at->rope == RK_ROPE_FEATURES && s->rope_rotary != hs)
+            cli_die(c, "--rope-config: %s rotates %zu of %zu channels of a head; arm '%s' "
+                    "rotates the FAVOR+ features (eq. 19), where that has no meaning",
+                    s->rope_file, s->rope_rotary, hs, a->label);
+        at->rope_cfg.style = s->rope_style;
+        at->rope_cfg.base = s->rope_base;
+        if (at->rope == RK_ROPE_QK) at->rope_cfg.rotary_dim = s->rope_rotary;
+    }
 }
 
 static void load_data(cli_ctx *c, const settings *s, lm_data *d)
@@ -410,6 +457,11 @@ static void config_line(const settings *s, const lm_data *d, char *buf, size_t l
                  tc->batch, tc->opt.lr, tc->opt.min_lr, tc->opt.warmup, tc->opt.weight_decay,
                  tc->opt.beta2, tc->opt.clip, tc->redraw, s->eval_every, s->val_tokens, d->desc,
                  (unsigned long long)d->hash);
+    n = strlen(buf);
+    if (s->rope_file && n < len)      /* only then: tables from before the option still match */
+        snprintf(buf + n, len - n, " rope_config=%s rope_base=%g rope_rotary_dim=%zu rope_style=%s",
+                 s->rope_file, s->rope_base, s->rope_rotary,
+                 s->rope_style == RK_ROPE_HALF ? "half" : "interleaved");
     for (char *p = buf; *p; p++)
         if (*p == '\t' || *p == '\n') *p = ' ';
 }
@@ -987,6 +1039,11 @@ static int run_eval(cli_ctx *c, settings *s, resources *res, int threads)
     s->heads = info.cfg.n_heads;
     s->d_ff = info.cfg.d_ff;
     s->features = info.cfg.attn.n_features ? info.cfg.attn.n_features : s->features;
+    /* the RoPE it was trained with (a --rope-config run's base, rotated width and pairing) */
+    s->rope_set = 1;
+    s->rope_style = info.cfg.attn.rope_cfg.style;
+    s->rope_base = info.cfg.attn.rope_cfg.base;
+    s->rope_rotary = info.cfg.attn.rope_cfg.rotary_dim;
     s->tc = info.tc;
     check_lengths(c, s, &res->data);
     res->trainer = make_trainer(c, s, &a, info.tc.seed, &res->data, threads);
@@ -1028,12 +1085,12 @@ int cmd_train(int argc, char **argv)
  * are runs, extrapolation and timing; the ranks are the runs at a time (no --jobs). */
 
 /* The relative time of a training step of an arm, which balances the ranks: FAVOR+ and linear
- * attention train about 2.5 times slower per token than exact softmax at this trainer's sizes
- * (1 thread, the default model: 54.5k tokens/s softmax, 22k performer; linear taken as
- * performer, its kernels are the same chunked causal ones). */
+ * attention train about 1.5 times slower per token than exact softmax at this trainer's sizes
+ * (1 thread, the default model, Zen 5, 2026-12-05: 77.3k tokens/s softmax, 51.8k performer;
+ * linear taken as performer, its kernels are the same chunked causal ones). */
 static double arm_cost(const train_arm *a)
 {
-    return a->kind == RK_PERFORMER || a->kind == RK_LINEAR ? 2.5 : 1.0;
+    return a->kind == RK_PERFORMER || a->kind == RK_LINEAR ? 1.5 : 1.0;
 }
 
 static void *driver_setup(cli_ctx *c)
@@ -1104,7 +1161,7 @@ const sweep_driver train_compare_driver = {
     &spec, NTABLES, driver_setup, driver_table, driver_units, driver_todo, driver_run, NULL,
     driver_summary, 1,
     "--compare only; its (arm, seed) runs are spread over the\n"
-    "ranks (largest first to the least-loaded rank; a FAVOR+ or linear run counts 2.5 softmax\n"
+    "ranks (largest first to the least-loaded rank; a FAVOR+ or linear run counts 1.5 softmax\n"
     "runs), each rank trains one run at a time (--jobs is refused: start more ranks) with\n"
     "--threads threads; rank 0 writes the tables in DIR and receives every final checkpoint\n"
     "into DIR/ckpt.",

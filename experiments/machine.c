@@ -66,15 +66,11 @@ const char *machine_timestamp(char *buf, size_t len)
 
 /* What the library's run-time dispatch picks on this CPU (lib/: the softmax and FAVOR+ kernels
  * need AVX2 and FMA, RoPE's float kernels AVX2), independent of the flags this build used. */
+/* The kernel path the library's dispatch takes here (ROPEKIT_ISA included): what a plan with
+ * isa = RK_ISA_AUTO runs. */
 static const char *runtime_kernels(void)
 {
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-    __builtin_cpu_init();
-    int avx2 = __builtin_cpu_supports("avx2") != 0, fma = __builtin_cpu_supports("fma") != 0;
-    return avx2 && fma ? "avx2+fma" : avx2 ? "avx2(rope)+portable" : "portable";
-#else
-    return "portable";
-#endif
+    return rk_isa_name(rk_isa_resolve(RK_ISA_AUTO));
 }
 
 const char *machine_describe(char *buf, size_t len)

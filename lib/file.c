@@ -205,3 +205,20 @@ int rk__same_file(const char *a, const char *b)
     if (!a || !b || stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
+
+int rk__in_open(const char *path, int *fd, struct stat *st)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0) RK_FAIL(RK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    const char *why = NULL;
+    int e = 0;
+    if (fstat(*fd, st) != 0) e = errno;
+    else if (!S_ISREG(st->st_mode))
+        why = S_ISDIR(st->st_mode) ? "is a directory" : S_ISFIFO(st->st_mode) ? "is a FIFO"
+            : "is a device or socket";
+    if (!e && !why) return RK_OK;
+    close(*fd);
+    *fd = -1;
+    if (e) RK_FAIL(RK_EIO, "%s: cannot stat: %s", path, strerror(e));
+    RK_FAIL(RK_EIO, "%s: %s, not a regular file", path, why);
+}

@@ -17,6 +17,7 @@
  * and 2.x alike) through the one atomic writer (rk_file.h): temporary file + fsync + rename(2),
  * devices and FIFOs written directly, symbolic links followed. */
 #include "rk_internal.h"
+#include "rk_file.h"
 #include "rk_npy.h"
 
 #include <errno.h>
@@ -559,21 +560,9 @@ int rk_npy_load(const char *path, rk_array *out)
     if (!out) RK_FAIL(RK_EINVAL, "rk_npy_load: out is NULL");
     *out = (rk_array){ 0 };
     if (!path) RK_FAIL(RK_EINVAL, "rk_npy_load: path is NULL");
-    /* O_NONBLOCK: opening a FIFO with no writer must not hang; it is refused below. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) RK_FAIL(RK_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        RK_FAIL(RK_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        RK_FAIL(RK_EIO, "%s: %s, not a regular file", path,
-                S_ISDIR(st.st_mode) ? "is a directory" : S_ISFIFO(st.st_mode) ? "is a FIFO"
-                : "is a device or socket");
-    }
+    int fd, rc = rk__in_open(path, &fd, &st);
+    if (rc) return rc;
     if (st.st_size < 0 || (uintmax_t)st.st_size > SIZE_MAX) {
         close(fd);
         RK_FAIL(RK_EOVERFLOW, "%s: file size %jd does not fit size_t", path,
@@ -585,7 +574,7 @@ int rk_npy_load(const char *path, rk_array *out)
         close(fd);
         RK_FAIL(RK_EIO, "%s: cannot open: %s", path, strerror(e));
     }
-    int rc = load_stream(path, f, (size_t)st.st_size, out);
+    rc = load_stream(path, f, (size_t)st.st_size, out);
     fclose(f);
     return rc;
 }

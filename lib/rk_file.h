@@ -23,6 +23,7 @@
 #define RK_FILE_H
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 typedef struct {
     FILE       *f;        /* write the contents here                                     */
@@ -44,6 +45,11 @@ int  rk__out_commit(rk__out *o);
 void rk__out_abort(rk__out *o);
 /* Write len bytes from data to path through the above: 0 or an errno value, *step set. */
 int  rk__out_write_file(const char *path, const void *data, size_t len, const char **step);
+
+/* Inputs: open path for reading if it is a regular file (O_NONBLOCK, so a FIFO with no
+ * writer cannot hang the open; it is refused like a directory or device). RK_OK with *fd and
+ * *st filled, or RK_EIO with the error recorded (naming path and why) and nothing open. */
+int  rk__in_open(const char *path, int *fd, struct stat *st);
 
 /* 1 if a and b name the same existing file (same device and inode, links followed), else 0. */
 int  rk__same_file(const char *a, const char *b);

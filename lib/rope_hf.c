@@ -18,6 +18,7 @@
  * the key ("config.json: rope_scaling.factor: expected a number, got a string").
  */
 #include "rk_internal.h"
+#include "rk_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -547,21 +548,9 @@ int rk_rope_hf_load(rk_rope_hf *out, const char *path)
     if (!out) RK_FAIL(RK_EINVAL, "rk_rope_hf_load: out is NULL");
     memset(out, 0, sizeof *out);
     if (!path) RK_FAIL(RK_EINVAL, "rk_rope_hf_load: path is NULL");
-    /* O_NONBLOCK: opening a FIFO with no writer must not hang; it is refused below. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) RK_FAIL(RK_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        RK_FAIL(RK_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        RK_FAIL(RK_EIO, "%s: %s, not a regular file", path,
-                S_ISDIR(st.st_mode) ? "is a directory" : S_ISFIFO(st.st_mode) ? "is a FIFO"
-                : "is a device or socket");
-    }
+    int fd, rc = rk__in_open(path, &fd, &st);
+    if (rc) return rc;
     if (st.st_size < 0 || (uintmax_t)st.st_size > HF_MAX_BYTES) {
         close(fd);
         RK_FAIL(RK_EFORMAT, "%s: %jd bytes is too large for a config.json (limit %zu MiB)", path,
@@ -592,7 +581,7 @@ int rk_rope_hf_load(rk_rope_hf *out, const char *path)
         }
     }
     close(fd);
-    int rc = rk_rope_hf_parse(out, buf, len, path);
+    rc = rk_rope_hf_parse(out, buf, len, path);
     free(buf);
     return rc;
 }

@@ -453,6 +453,57 @@ static void test_cli_errors(void **state)
              "--ctx", "256", "--lengths", "1,64"), "more than the validation part");
 }
 
+/* --rope-config: the RoPE arms take the file's rope_theta, partial_rotary_factor and pairing
+ * (recorded in the checkpoint, so --eval rebuilds them and a --resume without the file is
+ * another configuration); a scaled rotation, another head width, a partial rotation on the
+ * features and --eval with the file are refused. */
+static void test_rope_config(void **state)
+{
+    (void)state;
+#define ROPE_JSON(extra) "{\"model_type\": \"gpt_neox\", \"hidden_size\": 16, "          \
+    "\"num_attention_heads\": 2, \"rope_theta\": 500.0, \"partial_rotary_factor\": 0.5, "   \
+    "\"max_position_embeddings\": 64" extra "}"
+    static const char ok[] = ROPE_JSON(""), wide[] = ROPE_JSON(", \"head_dim\": 16");
+    static const char scaled[] = ROPE_JSON(", \"rope_scaling\": {\"rope_type\": \"linear\", "
+                                           "\"factor\": 2.0}");
+#undef ROPE_JSON
+    write_file(P("ok.json"), ok, strlen(ok));
+    write_file(P("wide.json"), wide, strlen(wide));
+    write_file(P("scaled.json"), scaled, strlen(scaled));
+#define RC_ARGS(...) ARGS("train", "--task", "shift:2:8", "--ctx", "16", "--d-model", "16",      \
+    "--heads", "2", "--layers", "1", "--batch", "4", "--steps", "20", "--eval-every", "10",     \
+    "--val-tokens", "64", "--threads", "1", __VA_ARGS__)
+    bad(RC_ARGS("--rope-config", "scaled.json"), "scales its rotation (linear)");
+    bad(RC_ARGS("--rope-config", "wide.json"), "head width of 16");
+    bad(RC_ARGS("--rope-config", "missing.json"), "missing.json");
+    bad(RC_ARGS("--variant", "performer-rope-features", "--rope-config", "ok.json"),
+        "rotates the FAVOR+ features");
+    bad(ARGS("train", "--eval", "x.ckpt", "--rope-config", "ok.json"), "does not apply to --eval");
+    run_cli_result r;
+    assert_int_equal(run_cli(RC_ARGS("--out", "plain.tsv"), dir, 120, &r), 0);
+    assert_int_equal(run_cli(RC_ARGS("--rope-config", "ok.json", "--out", "file.tsv", "--ckpt",
+                                     "rc.ckpt"), dir, 120, &r), 0);
+    /* the file changed the rotation, so the training */
+    size_t na = 0, nb = 0;
+    unsigned char *a = read_file(P("plain.tsv"), &na);
+    unsigned char *b = read_file(P("file.tsv"), &nb);
+    assert_true(a && b && na > 0 && nb > 0);
+    assert_false(na == nb && memcmp(a, b, na) == 0);
+    free(a);
+    free(b);
+    /* the checkpoint carries it: --eval runs without the file, --resume without it refuses */
+    assert_int_equal(run_cli(ARGS("train", "--eval", "rc.ckpt", "--lengths", "1", "--scalings",
+                                  "none"), dir, 120, &r), 0);
+    bad(RC_ARGS("--ckpt", "rc.ckpt", "--resume"), "attn.rope_style");
+    assert_int_equal(run_cli(RC_ARGS("--rope-config", "ok.json", "--ckpt", "rc.ckpt", "--resume"),
+                             dir, 120, &r), 0);
+    assert_non_null(strstr(r.out, "rope_config=ok.json rope_base=500 rope_rotary_dim=4 "
+                                  "rope_style=half"));
+#undef RC_ARGS
+    unlink(P("ok.json")); unlink(P("wide.json")); unlink(P("scaled.json"));
+    unlink(P("plain.tsv")); unlink(P("file.tsv")); unlink(P("rc.ckpt"));
+}
+
 /* kill -9 between checkpoints, then --resume: the same final checkpoint as an unbroken run */
 static void test_kill_resume(void **state)
 {
@@ -633,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_shift_task),
         cmocka_unit_test(test_data),
         cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_rope_config),
         cmocka_unit_test(test_kill_resume),
         cmocka_unit_test(test_compare),
         cmocka_unit_test(test_plots),
