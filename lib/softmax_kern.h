@@ -1,7 +1,8 @@
 /* Float32 kernels of exact softmax attention, shared by lib/softmax.c (the tile driver) and
- * the tests. Three implementations of the same five kernels: portable C (the reference
- * semantics, and the fallback), AVX2+FMA and AVX-512 (F, DQ, BW, VL), picked once per plan at
- * create time from the plan's resolved isa and what the CPU reports (__builtin_cpu_supports).
+ * the tests. Three implementations of the same kernels (five products and softmax passes, two
+ * packing copies): portable C (the reference semantics, and the fallback), AVX2+FMA and
+ * AVX-512 (F, DQ, BW, VL), picked once per plan at create time from the plan's resolved isa
+ * and what the CPU reports (__builtin_cpu_supports).
  * All work on the packed layouts the driver builds:
  *
  *   qs   (n_q_pad, d)            queries, already multiplied by scale * log2(e), ld = d

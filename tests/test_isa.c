@@ -3,7 +3,8 @@
  * references with tolerances derived from float rounding, and the same bits for 1 and 2
  * threads within a path:
  *   - the five softmax micro-kernels of each path element by element against double sums,
- *     with NaN / Inf planted wherever the contract says a kernel must not look;
+ *     with NaN / Inf planted wherever the contract says a kernel must not look, and the two
+ *     packing kernels (panel transpose, magnitudes) exactly against plain loops;
  *   - exact softmax forward (bidirectional, causal, RoPE both pairings, bias with -inf
  *     entries, xPos, key padding, n_q != n_kv, padded rows) against tests/ref_attn.c, and
  *     its backward against the float64 backward (tests/grad_check.c);
