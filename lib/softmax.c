@@ -575,12 +575,9 @@ int rk__sm_pack_kv(const rk_attn_config *c, const sm_plan *s, const rk_mat *k, c
         ldk = d;
     }
     float *kt_p = kt + (j0 - base) * d;       /* panel p starts at 16 d p: j0 - base = 16 p */
-    float km = s->kern->pack_k(k_src, ldk, jn, d, kt_p), vm = 0.0f;
-    for (size_t jj = 0; jj < jn; jj++) {
-        const float *v_j = v->data + (j0 + jj) * v->ld;
-        vm = max_abs(vm, s->kern->absmax(v_j, c->d_v));
-        memcpy(vp + (j0 - base + jj) * s->dvp, v_j, c->d_v * sizeof(float));
-    }
+    float km = s->kern->pack_k(k_src, ldk, jn, d, kt_p);
+    float vm = s->kern->pack_v(v->data + j0 * v->ld, v->ld, jn, c->d_v, vp + (j0 - base) * s->dvp,
+                               s->dvp);
     if (kvmax) { kvmax[0] = km; kvmax[1] = vm; }
     return RK_OK;
 }

@@ -131,10 +131,14 @@ static inline float max_abs_c(float m, float x)
     return a > m ? a : m;
 }
 
-static float absmax_c(const float *x, size_t n)
+static float pack_v_c(const float *v, size_t ldv, size_t jn, size_t dv, float *vp, size_t ldp)
 {
     float m = 0.0f;
-    for (size_t i = 0; i < n; i++) m = max_abs_c(m, x[i]);
+    for (size_t j = 0; j < jn; j++)
+        for (size_t c = 0; c < dv; c++) {
+            m = max_abs_c(m, v[j * ldv + c]);
+            vp[j * ldp + c] = v[j * ldv + c];
+        }
     return m;
 }
 
@@ -155,7 +159,7 @@ static float pack_k_c(const float *k, size_t ldk, size_t jn, size_t d, float *kt
 }
 
 static const rk__sm_kernels kern_c = { "portable", qk_c, rows_c, pv_c, rows_bwd_c, tpv_c,
-                                        pack_k_c, absmax_c, RK_ISA_PORTABLE };
+                                        pack_k_c, pack_v_c, RK_ISA_PORTABLE };
 
 /* ------------------------------------------------------------------------------------ */
 /* AVX2 + FMA kernels                                                                   */
@@ -495,6 +499,32 @@ AVX2 static float absmax_avx2(const float *x, size_t n)
     return m;
 }
 
+AVX2 static float pack_v_avx2(const float *v, size_t ldv, size_t jn, size_t dv, float *vp,
+                              size_t ldp)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m8 = _mm256_setzero_ps();
+    float m = 0.0f;
+    for (size_t j = 0; j < jn; j++) {
+        const float *v_j = v + j * ldv;
+        float *o_j = vp + j * ldp;
+        size_t c = 0;
+        for (; c + 8 <= dv; c += 8) {
+            __m256 x = _mm256_loadu_ps(v_j + c);
+            m8 = _mm256_max_ps(_mm256_andnot_ps(sign, x), m8);
+            _mm256_storeu_ps(o_j + c, x);
+        }
+        for (; c < dv; c++) {
+            m = max_abs_c(m, v_j[c]);
+            o_j[c] = v_j[c];
+        }
+    }
+    float t[8];
+    _mm256_storeu_ps(t, m8);
+    for (int l = 0; l < 8; l++) m = max_abs_c(m, t[l]);
+    return m;
+}
+
 /* The magnitudes vectorised, the transposing copy scalar (stores one per cycle). */
 AVX2 static float pack_k_avx2(const float *k, size_t ldk, size_t jn, size_t d, float *kt)
 {
@@ -511,7 +541,7 @@ AVX2 static float pack_k_avx2(const float *k, size_t ldk, size_t jn, size_t d, f
 }
 
 static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2,
-                                          rows_bwd_avx2, tpv_avx2, pack_k_avx2, absmax_avx2,
+                                          rows_bwd_avx2, tpv_avx2, pack_k_avx2, pack_v_avx2,
                                           RK_ISA_AVX2 };
 
 /* ------------------------------------------------------------------------------------ */
@@ -785,22 +815,35 @@ AVX512 static void tpv_avx512(const float *w, size_t ldw, const float *x, size_t
 }
 #undef UNROLL
 
-/* The largest |x[i]|: _mm512_max_ps(a, m) keeps m where a is NaN (the second operand). */
-AVX512 static float absmax_avx512(const float *x, size_t n)
+/* Rows copied 16 lanes at a time (a masked tail), their magnitudes kept in one register and
+ * reduced once: _mm512_max_ps(a, m) keeps m where a is NaN (the second operand). */
+AVX512 static float pack_v_avx512(const float *v, size_t ldv, size_t jn, size_t dv, float *vp,
+                                  size_t ldp)
 {
     __m512 m0 = _mm512_setzero_ps(), m1 = _mm512_setzero_ps();
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m0);
-        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i + 16)), m1);
-    }
-    if (i + 16 <= n) {
-        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m0);
-        i += 16;
-    }
-    if (i < n) {
-        __mmask16 t = lanes_below(n, i);
-        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(t, x + i)), m1);
+    const size_t full = dv / 16 * 16;
+    const __mmask16 tail = lanes_below(dv, full);
+    for (size_t j = 0; j < jn; j++) {
+        const float *v_j = v + j * ldv;
+        float *o_j = vp + j * ldp;
+        size_t c = 0;
+        for (; c + 32 <= full; c += 32) {
+            __m512 x = _mm512_loadu_ps(v_j + c), y = _mm512_loadu_ps(v_j + c + 16);
+            m0 = _mm512_max_ps(_mm512_abs_ps(x), m0);
+            m1 = _mm512_max_ps(_mm512_abs_ps(y), m1);
+            _mm512_storeu_ps(o_j + c, x);
+            _mm512_storeu_ps(o_j + c + 16, y);
+        }
+        if (c < full) {
+            __m512 x = _mm512_loadu_ps(v_j + c);
+            m0 = _mm512_max_ps(_mm512_abs_ps(x), m0);
+            _mm512_storeu_ps(o_j + c, x);
+        }
+        if (tail) {
+            __m512 x = _mm512_maskz_loadu_ps(tail, v_j + full);
+            m1 = _mm512_max_ps(_mm512_abs_ps(x), m1);
+            _mm512_mask_storeu_ps(o_j + full, tail, x);
+        }
     }
     return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
 }
@@ -813,16 +856,19 @@ AVX512 static float pack_k_avx512(const float *k, size_t ldk, size_t jn, size_t 
     for (size_t c0 = 0; c0 < d; c0 += 16) {
         const __mmask16 cm = lanes_below(d, c0);
         __m512 r[16], t[16];
+        _Pragma("GCC unroll 16")
         for (size_t jj = 0; jj < 16; jj++) {
             r[jj] = jj >= jn ? _mm512_setzero_ps()
                   : cm == 0xFFFF ? _mm512_loadu_ps(k + jj * ldk + c0)
                   : _mm512_maskz_loadu_ps(cm, k + jj * ldk + c0);
             m = _mm512_max_ps(_mm512_abs_ps(r[jj]), m);
         }
+        _Pragma("GCC unroll 8")
         for (int i = 0; i < 16; i += 2) {
             t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
             t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
         }
+        _Pragma("GCC unroll 4")
         for (int i = 0; i < 16; i += 4)
             for (int h = 0; h < 2; h++) {
                 __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + h + 2]);
@@ -833,6 +879,7 @@ AVX512 static float pack_k_avx512(const float *k, size_t ldk, size_t jn, size_t 
          * e = 0 .. 3) of keys 4 g .. 4 g + 3: transpose the 4 x 4 lanes of the groups g */
         static const int q_of[4] = { 0, 2, 1, 3 };
         __m512 o[16];
+        _Pragma("GCC unroll 4")
         for (int e = 0; e < 4; e++) {
             const int q = q_of[e];
             __m512 x = _mm512_shuffle_f32x4(r[q], r[q + 4], 0x88);     /* lanes 0, 2 of g 0, 1 */
@@ -844,15 +891,16 @@ AVX512 static float pack_k_avx512(const float *k, size_t ldk, size_t jn, size_t 
             o[e + 4] = _mm512_shuffle_f32x4(y, w, 0x88);
             o[e + 12] = _mm512_shuffle_f32x4(y, w, 0xdd);
         }
-        for (size_t c = 0; c < 16 && c0 + c < d; c++)
-            _mm512_storeu_ps(kt + (c0 + c) * RK_SM_NR, o[c]);
+        _Pragma("GCC unroll 16")
+        for (size_t c = 0; c < 16; c++)
+            if (c0 + c < d) _mm512_storeu_ps(kt + (c0 + c) * RK_SM_NR, o[c]);
     }
     return _mm512_reduce_max_ps(m);
 }
 
 static const rk__sm_kernels kern_avx512 = { "avx512", qk_avx512, rows_avx512, pv_avx512,
                                             rows_bwd_avx512, tpv_avx512, pack_k_avx512,
-                                            absmax_avx512, RK_ISA_AVX512 };
+                                            pack_v_avx512, RK_ISA_AVX512 };
 
 static int cpu_has_avx2(void)
 {

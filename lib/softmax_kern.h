@@ -61,8 +61,9 @@ typedef struct {
      * k[jj][c] for jj < jn (jn <= 16) and 0 for jn <= jj < 16, c < d; k ld ldk. Returns the
      * largest |k| it copied (NaN ignored, as in fmaxf). */
     float (*pack_k)(const float *k, size_t ldk, size_t jn, size_t d, float *kt);
-    /* The largest |x[i]|, i < n (NaN ignored; 0 for n = 0). */
-    float (*absmax)(const float *x, size_t n);
+    /* Rows: vp[j][c] = v[j][c] for j < jn, c < dv (v ld ldv, vp ld ldp; columns dv .. ldp-1
+     * untouched). Returns the largest |v| it copied (NaN ignored; 0 when nothing). */
+    float (*pack_v)(const float *v, size_t ldv, size_t jn, size_t dv, float *vp, size_t ldp);
     /* The path these kernels are (RK_ISA_PORTABLE, RK_ISA_AVX2, RK_ISA_AVX512): what a plan
      * records in its config's isa. */
     rk_isa isa;

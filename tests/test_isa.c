@@ -351,8 +351,9 @@ static void check_tpv(const rk__sm_kernels *K, gsl_rng *g, ratio *w)
             }
 }
 
-/* Packing is an exact copy: the panel (key jj, channel c at c 16 + jj, pad keys 0) and the
- * largest magnitude, NaN ignored, against a plain loop; awkward widths and strides. */
+/* Packing is an exact copy: the key panel (key jj, channel c at c 16 + jj, pad keys 0), the
+ * value rows, and the largest magnitude, NaN ignored, against plain loops; awkward widths and
+ * strides. */
 static void check_pack(const rk__sm_kernels *K, gsl_rng *g)
 {
     static const size_t ds[] = { 1, 7, 15, 16, 17, 33, 64, 80, 129 };
@@ -375,12 +376,24 @@ static void check_pack(const rk__sm_kernels *K, gsl_rng *g)
                     float e = jj < jn ? k[jj * ldk + c] : 0.0f, a = kt[c * RK_SM_NR + jj];
                     assert_true(memcmp(&e, &a, sizeof e) == 0);
                 }
-            /* absmax over every prefix length of one row (vector bodies and tails) */
-            float r = 0.0f;
-            for (size_t n = 0; n <= d; n++) {
-                assert_true(K->absmax(k, n) == r);
-                if (n < d && fabsf(k[n]) > r) r = fabsf(k[n]);
+            /* value rows: every width up to d (vector bodies and tails), columns past the
+             * width untouched, the largest magnitude of the rows copied */
+            float *vp = alloc64(RK_SM_NR * (d + 5) * 4);
+            for (size_t w = 0; w <= d; w++) {
+                const size_t ldp = w + 5;
+                for (size_t i = 0; i < RK_SM_NR * ldp; i++) vp[i] = 7.0f;
+                float mv = 0.0f;
+                for (size_t jj = 0; jj < jn; jj++)
+                    for (size_t c = 0; c < w; c++)
+                        if (fabsf(k[jj * ldk + c]) > mv) mv = fabsf(k[jj * ldk + c]);
+                assert_true(K->pack_v(k, ldk, jn, w, vp, ldp) == mv);
+                for (size_t jj = 0; jj < RK_SM_NR; jj++)
+                    for (size_t c = 0; c < ldp; c++) {
+                        float e = jj < jn && c < w ? k[jj * ldk + c] : 7.0f, a = vp[jj * ldp + c];
+                        assert_true(memcmp(&e, &a, sizeof e) == 0);
+                    }
             }
+            free(vp);
             free(k);
             free(kt);
         }
