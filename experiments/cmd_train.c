@@ -349,6 +349,16 @@ static void parse_settings(cli_ctx *c, settings *s)
             cli_die(c, "--report-step %zu is not an evaluated step (a multiple of --eval-every %zu, "
                     "or the last step)", s->report_step, s->eval_every);
     }
+    if (s->rope_file) {     /* it applies to the RoPE arms: some arm must have RoPE */
+        size_t with = 0;
+        for (size_t i = 0; i < s->narms; i++) with += s->arms[i].rope != RK_ROPE_NONE;
+        if (!with && s->narms == 1)
+            cli_die(c, "--rope-config: variant '%s' has no RoPE, so the file would change nothing",
+                    s->arms[0].variant);
+        if (!with)
+            cli_die(c, "--rope-config: no arm of --compare has RoPE, so the file would change "
+                    "nothing");
+    }
     if (cmp || s->eval) {
         static char lbuf[256], sbuf[256];
         const char *ls = cli_get(c, "lengths");

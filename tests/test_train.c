@@ -479,6 +479,10 @@ static void test_rope_config(void **state)
     bad(RC_ARGS("--variant", "performer-rope-features", "--rope-config", "ok.json"),
         "rotates the FAVOR+ features");
     bad(ARGS("train", "--eval", "x.ckpt", "--rope-config", "ok.json"), "does not apply to --eval");
+    bad(RC_ARGS("--variant", "softmax", "--rope-config", "ok.json"), "variant 'softmax' has no RoPE");
+    bad(ARGS("train", "--compare", "softmax,performer", "--dir", "cmp", "--d-model", "16",
+             "--heads", "2", "--rope-config", "ok.json"),
+        "no arm of --compare has RoPE");
     run_cli_result r;
     assert_int_equal(run_cli(RC_ARGS("--out", "plain.tsv"), dir, 120, &r), 0);
     assert_int_equal(run_cli(RC_ARGS("--rope-config", "ok.json", "--out", "file.tsv", "--ckpt",
