@@ -64,10 +64,8 @@ const char *machine_timestamp(char *buf, size_t len)
     return buf;
 }
 
-/* What the library's run-time dispatch picks on this CPU (lib/: the softmax and FAVOR+ kernels
- * need AVX2 and FMA, RoPE's float kernels AVX2), independent of the flags this build used. */
-/* The kernel path the library's dispatch takes here (ROPEKIT_ISA included): what a plan with
- * isa = RK_ISA_AUTO runs. */
+/* The kernel path the library's run-time dispatch takes on this CPU (ROPEKIT_ISA included),
+ * independent of the flags this build used: what a plan with isa = RK_ISA_AUTO runs. */
 static const char *runtime_kernels(void)
 {
     return rk_isa_name(rk_isa_resolve(RK_ISA_AUTO));

@@ -786,9 +786,9 @@ static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const 
         const int th = omp_get_thread_num();
         tile_scratch ts = slab_f_at(s, c->d, th);
 
-        // 1. keys (rotated) in panels of 16, values padded to dvp, every key/value head; only
-        //    the keys some row of the entry sees (decoding packs chunk by chunk in 2')
         if (!s->nchunks) {
+            // 1. keys (rotated) in panels of 16, values padded to dvp, every key/value head;
+            //    only the keys some row of the entry sees (decoding packs chunk by chunk in 2')
             #pragma omp for schedule(static)
             for (size_t u = 0; u < nks * npan; u++) {
                 size_t ks = u / npan, pn = u % npan, b = ks / c->kv_heads, j0 = pn * RK_SM_NR;
@@ -802,9 +802,7 @@ static int sm_batch_f(rk_attn *p, const rk_tensor *Q, const rk_tensor *K, const 
                     err = rc;
                 }
             }
-        }
 
-        if (!s->nchunks) {
             // 2. (head, query tile) tasks, the last (heaviest) tiles of every head first
             #pragma omp for schedule(dynamic, 1) reduction(min: bad)
             for (size_t u = 0; u < nsl * ntiles; u++) {

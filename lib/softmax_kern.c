@@ -131,6 +131,14 @@ static inline float max_abs_c(float m, float x)
     return a > m ? a : m;
 }
 
+/* A panel's pad keys jn .. 15 (jn < 16 in the last panel) are 0 in every channel. */
+static void zero_pad_keys(float *kt, size_t jn, size_t d)
+{
+    if (jn < RK_SM_NR)
+        for (size_t c = 0; c < d; c++)
+            memset(kt + c * RK_SM_NR + jn, 0, (RK_SM_NR - jn) * sizeof(float));
+}
+
 static float pack_v_c(const float *v, size_t ldv, size_t jn, size_t dv, float *vp, size_t ldp)
 {
     float m = 0.0f;
@@ -152,9 +160,7 @@ static float pack_k_c(const float *k, size_t ldk, size_t jn, size_t d, float *kt
             kt[c * RK_SM_NR + jj] = k_j[c];
         }
     }
-    if (jn < RK_SM_NR)
-        for (size_t c = 0; c < d; c++)
-            memset(kt + c * RK_SM_NR + jn, 0, (RK_SM_NR - jn) * sizeof(float));
+    zero_pad_keys(kt, jn, d);
     return m;
 }
 
@@ -482,62 +488,56 @@ AVX2 static void tpv_avx2(const float *w, size_t ldw, const float *x, size_t ldx
     }
 }
 
-/* The largest |x[i]|: _mm256_max_ps(a, m) keeps m where a is NaN (the second operand). */
-AVX2 static float absmax_avx2(const float *x, size_t n)
+/* The magnitudes of a row into m8 (8 lanes at a time) and *m (the tail), the row copied to o
+ * on the way unless o is NULL: _mm256_max_ps(a, m8) keeps m8 where a is NaN (the second
+ * operand). */
+AVX2 static inline __m256 absmax_row_avx2(const float *x, size_t n, float *o, __m256 m8, float *m)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        m0 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m0);
-        m1 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i + 8)), m1);
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(x + i);
+        m8 = _mm256_max_ps(_mm256_andnot_ps(sign, a), m8);
+        if (o) _mm256_storeu_ps(o + i, a);
     }
-    float t[8], m = 0.0f;
-    _mm256_storeu_ps(t, _mm256_max_ps(m0, m1));
-    for (int l = 0; l < 8; l++) m = max_abs_c(m, t[l]);
-    for (; i < n; i++) m = max_abs_c(m, x[i]);
-    return m;
+    for (; i < n; i++) {
+        *m = max_abs_c(*m, x[i]);
+        if (o) o[i] = x[i];
+    }
+    return m8;
 }
 
-AVX2 static float pack_v_avx2(const float *v, size_t ldv, size_t jn, size_t dv, float *vp,
-                              size_t ldp)
+/* m folded with the 8 lanes of m8, once per call of a packing kernel. */
+AVX2 static float absmax_fold_avx2(__m256 m8, float m)
 {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 m8 = _mm256_setzero_ps();
-    float m = 0.0f;
-    for (size_t j = 0; j < jn; j++) {
-        const float *v_j = v + j * ldv;
-        float *o_j = vp + j * ldp;
-        size_t c = 0;
-        for (; c + 8 <= dv; c += 8) {
-            __m256 x = _mm256_loadu_ps(v_j + c);
-            m8 = _mm256_max_ps(_mm256_andnot_ps(sign, x), m8);
-            _mm256_storeu_ps(o_j + c, x);
-        }
-        for (; c < dv; c++) {
-            m = max_abs_c(m, v_j[c]);
-            o_j[c] = v_j[c];
-        }
-    }
     float t[8];
     _mm256_storeu_ps(t, m8);
     for (int l = 0; l < 8; l++) m = max_abs_c(m, t[l]);
     return m;
 }
 
-/* The magnitudes vectorised, the transposing copy scalar (stores one per cycle). */
+AVX2 static float pack_v_avx2(const float *v, size_t ldv, size_t jn, size_t dv, float *vp,
+                              size_t ldp)
+{
+    __m256 m8 = _mm256_setzero_ps();
+    float m = 0.0f;
+    for (size_t j = 0; j < jn; j++) m8 = absmax_row_avx2(v + j * ldv, dv, vp + j * ldp, m8, &m);
+    return absmax_fold_avx2(m8, m);
+}
+
+/* The magnitudes vectorised (kept in a register across rows), the transposing copy scalar
+ * (stores one per cycle). */
 AVX2 static float pack_k_avx2(const float *k, size_t ldk, size_t jn, size_t d, float *kt)
 {
+    __m256 m8 = _mm256_setzero_ps();
     float m = 0.0f;
     for (size_t jj = 0; jj < jn; jj++) {
         const float *k_j = k + jj * ldk;
-        m = max_abs_c(m, absmax_avx2(k_j, d));
+        m8 = absmax_row_avx2(k_j, d, NULL, m8, &m);
         for (size_t c = 0; c < d; c++) kt[c * RK_SM_NR + jj] = k_j[c];
     }
-    if (jn < RK_SM_NR)
-        for (size_t c = 0; c < d; c++)
-            memset(kt + c * RK_SM_NR + jn, 0, (RK_SM_NR - jn) * sizeof(float));
-    return m;
+    zero_pad_keys(kt, jn, d);
+    return absmax_fold_avx2(m8, m);
 }
 
 static const rk__sm_kernels kern_avx2 = { "avx2+fma", qk_avx2, rows_avx2, pv_avx2,
